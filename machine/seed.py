@@ -55,7 +55,7 @@ class SeedFile:
         if not _PERM_RE.match(self.permissions):
             raise ConfigError(
                 f"seed file {self.path}: permissions {self.permissions!r} are not an octal mode",
-                "Write permissions as a string such as \"0644\".",
+                'Write permissions as a string such as "0644".',
             )
         data = self.content.encode() if isinstance(self.content, str) else bytes(self.content)
         entry = {
