@@ -1,0 +1,55 @@
+"""Driver `none`: an existing Docker engine at --url (as in docker-machine).
+
+The machine is always Running; start, stop and kill refuse; rm forgets it and leaves the engine
+alone. Nothing is provisioned over SSH: the URL is used as given.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from machine.driver import Driver, Option, State
+from machine.errors import DriverError, UsageError
+
+
+class NoneDriver(Driver):
+    name = "none"
+    description = "An existing Docker engine at --url; nothing is created."
+    uses_ssh = False
+    wants_seed = False
+    options = (Option("url", "URL of the existing Docker engine, e.g. tcp://10.0.0.5:2376", aliases=("--url",)),)
+
+    def _url(self) -> str:
+        url = self.ctx.options.get("url")
+        if not url:
+            raise UsageError("The none driver needs --url",
+                             "Example: machine create -d none --url tcp://10.0.0.5:2376 NAME")
+        parts = urlsplit(url)
+        if parts.scheme not in ("tcp", "unix", "ssh", "npipe") or not (parts.netloc or parts.path):
+            raise UsageError(f"Invalid --url {url!r}", "Use tcp://HOST:PORT, ssh://USER@HOST or unix:///path.")
+        return url
+
+    def create(self) -> None:
+        self._url()
+
+    def start(self) -> None:
+        raise DriverError("A machine with the none driver cannot be started", "Start the engine on its host yourself.")
+
+    def stop(self, force: bool = False) -> None:
+        verb = "killed" if force else "stopped"
+        raise DriverError(f"A machine with the none driver cannot be {verb}", "Stop the engine on its host yourself.")
+
+    def remove(self) -> None:
+        """Nothing to delete: the engine is not ours."""
+
+    def status(self) -> State:
+        return State.RUNNING
+
+    def ip(self) -> str | None:
+        return urlsplit(self._url()).hostname
+
+    def url(self) -> str | None:
+        return self._url()
+
+
+DRIVER = NoneDriver

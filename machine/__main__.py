@@ -1,0 +1,3 @@
+from machine.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""The `machine` command line. Subcommands are imported lazily, so commands that only read the
+store (env, config, url, ls -q, active) import no driver, SSH or WinRM library."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from machine import __version__
+from machine.app import App, storage_root
+from machine.errors import MachineError
+from machine.progress import Progress
+from machine.store import Store
+
+# command name -> "module:function" under machine.commands
+COMMANDS: dict[str, str] = {
+    "active": "info:active",
+    "config": "env:config",
+    "create": "create:create",
+    "doctor": "doctor:doctor",
+    "env": "env:env",
+    "inspect": "info:inspect",
+    "install-plugin": "plugin:install_plugin",
+    "ip": "info:ip",
+    "kill": "lifecycle:kill",
+    "ls": "ls:ls",
+    "provision": "provisioning:provision",
+    "regenerate-certs": "provisioning:regenerate_certs",
+    "restart": "lifecycle:restart",
+    "rm": "lifecycle:rm",
+    "scp": "remote:scp",
+    "ssh": "remote:ssh",
+    "start": "lifecycle:start",
+    "status": "lifecycle:status",
+    "stop": "lifecycle:stop",
+    "swarm": "swarm:swarm",
+    "upgrade": "provisioning:upgrade",
+    "url": "info:url",
+    "use": "use:use",
+    "version": "info:version",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(n for n in COMMANDS if self._available(n))
+
+    @staticmethod
+    def _available(name: str) -> bool:
+        module = COMMANDS[name].split(":")[0]
+        return importlib.util.find_spec(f"machine.commands.{module}") is not None
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if not target or not self._available(name):
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(f"machine.commands.{module}"), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-D", "--debug", is_flag=True, help="Show debug output (remote commands, tracebacks).")
+@click.option("-s", "--storage-path", envvar="MACHINE_STORAGE_PATH", metavar="PATH",
+              help="Machine store root [env MACHINE_STORAGE_PATH; default ~/.docker/machine].")
+@click.version_option(__version__, "-v", "--version", prog_name="machine")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, storage_path: str | None) -> None:
+    """Create and manage lightweight Linux VMs as Docker hosts."""
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s", stream=sys.stderr)
+    ctx.obj = App(store=Store(storage_root(storage_path)), debug=debug, progress=Progress())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI; print typed errors as message + hint, never a traceback."""
+    debug = "-D" in (argv or sys.argv[1:]) or "--debug" in (argv or sys.argv[1:])
+    try:
+        rc = cli.main(args=argv, prog_name="machine", standalone_mode=False)
+    except MachineError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"Error: {e.message}", err=True)
+        if e.hint:
+            click.echo(f"Hint: {e.hint}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,1 @@
+"""The `machine` subcommands, one module per group of commands."""

@@ -1,0 +1,114 @@
+"""`machine create`: driver options come from each driver's declarations (flag, env var, key)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from machine import orchestrator, registry
+from machine.app import App, pass_app
+from machine.errors import UsageError
+from machine.names import validate_name
+
+DEFAULT_DRIVER = "qemu"
+
+
+def _driver_params() -> list[click.Option]:
+    params: list[click.Option] = []
+    for driver in registry.names():
+        try:
+            cls = registry.get(driver)
+        except Exception:  # a broken third-party driver must not break `create`
+            continue
+        for opt in cls.options:
+            ptype: Any = click.Choice(opt.choices) if opt.choices else (
+                {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(opt.type, click.STRING))
+            default_txt = "" if opt.default in (None, "", [], ()) or opt.secret else f" [default: {opt.default}]"
+            params.append(click.Option(
+                [opt.flag(driver), *opt.aliases, f"{driver}__{opt.key}"], type=ptype, multiple=opt.multiple, default=None,
+                help=f"{opt.help}{default_txt} [env {opt.envvar(driver)}]", show_default=False,
+            ))
+    return params
+
+
+def _kv(values: tuple[str, ...], flag: str) -> list[str]:
+    for v in values:
+        if "=" not in v:
+            raise UsageError(f"{flag} takes KEY=VALUE, got {v!r}", f"Example: {flag} foo=bar")
+    return list(values)
+
+
+def _create(app: App, name: str, driver: str, engine_transport: str, engine_port: int, engine_label: tuple,
+            engine_insecure_registry: tuple, engine_registry_mirror: tuple, engine_storage_driver: str | None,
+            engine_env: tuple, engine_opt: tuple, engine_install_url: str | None, engine_version: str | None,
+            tls_san: tuple, swarm_manager: str | None, swarm_join: str | None, **driver_flags: Any) -> None:
+    validate_name(name)
+    if swarm_manager and swarm_join:
+        raise UsageError("--swarm-manager and --swarm-join cannot be used together",
+                         "A machine either starts or joins a cluster's managers; use one of them.")
+    cls = registry.get(driver)
+    prefix = f"{driver}__"
+    own = {k[len(prefix):]: v for k, v in driver_flags.items() if k.startswith(prefix)}
+    foreign = [k.split("__")[0] for k, v in driver_flags.items() if not k.startswith(prefix) and v not in (None, ())]
+    if foreign:
+        raise UsageError(f"Options for driver(s) {', '.join(sorted(set(foreign)))} given, but the driver is {driver!r}",
+                         f"Use only --{driver}-... options with -d {driver}.")
+    engine = {
+        "transport": engine_transport, "port": engine_port,
+        "labels": _kv(engine_label, "--engine-label"),
+        "insecure_registries": list(engine_insecure_registry),
+        "registry_mirrors": list(engine_registry_mirror),
+        "storage_driver": engine_storage_driver or "",
+        "env": _kv(engine_env, "--engine-env"),
+        "opts": _kv(engine_opt, "--engine-opt"),
+        "install_url": engine_install_url or "",
+        "version": engine_version or "",
+        "tls_sans": list(tls_san),
+    }
+    swarm: dict[str, Any] = {}
+    if swarm_manager:
+        swarm = {"cluster": validate_name(swarm_manager), "role": "manager"}
+    elif swarm_join:
+        swarm = {"cluster": validate_name(swarm_join), "role": "worker"}
+    req = orchestrator.CreateRequest(name=name, driver=cls.name, driver_flags=own, engine=engine, swarm=swarm)
+    cfg = orchestrator.create(app.store, req, app.progress, debug=app.debug)
+    if swarm:
+        from machine.swarm import join_on_create
+
+        join_on_create(app.store, cfg, app.progress)
+    app.progress.info(f"Machine {name!r} is ready. To point your docker client at it, run: machine use {name}")
+
+
+def _build() -> click.Command:
+    params: list[click.Parameter] = [
+        click.Argument(["name"]),
+        click.Option(["-d", "--driver"], default=lambda: os.environ.get("MACHINE_DRIVER", DEFAULT_DRIVER),
+                     show_default=DEFAULT_DRIVER, help=f"Driver: {', '.join(registry.names())} [env MACHINE_DRIVER]"),
+        click.Option(["--engine-transport"], type=click.Choice(["tls", "ssh"]), default="tls", show_default=True,
+                     help="How the docker client reaches the engine: TLS on a TCP port, or ssh:// (no TCP port)."),
+        click.Option(["--engine-port"], type=click.IntRange(1, 65535), default=2376, show_default=True,
+                     help="Engine TLS port in the guest."),
+        click.Option(["--engine-label"], multiple=True, metavar="K=V", help="Engine label (repeatable)."),
+        click.Option(["--engine-insecure-registry"], multiple=True, metavar="HOST[:PORT]",
+                     help="Insecure registry (repeatable)."),
+        click.Option(["--engine-registry-mirror"], multiple=True, metavar="URL", help="Registry mirror (repeatable)."),
+        click.Option(["--engine-storage-driver"], metavar="NAME", help="Engine storage driver."),
+        click.Option(["--engine-env"], multiple=True, metavar="K=V", help="Engine environment variable (repeatable)."),
+        click.Option(["--engine-opt"], multiple=True, metavar="K=V", help="Engine daemon option (repeatable)."),
+        click.Option(["--engine-install-url"], metavar="URL", help="get.docker.com-style install script URL."),
+        click.Option(["--engine-version"], metavar="VERSION", help="Engine version to install (distro guests)."),
+        click.Option(["--tls-san"], multiple=True, metavar="NAME|IP", help="Extra SAN for the server certificate."),
+        click.Option(["--swarm-manager"], metavar="CLUSTER", help="Make this machine a manager of CLUSTER."),
+        click.Option(["--swarm-join"], metavar="CLUSTER", help="Join CLUSTER as a worker."),
+        *_driver_params(),
+    ]
+    return click.Command(
+        "create", params=params, callback=pass_app(_create),
+        help="Create a machine: a VM running the Docker engine, with TLS, reachable from this host.\n\n"
+             "Driver options are --DRIVER-OPTION flags; each also reads the environment variable shown.",
+    )
+
+
+create = _build()

@@ -1,0 +1,127 @@
+"""inspect, url, ip, active, version: answers from the store where possible (no driver import)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from machine import __version__
+from machine.app import App, pass_app
+from machine.errors import MachineError, NotFound
+from machine.store import MachineConfig
+
+SECRET_WORDS = ("password", "secret", "token")
+
+
+def saved_url(cfg: MachineConfig) -> str:
+    url = cfg.engine.get("url")
+    if not url:
+        raise MachineError(f"Machine {cfg.name!r} has no engine URL yet",
+                           f"It may not have finished provisioning: machine provision {cfg.name}")
+    return str(url)
+
+
+def public_view(cfg: MachineConfig, machine_dir: os.PathLike[str] | str) -> dict:
+    """The machine as shown by inspect: its config with secrets masked, plus paths."""
+    def scrub(d: dict) -> dict:
+        return {k: ("****" if any(w in k.lower() for w in SECRET_WORDS) and v else v) for k, v in d.items()}
+
+    return {
+        "Name": cfg.name,
+        "DriverName": cfg.driver,
+        "Driver": scrub(cfg.driver_options),
+        "DriverData": scrub(cfg.driver_data),
+        "Engine": cfg.engine,
+        "SSH": {k: v for k, v in cfg.ssh.items()},
+        "Swarm": cfg.swarm,
+        "Labels": cfg.labels,
+        "CreatedAt": cfg.created_at,
+        "StorePath": str(machine_dir),
+        "SchemaVersion": cfg.schema_version,
+    }
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("-f", "--format", "fmt", help="Go-template-style format, e.g. '{{.DriverName}}'.")
+@pass_app
+def inspect(app: App, name: str | None, fmt: str | None) -> None:
+    """Show a machine's configuration as JSON."""
+    resolved = app.name_or_default(name)
+    view = public_view(app.store.load(resolved), app.store.machine_dir(resolved))
+    if fmt:
+        from machine.gotemplate import render
+
+        click.echo(render(fmt, view))
+    else:
+        click.echo(json.dumps(view, indent=4))
+
+
+@click.command()
+@click.argument("name", required=False)
+@pass_app
+def url(app: App, name: str | None) -> None:
+    """Print a machine's engine URL."""
+    click.echo(saved_url(app.store.load(app.name_or_default(name))))
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@pass_app
+def ip(app: App, names: tuple[str, ...]) -> None:
+    """Print machines' IP addresses (asked of the driver)."""
+    from machine.orchestrator import driver_for
+
+    for name in names or (None,):
+        resolved = app.name_or_default(name)
+        addr = driver_for(app.store, app.store.load(resolved), app.debug).ip()
+        if not addr:
+            raise MachineError(f"Machine {resolved!r} has no IP address (is it running?)",
+                               f"Start it: machine start {resolved}")
+        click.echo(addr)
+
+
+def active_names(app: App) -> list[str]:
+    """Machines whose URL equals $DOCKER_HOST, or whose docker context is current."""
+    from machine import dockercontext
+
+    docker_host = os.environ.get("DOCKER_HOST", "")
+    current = dockercontext.current_machine()
+    found = []
+    for n in app.store.names():
+        try:
+            cfg = app.store.load(n)
+        except MachineError:
+            continue
+        url = cfg.engine.get("url")
+        if docker_host:
+            if url and url == docker_host:
+                found.append(n)
+        elif current == n:
+            found.append(n)
+    return found
+
+
+@click.command()
+@pass_app
+def active(app: App) -> None:
+    """Print the active machine (DOCKER_HOST, or the current docker context)."""
+    names = active_names(app)
+    if not names:
+        raise NotFound("No active host found", "Activate one: eval $(machine env NAME), or machine use NAME.")
+    click.echo(names[0])
+
+
+@click.command()
+@click.argument("name", required=False)
+@pass_app
+def version(app: App, name: str | None) -> None:
+    """Print machine's version, or with NAME the Docker engine version of that machine."""
+    if not name:
+        click.echo(f"machine version {__version__}")
+        return
+    from machine.provision import engine_version
+
+    click.echo(engine_version(app.store, app.existing(name), app.debug))

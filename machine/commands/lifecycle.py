@@ -1,0 +1,95 @@
+"""start, stop, restart, kill, status, rm."""
+
+from __future__ import annotations
+
+import click
+
+from machine import orchestrator
+from machine.app import App, pass_app
+from machine.errors import MachineError
+
+
+def _each(app: App, names: tuple[str, ...], action) -> None:  # noqa: ANN001
+    """Run `action(name)` for each machine (or `default`); report every failure, fail if any did."""
+    failures: list[MachineError] = []
+    for name in names or (None,):
+        try:
+            action(app.name_or_default(name))
+        except MachineError as e:
+            if len(names) <= 1:
+                raise
+            click.echo(f"Error with {name}: {e.message}", err=True)
+            failures.append(e)
+    if failures:
+        raise MachineError(f"{len(failures)} of {len(names)} machines failed", failures[0].hint)
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@pass_app
+def start(app: App, names: tuple[str, ...]) -> None:
+    """Start machines (the `default` machine when no name is given)."""
+    _each(app, names, lambda n: orchestrator.start(app.store, n, app.progress, app.debug))
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@pass_app
+def stop(app: App, names: tuple[str, ...]) -> None:
+    """Stop machines gracefully (ACPI power off; killed after a timeout)."""
+    _each(app, names, lambda n: orchestrator.stop(app.store, n, app.progress, debug=app.debug))
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@pass_app
+def kill(app: App, names: tuple[str, ...]) -> None:
+    """Power machines off at once."""
+    _each(app, names, lambda n: orchestrator.stop(app.store, n, app.progress, force=True, debug=app.debug))
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@pass_app
+def restart(app: App, names: tuple[str, ...]) -> None:
+    """Stop and start machines."""
+    _each(app, names, lambda n: orchestrator.restart(app.store, n, app.progress, app.debug))
+
+
+@click.command()
+@click.argument("name", required=False)
+@pass_app
+def status(app: App, name: str | None) -> None:
+    """Print a machine's state (asked of its driver)."""
+    click.echo(str(orchestrator.status(app.store, app.existing(name), app.debug)))
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("-y", "yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("-f", "--force", is_flag=True, help="Remove the local machine even if the VM cannot be removed.")
+@pass_app
+def rm(app: App, names: tuple[str, ...], yes: bool, force: bool) -> None:
+    """Remove machines: the VM, its disks and the local configuration."""
+    resolved = [app.name_or_default(n) for n in names] if names else [app.name_or_default(None)]
+    if not yes:
+        click.echo(f"About to remove {', '.join(resolved)}")
+        click.echo("WARNING: This action will delete both local reference and remote instance.")
+        answer = click.prompt("Are you sure?", type=click.Choice(["y", "n"]), show_choices=True, default="n",
+                              show_default=False, prompt_suffix=" ", err=False)
+        if answer != "y":
+            click.echo("Not removed.")
+            return
+    failures = 0
+    for name in resolved:
+        try:
+            orchestrator.remove(app.store, name, app.progress, force=force, debug=app.debug)
+            click.echo(f"Successfully removed {name}")
+        except MachineError as e:
+            if len(resolved) == 1:
+                raise
+            failures += 1
+            click.echo(f"Error removing host {name!r}: {e.message}", err=True)
+    if failures:
+        raise MachineError(f"{failures} of {len(resolved)} machines could not be removed",
+                           "Use -f to remove the local machines anyway.")

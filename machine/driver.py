@@ -1,0 +1,214 @@
+"""The driver contract: a small abstract driver, a state enum and option declarations.
+
+Drivers make, start, stop and remove VMs and answer questions about them. They never wait,
+provision or save: `machine.orchestrator` does that. Anything a driver must remember (ports,
+domain names) goes into `self.data`, which the orchestrator saves. Driver modules import only
+the standard library at module level; hypervisor libraries are imported inside methods, so the
+registry can list drivers and their options cheaply.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from machine.errors import UsageError
+
+
+class State(StrEnum):
+    NOT_CREATED = "NotCreated"
+    STOPPED = "Stopped"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    PAUSED = "Paused"
+    SAVED = "Saved"
+    ERROR = "Error"
+    TIMEOUT = "Timeout"
+    UNKNOWN = "Unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One driver option, declared once. For driver `qemu` and option `memory`:
+    flag `--qemu-memory`, environment variable `QEMU_MEMORY`, config key `memory`."""
+
+    name: str
+    help: str
+    default: Any = None
+    type: type = str
+    multiple: bool = False
+    choices: tuple[str, ...] | None = None
+    secret: bool = False
+    # Extra flag spellings kept for docker-machine compatibility (e.g. none's --url).
+    aliases: tuple[str, ...] = ()
+
+    def flag(self, driver: str) -> str:
+        return f"--{driver}-{self.name}"
+
+    def envvar(self, driver: str) -> str:
+        return f"{driver}_{self.name}".upper().replace("-", "_")
+
+    @property
+    def key(self) -> str:
+        return self.name.replace("-", "_")
+
+    def convert(self, driver: str, raw: Any) -> Any:
+        """Turn a string (from the environment) or a value into this option's type."""
+        if self.multiple:
+            if raw is None:
+                return []
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return [self._one(driver, x) for x in items if x != ""]
+        return None if raw is None else self._one(driver, raw)
+
+    def _one(self, driver: str, raw: Any) -> Any:
+        try:
+            if self.type is bool:
+                if isinstance(raw, bool):
+                    value: Any = raw
+                elif str(raw).lower() in ("1", "true", "yes", "on"):
+                    value = True
+                elif str(raw).lower() in ("0", "false", "no", "off", ""):
+                    value = False
+                else:
+                    raise ValueError(raw)
+            else:
+                value = self.type(raw)
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"Invalid value {raw!r} for {self.flag(driver)}",
+                f"{self.flag(driver)} takes a {self.type.__name__}.",
+            ) from None
+        if self.choices and value not in self.choices:
+            raise UsageError(
+                f"Invalid value {raw!r} for {self.flag(driver)}",
+                f"Choose one of: {', '.join(self.choices)}.",
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether this host can run a driver; `hint` says how to fix it when it cannot."""
+
+    ok: bool
+    message: str = ""
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class SSHEndpoint:
+    host: str
+    port: int
+    user: str
+
+
+@dataclass
+class DriverContext:
+    """What a driver knows about its machine."""
+
+    name: str
+    machine_dir: Path
+    options: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+    cache_dir: Path | None = None
+    # A NoCloud seed ISO (label cidata) the orchestrator built for drivers that boot an image.
+    seed_path: Path | None = None
+    # The engine's TCP port in the guest (drivers that forward ports forward this one).
+    engine_port: int = 2376
+    debug: bool = False
+
+
+class Driver(ABC):
+    """Base class of every driver. Subclasses set `name`, `options`, and implement the methods."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+    # True when the machine is reached over SSH and provisioned (False for `none`).
+    uses_ssh: ClassVar[bool] = True
+    # True when the driver boots an image and wants a NoCloud seed (ctx.seed_path).
+    wants_seed: ClassVar[bool] = True
+
+    def __init__(self, ctx: DriverContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.ctx.data
+
+    def opt(self, key: str) -> Any:
+        return self.ctx.options.get(key.replace("-", "_"))
+
+    # -- availability -------------------------------------------------------------------
+    @classmethod
+    def check_available(cls, options: dict[str, Any] | None = None) -> Availability:
+        """Can this host run the driver? Never raises: answers with a message and a fix hint."""
+        return Availability(True)
+
+    # -- lifecycle (idempotent where it makes sense) ---------------------------------------
+    @abstractmethod
+    def create(self) -> None:
+        """Make the VM exist (stopped or running). Calling it on an existing VM is a no-op."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start the VM; no-op when it runs. Does not wait for the guest to be ready."""
+
+    @abstractmethod
+    def stop(self, force: bool = False) -> None:
+        """Ask the guest to power off (ACPI); with force, power it off at once (kill)."""
+
+    @abstractmethod
+    def remove(self) -> None:
+        """Delete the VM and everything the driver made for it. No-op when it is gone."""
+
+    @abstractmethod
+    def status(self) -> State:
+        """The VM's state, asked of the hypervisor (never stored)."""
+
+    # -- addresses ---------------------------------------------------------------------------
+    def ip(self) -> str | None:
+        """The address the host reaches the machine at (may be 127.0.0.1 with forwards)."""
+        return None
+
+    def ssh_endpoint(self) -> SSHEndpoint | None:
+        """Where SSH listens, only while running."""
+        return None
+
+    def engine_address(self, guest_port: int) -> tuple[str, int] | None:
+        """(host, port) the host reaches the guest's engine port `guest_port` at."""
+        ip = self.ip()
+        return (ip, guest_port) if ip else None
+
+    def url(self) -> str | None:
+        """The engine URL, e.g. tcp://127.0.0.1:41234."""
+        addr = self.engine_address(self.ctx.engine_port)
+        return f"tcp://{addr[0]}:{addr[1]}" if addr else None
+
+    def console_log(self) -> Path | None:
+        """Path of the serial console log, when the driver keeps one."""
+        return None
+
+
+def option_values(driver_cls: type[Driver], given: dict[str, Any], environ: dict[str, str] | None = None
+                  ) -> dict[str, Any]:
+    """Resolve each declared option: flag value, else environment variable, else default."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for opt in driver_cls.options:
+        raw = given.get(opt.key)
+        if raw is None or (opt.multiple and not raw):
+            raw = env.get(opt.envvar(driver_cls.name))
+        if raw is None:
+            raw = opt.default
+        values[opt.key] = opt.convert(driver_cls.name, raw)
+    return values

@@ -1,0 +1,276 @@
+"""The one orchestration layer (as podman machine's shim/host.go): it creates, starts, stops and
+removes machines through drivers, waits for them, provisions them and saves their config.
+Drivers never wait, provision or save; commands never talk to drivers directly.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from machine import registry, waiting
+from machine.driver import Driver, DriverContext, State, option_values
+from machine.errors import DriverError, HostNotUsable, MachineError, TimeoutError_, UsageError
+from machine.names import validate_name
+from machine.progress import Progress
+from machine.store import MachineConfig, Store
+
+log = logging.getLogger("machine.orchestrator")
+
+READY_MARKER = "machine-os: ssh-ready"
+FAILED_MARKER = "machine-os: boot-failed"
+BOOT_TIMEOUT = 300.0
+STOP_TIMEOUT = 60.0
+
+
+@dataclass
+class CreateRequest:
+    name: str
+    driver: str
+    driver_flags: dict[str, Any] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
+    swarm: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    boot_timeout: float = BOOT_TIMEOUT
+
+
+def driver_for(store: Store, cfg: MachineConfig, debug: bool = False) -> Driver:
+    cls = registry.get(cfg.driver)
+    ctx = DriverContext(
+        name=cfg.name,
+        machine_dir=store.machine_dir(cfg.name),
+        options=dict(cfg.driver_options),
+        data=cfg.driver_data,
+        cache_dir=store.cache_dir,
+        engine_port=int(cfg.engine.get("port", 2376)),
+        debug=debug,
+    )
+    seed = ctx.machine_dir / "seed.iso"
+    ctx.seed_path = seed if seed.exists() else None
+    return cls(ctx)
+
+
+def check_available(driver_name: str, options: dict[str, Any] | None = None) -> None:
+    cls = registry.get(driver_name)
+    try:
+        verdict = cls.check_available(options or {})
+    except Exception as e:  # an availability check must answer, not raise; report it as unusable
+        raise HostNotUsable(f"Driver {driver_name!r} availability check failed: {e}",
+                            "Run 'machine doctor' for details.") from e
+    if not verdict.ok:
+        raise HostNotUsable(verdict.message or f"Driver {driver_name!r} cannot run on this host", verdict.hint)
+
+
+# -- create -----------------------------------------------------------------------------------
+
+
+def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = False) -> MachineConfig:
+    """Create, boot, provision and save a machine. On any failure (or Ctrl-C) everything made so
+    far is removed again: a failed create leaves no half-made machine behind."""
+    validate_name(req.name)
+    cls = registry.get(req.driver)
+    options = option_values(cls, req.driver_flags)
+    with store.lock(req.name):
+        if store.exists(req.name):
+            raise UsageError(f"Machine {req.name!r} already exists",
+                             f"Pick another name, or remove it first: machine rm {req.name}")
+        check_available(req.driver, options)
+        engine = {"transport": "tls", "port": 2376, **req.engine}
+        cfg = MachineConfig(name=req.name, driver=req.driver, driver_options=options, engine=engine,
+                            swarm=dict(req.swarm), labels=dict(req.labels))
+        store.make_machine_dir(req.name)
+        driver: Driver | None = None
+        try:
+            driver = driver_for(store, cfg, debug)
+            if cls.wants_seed or cls.uses_ssh:
+                from machine import provision
+
+                with progress.step("Preparing keys, certificates and seed"):
+                    provision.prepare(store, cfg, driver.ctx)
+            with progress.step(f"Creating {req.driver} machine {req.name!r}"):
+                driver.create()
+                store.save(cfg)
+            _boot(store, cfg, driver, progress, req.boot_timeout)
+            if cls.uses_ssh:
+                from machine import provision
+
+                provision.provision(store, cfg, driver, progress)
+            else:
+                cfg.engine["url"] = driver.url()
+            store.save(cfg)
+        except BaseException as e:
+            _undo_create(store, req.name, driver, progress, e)
+            raise
+    return cfg
+
+
+def _undo_create(store: Store, name: str, driver: Driver | None, progress: Progress, error: BaseException) -> None:
+    reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    progress.info(f"Create {reason}; removing what was made for {name!r}")
+    if driver is not None:
+        try:
+            driver.remove()
+        except Exception as e:  # keep the original error; say what could not be undone
+            progress.warn(f"could not remove the VM: {e}")
+    shutil.rmtree(store.machine_dir(name), ignore_errors=True)
+
+
+# -- boot and wait ----------------------------------------------------------------------------
+
+
+def _boot(store: Store, cfg: MachineConfig, driver: Driver, progress: Progress, timeout: float) -> None:
+    if driver.status() != State.RUNNING:
+        with progress.step("Starting VM"):
+            driver.start()
+            store.save(cfg)
+    if driver.uses_ssh:
+        wait_ready(driver, progress, timeout)
+
+
+def wait_ready(driver: Driver, progress: Progress, timeout: float = BOOT_TIMEOUT) -> None:
+    """Wait for the guest: its readiness line on the serial console (when the driver keeps a
+    console log), then an SSH banner. Fails early when the VM stops or reports a boot failure,
+    showing the tail of the console log."""
+    console = driver.console_log()
+
+    def failed() -> str | None:
+        if console and waiting.serial_has(console, FAILED_MARKER):
+            return "the machine OS reported a boot failure"
+        state = driver.status()
+        if state not in (State.RUNNING, State.STARTING):
+            return f"the VM is {state}"
+        return None
+
+    hint = "The guest did not come up. Console log tail:\n" + waiting.log_tail(console) if console else \
+        "Check that the machine boots and that sshd runs in it."
+    with progress.step("Waiting for the machine to boot"):
+        if console:
+            try:
+                waiting.until(lambda: waiting.serial_has(console, READY_MARKER) or _banner(driver),
+                              timeout=timeout, what="the machine to boot", interval=0.2, failed=failed)
+            except TimeoutError_ as e:
+                e.hint = "Console log tail:\n" + waiting.log_tail(console)
+                raise
+        waiting.until(lambda: _banner(driver), timeout=timeout, what="SSH", interval=0.2,
+                      hint=hint, failed=failed)
+
+
+def _banner(driver: Driver) -> bool:
+    ep = driver.ssh_endpoint()
+    return bool(ep) and waiting.ssh_banner(ep.host, ep.port)  # type: ignore[union-attr]
+
+
+# -- lifecycle --------------------------------------------------------------------------------
+
+
+def start(store: Store, name: str, progress: Progress, debug: bool = False) -> None:
+    with store.lock(name):
+        cfg = store.load(name)
+        driver = driver_for(store, cfg, debug)
+        if driver.status() == State.RUNNING:
+            progress.info(f"Machine {name!r} is already running.")
+            return
+        _boot(store, cfg, driver, progress, BOOT_TIMEOUT)
+        if driver.uses_ssh:
+            from machine import provision
+
+            provision.after_start(store, cfg, driver, progress)
+        store.save(cfg)
+
+
+def stop(store: Store, name: str, progress: Progress, *, force: bool = False, debug: bool = False,
+         timeout: float = STOP_TIMEOUT) -> None:
+    with store.lock(name):
+        cfg = store.load(name)
+        driver = driver_for(store, cfg, debug)
+        state = driver.status()
+        if state in (State.STOPPED, State.NOT_CREATED):
+            progress.info(f"Machine {name!r} is already stopped.")
+            return
+        verb = "Killing" if force else "Stopping"
+        with progress.step(f"{verb} {name!r}"):
+            driver.stop(force=force)
+            try:
+                waiting.until(lambda: driver.status() in (State.STOPPED, State.NOT_CREATED), timeout=timeout,
+                              what=f"{name!r} to stop", interval=0.3)
+            except TimeoutError_:
+                if force:
+                    raise
+                progress.warn(f"{name!r} did not power off within {timeout:.0f} s; killing it")
+                driver.stop(force=True)
+                waiting.until(lambda: driver.status() in (State.STOPPED, State.NOT_CREATED), timeout=30,
+                              what=f"{name!r} to stop after kill", interval=0.3)
+        store.save(cfg)
+
+
+def restart(store: Store, name: str, progress: Progress, debug: bool = False) -> None:
+    stop(store, name, progress, debug=debug)
+    start(store, name, progress, debug=debug)
+
+
+def remove(store: Store, name: str, progress: Progress, *, force: bool = False, debug: bool = False) -> None:
+    """Remove the VM and the machine directory. With force, remove the directory even when the
+    driver fails (or the config cannot be read)."""
+    with store.lock(name):
+        if not store.machine_dir(name).exists():
+            from machine.errors import NotFound
+
+            raise NotFound(f"Host does not exist: {name!r}", "See 'machine ls'.")
+        try:
+            cfg = store.load(name)
+            driver = driver_for(store, cfg, debug)
+            with progress.step(f"Removing {name!r}"):
+                driver.remove()
+        except MachineError as e:
+            if not force:
+                e.hint = (e.hint + "\n" if e.hint else "") + f"Use 'machine rm -f {name}' to remove it anyway."
+                raise
+            progress.warn(f"{e}; removing the machine directory anyway (-f)")
+        except Exception as e:
+            if not force:
+                raise DriverError(f"Removing {name!r} failed: {e}",
+                                  f"Use 'machine rm -f {name}' to remove it anyway.") from e
+            progress.warn(f"{e}; removing the machine directory anyway (-f)")
+        store.remove(name)
+    from machine import dockercontext
+
+    dockercontext.forget_machine(name)
+
+
+# -- queries ----------------------------------------------------------------------------------
+
+
+def status(store: Store, name: str, debug: bool = False) -> State:
+    cfg = store.load(name)
+    return driver_for(store, cfg, debug).status()
+
+
+def query_many(store: Store, names: list[str], fn: Callable[[str], Any], timeout: float) -> dict[str, Any]:
+    """Run fn(name) for every machine in parallel. A machine that takes longer than `timeout`
+    gets a TimeoutError_ as its result; one that fails gets its exception. The total wait is
+    bounded by `timeout`, not by the sum."""
+    results: dict[str, Any] = {}
+    if not names:
+        return results
+    pool = futures.ThreadPoolExecutor(max_workers=min(32, len(names)), thread_name_prefix="ls")
+    jobs = {pool.submit(fn, n): n for n in names}
+    done, pending = futures.wait(jobs, timeout=timeout)
+    for job in done:
+        try:
+            results[jobs[job]] = job.result()
+        except Exception as e:  # reported per machine in the ERRORS column
+            results[jobs[job]] = e
+    for job in pending:
+        results[jobs[job]] = TimeoutError_(f"timed out after {timeout:g} s", "Raise -t/--timeout.")
+    pool.shutdown(wait=False, cancel_futures=True)
+    return results
+
+
+def require_running(driver: Driver, name: str) -> None:
+    state = driver.status()
+    if state != State.RUNNING:
+        raise DriverError(f"Machine {name!r} is not running (state: {state})", f"Start it: machine start {name}")

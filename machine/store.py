@@ -1,0 +1,171 @@
+"""The machine store: `<root>/machines/<name>/config.json`, `<root>/certs/`, `<root>/cache/`.
+
+The machine directory is the machine's state (as in Lima): its config plus whatever files the
+driver keeps there (disks, pidfiles, sockets, logs). Status is never stored: it is asked of the
+driver. Config writes are atomic; `Store.lock(name)` serialises commands on one machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from machine.atomicfile import ensure_dir, write_atomic
+from machine.errors import ConfigError, NotFound
+from machine.filelock import FileLock
+from machine.names import validate_name
+
+SCHEMA_VERSION = 1
+CONFIG_FILE = "config.json"
+LOCK_FILE = ".lock"
+
+
+def default_root() -> Path:
+    env = os.environ.get("MACHINE_STORAGE_PATH")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".docker" / "machine"
+
+
+@dataclass
+class MachineConfig:
+    """What is saved for one machine. Drivers own `driver_options` (what the user chose) and
+    `driver_data` (what the driver recorded at create: ports, domain names...)."""
+
+    name: str
+    driver: str
+    driver_options: dict[str, Any] = field(default_factory=dict)
+    driver_data: dict[str, Any] = field(default_factory=dict)
+    # engine: transport ("tls" | "ssh"), url, port, options (labels, env, ...), tls_sans
+    engine: dict[str, Any] = field(default_factory=dict)
+    # ssh: user, host_key (pinned "type base64"), key ("id_ed25519" in the machine dir)
+    ssh: dict[str, Any] = field(default_factory=dict)
+    swarm: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data = {"schema_version": data.pop("schema_version"), **data}
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: Path) -> MachineConfig:
+        version = data.get("schema_version")
+        if not isinstance(version, int):
+            raise ConfigError(
+                f"Config file {source} has no valid schema_version",
+                "The file is damaged: restore it from a backup, or remove the machine with 'machine rm -f'.",
+            )
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"Config file {source} has schema version {version}, newer than this machine "
+                f"(knows up to {SCHEMA_VERSION})",
+                "Upgrade machine to a release that knows this config version.",
+            )
+        known = {f for f in cls.__dataclass_fields__}
+        missing = [k for k in ("name", "driver") if not isinstance(data.get(k), str)]
+        if missing:
+            raise ConfigError(
+                f"Config file {source} lacks {', '.join(missing)}",
+                "The file is damaged: restore it, or remove the machine with 'machine rm -f'.",
+            )
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("driver_options", "driver_data", "engine", "ssh", "swarm", "labels"):
+            if key in values and not isinstance(values[key], dict):
+                raise ConfigError(
+                    f"Config file {source}: '{key}' must be an object",
+                    "The file is damaged: restore it, or remove the machine with 'machine rm -f'.",
+                )
+        return cls(**values)
+
+
+class Store:
+    """One storage root. Cheap to construct: touches the disk only when used."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root else default_root()
+
+    @property
+    def machines_dir(self) -> Path:
+        return self.root / "machines"
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.root / "certs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return ensure_dir(self.root / "cache")
+
+    def machine_dir(self, name: str) -> Path:
+        return self.machines_dir / validate_name(name)
+
+    def config_path(self, name: str) -> Path:
+        return self.machine_dir(name) / CONFIG_FILE
+
+    def exists(self, name: str) -> bool:
+        return self.config_path(name).is_file()
+
+    def names(self) -> list[str]:
+        if not self.machines_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.machines_dir.iterdir() if (p / CONFIG_FILE).is_file())
+
+    def load(self, name: str) -> MachineConfig:
+        path = self.config_path(name)
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise NotFound(
+                f"Host does not exist: {name!r}",
+                "See the machines you have with 'machine ls', or create one with 'machine create'.",
+            ) from None
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ConfigError(
+                f"Config file {path} is corrupt: {e.msg} at line {e.lineno} column {e.colno}",
+                "Fix or restore the file, or remove the machine with 'machine rm -f " + name + "'.",
+            ) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"Config file {path} is corrupt: not a JSON object",
+                              "Fix or restore the file, or remove the machine with 'machine rm -f'.")
+        cfg = MachineConfig.from_dict(data, path)
+        if cfg.name != name:
+            raise ConfigError(
+                f"Config file {path} is for machine {cfg.name!r}, not {name!r}",
+                "Machine directories cannot be renamed by hand; rename it back.",
+            )
+        return cfg
+
+    def save(self, cfg: MachineConfig) -> None:
+        directory = ensure_dir(self.machine_dir(cfg.name))
+        if not cfg.created_at:
+            cfg.created_at = datetime.now(UTC).isoformat(timespec="seconds")
+        write_atomic(directory / CONFIG_FILE, cfg.to_json())
+
+    def make_machine_dir(self, name: str) -> Path:
+        ensure_dir(self.machines_dir)
+        return ensure_dir(self.machine_dir(name))
+
+    def remove(self, name: str) -> None:
+        """Delete the machine directory (its config and every file the driver kept there)."""
+        shutil.rmtree(self.machine_dir(name), ignore_errors=False)
+
+    @contextmanager
+    def lock(self, name: str, timeout: float = 30.0) -> Iterator[None]:
+        """Hold `name`'s lock. The lock file lives beside the machine dirs so it works before the
+        machine dir exists (create) and after it is gone (rm)."""
+        ensure_dir(self.machines_dir)
+        lock_path = self.machines_dir / f".{validate_name(name)}{LOCK_FILE}"
+        with FileLock(lock_path, timeout=timeout, what=f"Machine {name!r}"):
+            yield
