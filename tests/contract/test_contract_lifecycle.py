@@ -1,0 +1,115 @@
+"""The lifecycle every driver must follow, run once per harness (see harness.py)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from harness import Harness, reopen
+
+from machine.driver import Driver, SSHEndpoint, State
+from machine.errors import MachineError
+
+CREATED = {"stopped": {State.STOPPED}, "running": {State.RUNNING}, "any": {State.STOPPED, State.RUNNING}}
+
+
+def wait_for(driver: Driver, want: State, timeout: float) -> State:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = driver.status()
+        if state == want or time.monotonic() > deadline:
+            return state
+        time.sleep(0.05)
+
+
+def assert_endpoint(h: Harness, driver: Driver) -> None:
+    ep = driver.ssh_endpoint()
+    if not h.ssh_when_running:
+        return
+    assert isinstance(ep, SSHEndpoint), f"running machine has no SSH endpoint: {ep!r}"
+    assert ep.host and ep.user
+    assert isinstance(ep.port, int) and 0 < ep.port < 65536
+
+
+def test_full_lifecycle(driver_harness: Harness, driver: Driver) -> None:
+    h = driver_harness
+    if h.always_running or not (h.supports_start and h.supports_stop):
+        pytest.skip(f"{h.id} has its own lifecycle (see test_fixed_lifecycle)")
+    t = h.state_timeout
+    assert driver.status() == State.NOT_CREATED
+    assert driver.ssh_endpoint() is None
+
+    driver.create()
+    first = driver.status()
+    assert first in CREATED[h.created_state], f"state after create: {first}"
+    driver.create()  # idempotent
+    assert driver.status() == first
+    assert reopen(driver).status() == first, "state must come from the hypervisor, not the driver object"
+    if first == State.STOPPED:
+        assert driver.ssh_endpoint() is None, "SSH endpoint offered while stopped"
+
+    driver.start()
+    assert wait_for(driver, State.RUNNING, t) == State.RUNNING
+    assert_endpoint(h, driver)
+    assert_endpoint(h, reopen(driver))
+    driver.start()  # no-op while running
+    assert driver.status() == State.RUNNING
+
+    driver.stop()  # ACPI
+    assert wait_for(driver, State.STOPPED, t) == State.STOPPED
+    assert driver.ssh_endpoint() is None
+
+    driver.start()
+    assert wait_for(driver, State.RUNNING, t) == State.RUNNING
+    driver.stop(force=True)  # kill
+    assert wait_for(driver, State.STOPPED, t) == State.STOPPED
+    assert driver.ssh_endpoint() is None
+
+    driver.remove()
+    assert driver.status() == State.NOT_CREATED
+    assert reopen(driver).status() == State.NOT_CREATED
+    driver.remove()  # idempotent
+    assert driver.status() == State.NOT_CREATED
+
+
+def test_remove_running_machine(driver_harness: Harness, driver: Driver) -> None:
+    h = driver_harness
+    if h.always_running or not h.supports_start:
+        pytest.skip(f"{h.id} cannot start machines")
+    driver.create()
+    driver.start()
+    assert wait_for(driver, State.RUNNING, h.state_timeout) == State.RUNNING
+    reopen(driver).remove()  # a fresh driver object (as `machine rm` makes) removes a running machine
+    assert driver.status() == State.NOT_CREATED
+
+
+def test_remove_never_created_is_noop(driver_harness: Harness, driver: Driver) -> None:
+    driver.remove()
+    driver.remove()
+    expected = State.RUNNING if driver_harness.always_running else State.NOT_CREATED
+    assert driver.status() == expected
+
+
+def test_fixed_lifecycle(driver_harness: Harness, driver: Driver) -> None:
+    """Drivers that cannot start/stop (like `none`): create and remove are idempotent, start and
+    stop refuse with a MachineError that carries a hint, and the state does not change."""
+    h = driver_harness
+    if not h.always_running and h.supports_start and h.supports_stop:
+        pytest.skip(f"{h.id} follows the full lifecycle")
+    driver.create()
+    driver.create()
+    before = driver.status()
+    if h.always_running:
+        assert before == State.RUNNING
+    for action, supported in ((driver.start, h.supports_start), (lambda: driver.stop(), h.supports_stop),
+                              (lambda: driver.stop(force=True), h.supports_stop)):
+        if supported:
+            continue
+        with pytest.raises(MachineError) as err:
+            action()
+        assert err.value.hint, "a refusal must tell the user what to do"
+        assert driver.status() == before
+    driver.remove()
+    driver.remove()
+    if h.always_running:
+        assert driver.status() == State.RUNNING
