@@ -1,0 +1,205 @@
+"""Shell lines that point the docker client at a machine (`machine env`), as docker-machine prints them.
+
+Each shell has its own set/unset syntax, comment character and eval form; the lines and the two-line
+usage hint follow docker-machine's commands/env.go byte for byte for ordinary values. Values are
+escaped where the shell's quoting needs it (docker-machine did not), which changes nothing for
+ordinary paths and URLs. Stdlib only: `machine env` runs inside `eval $(...)` and must be fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+POSIX_SHELLS = ("bash", "zsh", "sh", "ksh", "dash", "ash", "mksh")
+SHELLS = (*POSIX_SHELLS, "fish", "powershell", "pwsh", "cmd", "tcsh", "csh", "emacs")
+ALIASES = {"pwsh": "powershell", "csh": "tcsh"}
+TLS_VARS = ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+
+
+def _escape(chars: str, escape: str = "\\") -> Callable[[str], str]:
+    def quote(value: str) -> str:
+        return "".join(escape + c if c in chars else c for c in value)
+
+    return quote
+
+
+def _raw(value: str) -> str:
+    return value
+
+
+@dataclass(frozen=True)
+class Syntax:
+    """docker-machine's ShellConfig Prefix/Delimiter/Suffix for set and unset, plus the hint form."""
+
+    set_prefix: str
+    set_delimiter: str
+    set_suffix: str
+    unset_prefix: str
+    unset_delimiter: str
+    unset_suffix: str
+    comment: str
+    eval_form: str  # {cmd} is the command line
+    escape: Callable[[str], str] = _raw
+
+
+POSIX = Syntax("export ", '="', '"\n', "unset ", "", "\n", "#", "eval $({cmd})", _escape('\\"$`'))
+SYNTAX: dict[str, Syntax] = {
+    "fish": Syntax("set -gx ", ' "', '";\n', "set -e ", "", ";\n", "#", "eval ({cmd})", _escape('\\"$')),
+    "powershell": Syntax("$Env:", ' = "', '"\n', "Remove-Item Env:\\\\", "", "\n", "#",
+                         "& {cmd} | Invoke-Expression", _escape('`"$', "`")),
+    "cmd": Syntax("SET ", "=", "\n", "SET ", "=", "\n", "REM",
+                  "\t@FOR /f \"tokens=*\" %i IN ('{cmd}') DO @%i"),
+    "tcsh": Syntax("setenv ", ' "', '";\n', "unsetenv ", "", ";\n", ":", "eval `{cmd}`"),
+    "emacs": Syntax('(setenv "', '" "', '")\n', '(setenv "', '" nil', ")\n", ";;",
+                    '(with-temp-buffer (shell-command "{cmd}" (current-buffer)) (eval-buffer))', _escape('\\"')),
+}
+
+
+def canonical(shell: str) -> str:
+    """The shell name whose syntax is used: pwsh -> powershell, csh -> tcsh, anything else POSIX."""
+    name = Path(shell.strip()).name.lower()
+    if name.endswith(".exe"):
+        name = name[:-4]
+    name = ALIASES.get(name, name)
+    return name if name in SYNTAX else "bash"
+
+
+def syntax_for(shell: str) -> Syntax:
+    return SYNTAX.get(canonical(shell), POSIX)
+
+
+def detect_shell(environ: dict[str, str] | None = None, windows: bool | None = None) -> str:
+    """The user's shell: basename of $SHELL; on Windows (without $SHELL, e.g. outside Git Bash) the
+    parent process (powershell or cmd), defaulting like docker-machine to cmd when %PROMPT% is set
+    and powershell otherwise. On POSIX without $SHELL: sh syntax."""
+    env = os.environ if environ is None else environ
+    windows = (os.name == "nt") if windows is None else windows
+    if env.get("__fish_bin_dir"):
+        return "fish"
+    shell = env.get("SHELL", "")
+    if shell:
+        return canonical(shell.replace("\\", "/"))
+    if not windows:
+        return "sh"
+    for parent in _windows_parent_names():
+        lowered = parent.lower()
+        if "powershell" in lowered or "pwsh" in lowered:
+            return "powershell"
+        if "cmd" in lowered:
+            return "cmd"
+    return "cmd" if env.get("PROMPT") else "powershell"
+
+
+def _windows_parent_names(levels: int = 2) -> list[str]:  # pragma: no cover - Windows only
+    """Executable names of the parent and grandparent processes (Toolhelp32 snapshot)."""
+    if os.name != "nt":
+        return []
+    import ctypes
+    from ctypes import wintypes
+
+    class ProcessEntry32(ctypes.Structure):
+        _fields_ = [("dwSize", wintypes.DWORD), ("cntUsage", wintypes.DWORD), ("th32ProcessID", wintypes.DWORD),
+                    ("th32DefaultHeapID", ctypes.c_void_p), ("th32ModuleID", wintypes.DWORD),
+                    ("cntThreads", wintypes.DWORD), ("th32ParentProcessID", wintypes.DWORD),
+                    ("pcPriClassBase", ctypes.c_long), ("dwFlags", wintypes.DWORD),
+                    ("szExeFile", ctypes.c_wchar * 260)]
+
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    snapshot = kernel32.CreateToolhelp32Snapshot(0x2, 0)  # TH32CS_SNAPPROCESS
+    if snapshot in (-1, 0xFFFFFFFF, None):
+        return []
+    try:
+        table: dict[int, tuple[str, int]] = {}
+        entry = ProcessEntry32()
+        entry.dwSize = ctypes.sizeof(ProcessEntry32)
+        ok = kernel32.Process32FirstW(snapshot, ctypes.byref(entry))
+        while ok:
+            table[entry.th32ProcessID] = (entry.szExeFile, entry.th32ParentProcessID)
+            ok = kernel32.Process32NextW(snapshot, ctypes.byref(entry))
+    finally:
+        kernel32.CloseHandle(snapshot)
+    names, pid = [], os.getppid()
+    for _ in range(levels):
+        if pid not in table:
+            break
+        name, pid = table[pid]
+        names.append(name)
+    return names
+
+
+def usage_hint(shell: str, command_line: Sequence[str]) -> str:
+    """docker-machine's two-line hint, e.g. '# Run this command to configure your shell: \\n# eval $(machine env a)\\n'.
+    The program (first word) is quoted when it holds a space or a backslash, as docker-machine does."""
+    words = list(command_line)
+    if words and (" " in words[0] or "\\" in words[0]):
+        words[0] = f'"{words[0]}"'
+    syntax = syntax_for(shell)
+    cmd = syntax.eval_form.format(cmd=" ".join(words))
+    return f"{syntax.comment} Run this command to configure your shell: \n{syntax.comment} {cmd}\n"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One line: set `name` to `value`, or unset it when value is None."""
+
+    name: str
+    value: str | None
+
+
+def render(shell: str, lines: Sequence[Assignment], hint: str) -> str:
+    syntax = syntax_for(shell)
+    out = []
+    for line in lines:
+        if line.value is None:
+            out.append(f"{syntax.unset_prefix}{line.name}{syntax.unset_delimiter}{syntax.unset_suffix}")
+        else:
+            out.append(f"{syntax.set_prefix}{line.name}{syntax.set_delimiter}{syntax.escape(line.value)}"
+                       f"{syntax.set_suffix}")
+    return "".join(out) + hint
+
+
+def no_proxy_from_env(environ: dict[str, str] | None = None) -> tuple[str, str]:
+    """(variable, value): lower-case no_proxy when it is set, else NO_PROXY (docker-machine's rule)."""
+    env = os.environ if environ is None else environ
+    value = env.get("no_proxy", "")
+    if value:
+        return "no_proxy", value
+    return "NO_PROXY", env.get("NO_PROXY", "")
+
+
+def with_no_proxy(current: str, ip: str) -> str:
+    """`current` with `ip` appended once (comma-separated)."""
+    entries = [e.strip() for e in current.split(",") if e.strip()]
+    if ip in entries:
+        return current
+    return f"{current},{ip}" if current else ip
+
+
+def set_lines(*, name: str, host: str, cert_path: str | None, no_proxy: tuple[str, str] | None = None,
+              windows: bool = False) -> list[Assignment]:
+    """The variables `machine env NAME` sets. cert_path None means the engine is reached over SSH:
+    no TLS variables (they are unset, so a previous machine's TLS settings do not linger)."""
+    lines = [Assignment("DOCKER_TLS_VERIFY", "1" if cert_path is not None else None),
+             Assignment("DOCKER_HOST", host),
+             Assignment("DOCKER_CERT_PATH", cert_path),
+             Assignment("DOCKER_MACHINE_NAME", name)]
+    if windows:
+        lines.append(Assignment("COMPOSE_CONVERT_WINDOWS_PATHS", "true"))
+    if no_proxy:
+        lines.append(Assignment(*no_proxy))
+    return lines
+
+
+def unset_lines(no_proxy_var: str | None = None) -> list[Assignment]:
+    """The variables `machine env -u` unsets. cmd cannot unset: it sets them empty (as docker-machine)."""
+    names = ["DOCKER_TLS_VERIFY", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_MACHINE_NAME"]
+    if no_proxy_var:
+        names.append(no_proxy_var)
+    return [Assignment(n, None) for n in names]
+
+
+__all__ = ["SHELLS", "Assignment", "Syntax", "canonical", "detect_shell", "no_proxy_from_env", "render",
+           "set_lines", "syntax_for", "unset_lines", "usage_hint", "with_no_proxy"]
