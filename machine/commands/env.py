@@ -48,6 +48,7 @@ class ClientTarget:
     name: str
     url: str
     cert_dir: Path | None
+    driver: str = ""
 
     @property
     def host(self) -> str:
@@ -58,7 +59,7 @@ def client_target(app: App, name: str | None) -> ClientTarget:
     cfg = app.store.load(app.name_or_default(name))
     url = engine_url_for(app, cfg)
     tls = cfg.engine.get("transport", "tls") != "ssh" and urlsplit(url).scheme in ("tcp", "https")
-    return ClientTarget(cfg.name, url, app.store.machine_dir(cfg.name) if tls else None)
+    return ClientTarget(cfg.name, url, app.store.machine_dir(cfg.name) if tls else None, cfg.driver)
 
 
 def _quote_word(word: str, shell: str) -> str:
