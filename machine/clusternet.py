@@ -1,0 +1,154 @@
+"""Node-to-node networks for Swarm clusters that need no host addresses.
+
+Each cluster gets a userspace Ethernet switch (VDE's `vde_switch`, from Debian's vde2 package):
+a unix socket directory the VMs' second NIC plugs into (`-netdev vde,sock=...`). The VMs use
+private addresses on it that only they see; the host never gets an address on that network, so
+nothing on the host's own network stack is touched. The switch is a process of ours, started on
+demand and stopped when the cluster is removed. For real users on libvirt, a libvirt network
+does the same job.
+
+Cluster state lives in `<store>/swarms/<cluster>/cluster.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from machine import process
+from machine.atomicfile import ensure_dir, write_atomic
+from machine.errors import ConfigError, HostNotUsable, NotFound
+from machine.names import validate_name
+from machine.store import Store
+
+BASE_NET = ipaddress.ip_network("10.77.0.0/16")
+
+
+@dataclass
+class Cluster:
+    name: str
+    subnet: str  # e.g. 10.77.3.0/24
+    members: dict[str, dict] = field(default_factory=dict)  # machine -> {role, address}
+    driver: str = "qemu"
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.subnet)
+
+    def managers(self) -> list[str]:
+        return [n for n, m in self.members.items() if m.get("role") == "manager"]
+
+    def workers(self) -> list[str]:
+        return [n for n, m in self.members.items() if m.get("role") == "worker"]
+
+    def next_address(self) -> str:
+        used = {m.get("address") for m in self.members.values()}
+        for host in self.network.hosts():
+            if host.packed[-1] < 10:
+                continue
+            if str(host) not in used:
+                return str(host)
+        raise ConfigError(f"Cluster {self.name!r} has no free address in {self.subnet}", "Remove unused nodes.")
+
+
+def cluster_dir(store: Store, name: str) -> Path:
+    return store.root / "swarms" / validate_name(name)
+
+
+def load(store: Store, name: str) -> Cluster:
+    path = cluster_dir(store, name) / "cluster.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise NotFound(f"Swarm cluster {name!r} does not exist", "See 'machine swarm ls'.") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"Cluster file {path} is corrupt: {e.msg}", "Remove it with 'machine swarm rm -f'.") from None
+    return Cluster(**data)
+
+
+def save(store: Store, cluster: Cluster) -> None:
+    write_atomic(ensure_dir(cluster_dir(store, cluster.name)) / "cluster.json", json.dumps(asdict(cluster), indent=2))
+
+
+def names(store: Store) -> list[str]:
+    root = store.root / "swarms"
+    return sorted(p.name for p in root.iterdir() if (p / "cluster.json").exists()) if root.is_dir() else []
+
+
+def new_cluster(store: Store, name: str, driver: str) -> Cluster:
+    """Allocate a /24 for a new cluster that no other cluster of this store uses."""
+    taken = {load(store, n).subnet for n in names(store)}
+    for subnet in BASE_NET.subnets(new_prefix=24):
+        if str(subnet) not in taken and subnet.network_address.packed[2] != 0:
+            return Cluster(name=name, subnet=str(subnet), driver=driver)
+    raise ConfigError("No free cluster subnet left", "Remove clusters you no longer use.")
+
+
+def mac_for(machine: str) -> str:
+    """A stable, locally administered MAC for a machine's cluster NIC."""
+    digest = hashlib.sha256(machine.encode()).digest()
+    return "52:54:01:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+# -- the switch process -------------------------------------------------------------------------
+
+
+def switch_socket(store: Store, name: str) -> Path:
+    return cluster_dir(store, name) / "switch"
+
+
+def _pidfile(store: Store, name: str) -> Path:
+    return cluster_dir(store, name) / "switch.pid"
+
+
+def switch_pid(store: Store, name: str) -> int | None:
+    try:
+        pid = int(_pidfile(store, name).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def ensure_switch(store: Store, name: str) -> Path:
+    """Start the cluster's switch unless it runs; return its socket directory."""
+    sock = switch_socket(store, name)
+    if switch_pid(store, name):
+        return sock
+    binary = process.which("vde_switch")
+    if not binary:
+        raise HostNotUsable("vde_switch not found: Swarm clusters on qemu need a userspace switch",
+                            "Install it: apt install vde2 (macOS: brew install vde).")
+    ensure_dir(cluster_dir(store, name))
+    process.run([binary, "--sock", sock, "--daemon", "--pidfile", _pidfile(store, name), "--mode", "0600",
+                 "--dirmode", "0700"], check=True, timeout=15, what="vde_switch")
+    deadline = time.monotonic() + 5
+    while not (sock / "ctl").exists():
+        if time.monotonic() > deadline:
+            raise HostNotUsable("vde_switch did not create its socket", "Run with -D to see its output.")
+        time.sleep(0.05)
+    return sock
+
+
+def stop_switch(store: Store, name: str) -> None:
+    pid = switch_pid(store, name)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            if not switch_pid(store, name):
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    _pidfile(store, name).unlink(missing_ok=True)
