@@ -1,0 +1,59 @@
+"""`machine ls`: list machines (NAME ACTIVE DRIVER STATE URL SWARM DOCKER ERRORS).
+
+`ls -q` without a state filter reads the store only: no driver, SSH or TLS library is imported.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from machine import listing
+from machine.app import App, pass_app
+
+
+@click.command()
+@click.option("-q", "--quiet", is_flag=True, help="Print only machine names.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="Filter: name=REGEX, driver=NAME, state=STATE, label=K=V, swarm=CLUSTER (repeatable; the same "
+                   "key ORs, different keys AND).")
+@click.option("-t", "--timeout", type=click.FloatRange(0, min_open=True), default=listing.DEFAULT_TIMEOUT,
+              show_default=True, help="Seconds to wait for each machine's state (all are asked in parallel).")
+@click.option("--format", "fmt", metavar="TEMPLATE",
+              help="Go-template row format, e.g. '{{.Name}}: {{.State}}' or 'table {{.Name}}\\t{{.URL}}'; "
+                   "'json' prints a JSON array.")
+@pass_app
+def ls(app: App, quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str | None) -> None:
+    """List machines and their state."""
+    parsed = listing.parse_filters(filters)
+    if quiet and not parsed.needs_state:
+        for name in listing.quiet_names(app.store, parsed):
+            click.echo(name)
+        return
+    template = None
+    if not quiet and fmt != "json":
+        from machine import gotemplate
+
+        template = gotemplate.parse(fmt or listing.DEFAULT_FORMAT)
+        _check_fields(template.fields())
+    rows = listing.list_machines(app.store, parsed, timeout=timeout, debug=app.debug)
+    if quiet:
+        for row in rows:
+            click.echo(row.Name)
+    elif template is None:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+    else:
+        from machine import gotemplate
+
+        click.echo(gotemplate.render_rows(template, rows, listing.HEADERS), nl=False)
+
+
+def _check_fields(fields: list[str]) -> None:
+    """Fail on an unknown field before waiting for any machine."""
+    from machine.errors import UsageError
+
+    known = list(listing.HostListItem.__dataclass_fields__)
+    for name in fields:
+        if name not in known:
+            raise UsageError(f"Unknown field {name!r} in --format", f"Fields: {', '.join(known)}.")
