@@ -5,9 +5,10 @@ Drivers never wait, provision or save; commands never talk to drivers directly.
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import logging
 import shutil
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -252,21 +253,32 @@ def status(store: Store, name: str, debug: bool = False) -> State:
 def query_many(store: Store, names: list[str], fn: Callable[[str], Any], timeout: float) -> dict[str, Any]:
     """Run fn(name) for every machine in parallel. A machine that takes longer than `timeout`
     gets a TimeoutError_ as its result; one that fails gets its exception. The total wait is
-    bounded by `timeout`, not by the sum."""
+    bounded by `timeout`, not by the sum. The workers are daemon threads, so a query that hangs
+    does not keep the process alive after the command is done."""
     results: dict[str, Any] = {}
-    if not names:
-        return results
-    pool = futures.ThreadPoolExecutor(max_workers=min(32, len(names)), thread_name_prefix="ls")
-    jobs = {pool.submit(fn, n): n for n in names}
-    done, pending = futures.wait(jobs, timeout=timeout)
-    for job in done:
+    pending = set(names)
+    finished = threading.Condition()
+
+    def work(name: str) -> None:
         try:
-            results[jobs[job]] = job.result()
+            value: Any = fn(name)
         except Exception as e:  # reported per machine in the ERRORS column
-            results[jobs[job]] = e
-    for job in pending:
-        results[jobs[job]] = TimeoutError_(f"timed out after {timeout:g} s", "Raise -t/--timeout.")
-    pool.shutdown(wait=False, cancel_futures=True)
+            value = e
+        with finished:
+            if name in pending:
+                results[name] = value
+                pending.discard(name)
+                finished.notify_all()
+
+    for name in names:
+        threading.Thread(target=work, args=(name,), name=f"query-{name}", daemon=True).start()
+    deadline = time.monotonic() + timeout
+    with finished:
+        while pending and (left := deadline - time.monotonic()) > 0:
+            finished.wait(left)
+        for name in pending:
+            results[name] = TimeoutError_(f"timed out after {timeout:g} s", "Raise -t/--timeout.")
+        pending.clear()
     return results
 
 
