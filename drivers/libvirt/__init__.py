@@ -1,0 +1,346 @@
+"""Driver `libvirt`: a libvirt domain (qemu or, when a probe boot shows it works, KVM) per machine,
+through libvirt-python.
+
+Networking: `user` (default) is qemu user-mode networking with SSH and the engine port forwarded
+from 127.0.0.1 (passed through <qemu:commandline>, as Debian 12's libvirt has no passt); any other
+value names a libvirt network (e.g. `default`), and `private` makes our own NAT network
+`machine-private`, removed again with the last machine that uses it. See README.md here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from machine.driver import Availability, Driver, Option, SSHEndpoint, State
+from machine.errors import DriverError, MachineError
+
+from . import connection as lv
+
+DEFAULT_URI = "qemu:///system"
+USER_NET = "user"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", int(port)))
+        except OSError:
+            return False
+    return True
+
+
+def is_local_uri(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return parts.scheme in ("qemu", "kvm") and not parts.netloc
+
+
+class LibvirtDriver(Driver):
+    name = "libvirt"
+    description = "A libvirt (qemu/KVM) domain, through libvirt-python."
+    options = (
+        Option("uri", "libvirt connection URI (qemu:///system, qemu:///session, ...)", DEFAULT_URI),
+        Option("cpus", "Number of virtual CPUs", 1, int),
+        Option("memory", "Memory in MiB", 1024, int),
+        Option("disk-size", "Disk size in MB (sparse qcow2)", 20000, int),
+        Option("image", "Boot image: machine-os (default, built locally), a catalogue name (debian-12, ...), "
+                        "an http(s) URL or a local file", None),
+        Option("network", "'user' (user-mode networking, ports forwarded on 127.0.0.1), a libvirt network name "
+                          "(e.g. default), or 'private' (a NAT network machine creates)", USER_NET),
+        Option("accel", "Acceleration: auto (KVM only when a probe boot works), kvm, or tcg", "auto",
+               choices=("auto", "kvm", "tcg")),
+        Option("tb-cache", "TCG translation cache in MiB (without KVM)", 256, int),
+        Option("storage-dir", "Folder for the machine's disks (default: the machine directory); must be "
+                              "readable by the user libvirt runs qemu as", None),
+    )
+
+    # -- helpers ------------------------------------------------------------------------------
+    @property
+    def uri(self) -> str:
+        return self.opt("uri") or DEFAULT_URI
+
+    @property
+    def domain_name(self) -> str:
+        if "domain" not in self.data:
+            digest = hashlib.sha256(str(Path(self.ctx.machine_dir).resolve()).encode()).hexdigest()[:8]
+            self.data["domain"] = f"machine-{self.ctx.name}-{digest}"
+        return self.data["domain"]
+
+    @property
+    def user_mode(self) -> bool:
+        return (self.data.get("network") or self.opt("network") or USER_NET) == USER_NET
+
+    def _conn(self) -> Any:
+        return lv.connect(self.uri)
+
+    def _domain(self) -> Any | None:
+        """The libvirt domain, or None when it does not exist."""
+        libvirt = lv.import_libvirt()
+        conn = self._conn()
+        try:
+            return conn.lookupByName(self.domain_name)
+        except libvirt.libvirtError as e:
+            if lv.is_code(e, "VIR_ERR_NO_DOMAIN"):
+                return None
+            raise lv.operation_error(e, f"Looking up domain {self.domain_name}", self.uri) from None
+
+    def _fail(self, e: Exception, what: str) -> MachineError:
+        return lv.operation_error(e, f"{what} ({self.domain_name})", self.uri)
+
+    def storage_dir(self) -> Path:
+        custom = self.opt("storage_dir")
+        return Path(custom).expanduser() / self.domain_name if custom else Path(self.ctx.machine_dir)
+
+    # -- availability ---------------------------------------------------------------------------
+    @classmethod
+    def check_available(cls, options: dict[str, Any] | None = None) -> Availability:
+        uri = (options or {}).get("uri") or DEFAULT_URI
+        try:
+            lv.import_libvirt()
+        except MachineError as e:
+            return Availability(False, e.message, e.hint)
+        try:
+            lv.connect(uri)
+        except MachineError as e:
+            return Availability(False, e.message, e.hint)
+        if is_local_uri(uri) or urlsplit(uri).scheme == "test":
+            from machine import process
+
+            if not process.which("qemu-img"):
+                return Availability(False, "qemu-img not found (it makes the machine's disks)",
+                                    "Install it: apt install qemu-utils")
+        if not is_local_uri(uri) and urlsplit(uri).scheme != "test":
+            return Availability(False, f"Only local libvirt URIs are supported ({uri})",
+                                "The disks are made on this host: use qemu:///system or qemu:///session.")
+        return Availability(True, f"libvirt at {uri} is reachable")
+
+    # -- acceleration ----------------------------------------------------------------------------
+    def virt_type(self) -> tuple[str, str]:
+        """("kvm" | "qemu", why)."""
+        accel = self.opt("accel") or "auto"
+        if accel == "tcg":
+            return "qemu", "TCG requested (--libvirt-accel tcg)"
+        if accel == "kvm":
+            return "kvm", "KVM requested (--libvirt-accel kvm)"
+        if not is_local_uri(self.uri):
+            return "qemu", f"{self.uri} is not a local qemu URI: TCG"
+        try:
+            from machine.accel import kvm_verdict
+        except ImportError:
+            return "qemu", "no KVM probe available: TCG"
+        verdict = kvm_verdict(self.ctx.cache_dir)
+        return ("kvm" if verdict.usable else "qemu"), verdict.reason
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def create(self) -> None:
+        if self._domain() is not None:
+            return
+        from . import bootplan
+        from .domainxml import DomainSpec, random_mac, render_domain, user_net_args
+
+        libvirt = lv.import_libvirt()
+        conn = self._conn()
+        network = self.opt("network") or USER_NET
+        storage = self.storage_dir()
+        plan = bootplan.plan(self.opt("image"), name=self.ctx.name, storage=storage, seed_path=self.ctx.seed_path,
+                             disk_size_mb=int(self.opt("disk_size") or 20000), cache_dir=self.ctx.cache_dir)
+        self.data.update(made=plan.made, ssh_user=plan.ssh_user, image=plan.image, uri=self.uri)
+        if self.opt("storage_dir"):
+            self.data["storage_dir"] = str(storage)
+        mac = self.data.setdefault("mac", random_mac())
+        virt_type, why = self.virt_type()
+        self.data.update(virt_type=virt_type, accel_reason=why)
+        qemu_args: tuple[str, ...] = ()
+        libvirt_net = None
+        if network == USER_NET:
+            self.data["network"] = USER_NET
+            self.data.setdefault("ssh_port", free_port())
+            self.data.setdefault("engine_host_port", free_port())
+            qemu_args = user_net_args(self.data["ssh_port"], self.data["engine_host_port"], self.ctx.engine_port, mac)
+        else:
+            libvirt_net = self._attach_network(conn, network)
+            self.data["network"] = libvirt_net
+        spec = DomainSpec(
+            name=self.domain_name, machine=self.ctx.name, machine_dir=str(self.ctx.machine_dir),
+            virt_type=virt_type, memory_mib=int(self.opt("memory") or 1024), cpus=int(self.opt("cpus") or 1),
+            console_log=str(self.console_log()), disks=tuple(plan.disks), kernel=plan.kernel,
+            initrd=plan.initrd, cmdline=plan.cmdline, boot_dev=plan.boot_dev, network=libvirt_net,
+            mac=mac if libvirt_net else None, qemu_args=qemu_args, tb_cache_mib=int(self.opt("tb_cache") or 256),
+        )
+        try:
+            conn.defineXML(render_domain(spec))
+        except libvirt.libvirtError as e:
+            raise self._fail(e, "Defining the domain") from None
+
+    def _attach_network(self, conn: Any, network: str) -> str:
+        from . import networks
+
+        libvirt = lv.import_libvirt()
+        try:
+            if network == networks.PRIVATE:
+                name = networks.ensure_private(conn)
+                self.data["created_network"] = name
+                return name
+            net = conn.networkLookupByName(network)
+            if not net.isActive():
+                raise DriverError(f"libvirt network {network!r} is not active",
+                                  f"Start it: virsh -c {self.uri} net-start {network}")
+            return network
+        except libvirt.libvirtError as e:
+            raise self._fail(e, f"Using libvirt network {network!r}") from None
+
+    def start(self) -> None:
+        libvirt = lv.import_libvirt()
+        dom = self._domain()
+        if dom is None:
+            raise DriverError(f"Domain {self.domain_name} does not exist",
+                              f"Remove the machine and create it again: machine rm -f {self.ctx.name}")
+        try:
+            state, _ = dom.state()
+            if state in (lv.PAUSED, lv.PMSUSPENDED):
+                dom.resume() if state == lv.PAUSED else dom.pMWakeup(0)
+                return
+            if dom.isActive():
+                return
+            if self.user_mode:
+                self._refresh_ports(dom)
+            try:
+                Path(self.console_log()).write_bytes(b"")  # the readiness line must come from this boot
+            except OSError:
+                pass
+            dom.create()
+        except libvirt.libvirtError as e:
+            raise self._fail(e, "Starting the domain") from None
+
+    def _refresh_ports(self, dom: Any) -> None:
+        """Pick new forwarded ports when the saved ones were taken while the machine was stopped."""
+        ssh, eng = self.data.get("ssh_port"), self.data.get("engine_host_port")
+        if ssh and eng and port_free(ssh) and port_free(eng):
+            return
+        from .domainxml import rewrite_user_ports
+
+        self.data["ssh_port"], self.data["engine_host_port"] = free_port(), free_port()
+        xml = rewrite_user_ports(dom.XMLDesc(lv.import_libvirt().VIR_DOMAIN_XML_INACTIVE), self.data["ssh_port"],
+                                 self.data["engine_host_port"])
+        self._conn().defineXML(xml)
+
+    def stop(self, force: bool = False) -> None:
+        libvirt = lv.import_libvirt()
+        dom = self._domain()
+        if dom is None:
+            return
+        try:
+            if not dom.isActive():
+                return
+            if force:
+                dom.destroy()
+                return
+            try:
+                dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+            except libvirt.libvirtError as e:
+                if not lv.is_code(e, "VIR_ERR_INVALID_ARG", "VIR_ERR_NO_SUPPORT", "VIR_ERR_ARGUMENT_UNSUPPORTED"):
+                    raise
+                dom.shutdown()  # the hypervisor's own default method (e.g. the test driver)
+        except libvirt.libvirtError as e:
+            if lv.is_code(e, "VIR_ERR_OPERATION_INVALID") and not dom.isActive():
+                return  # it stopped meanwhile
+            raise self._fail(e, "Killing the domain" if force else "Shutting the domain down") from None
+
+    def remove(self) -> None:
+        libvirt = lv.import_libvirt()
+        dom = self._domain()
+        if dom is not None:
+            try:
+                if dom.isActive():
+                    dom.destroy()
+                flags = 0
+                for flag in ("VIR_DOMAIN_UNDEFINE_MANAGED_SAVE", "VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA",
+                             "VIR_DOMAIN_UNDEFINE_NVRAM", "VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA"):
+                    flags |= getattr(libvirt, flag, 0)
+                try:
+                    dom.undefineFlags(flags)
+                except libvirt.libvirtError as e:
+                    if not lv.is_code(e, "VIR_ERR_INVALID_ARG", "VIR_ERR_NO_SUPPORT", "VIR_ERR_ARGUMENT_UNSUPPORTED"):
+                        raise
+                    dom.undefine()
+            except libvirt.libvirtError as e:
+                if not lv.is_code(e, "VIR_ERR_NO_DOMAIN"):
+                    raise self._fail(e, "Removing the domain") from None
+        for f in self.data.get("made", []):
+            Path(f).unlink(missing_ok=True)
+        Path(self.console_log()).unlink(missing_ok=True)
+        if self.data.get("storage_dir"):
+            try:
+                Path(self.data["storage_dir"]).rmdir()
+            except OSError:
+                pass
+        if self.data.get("created_network"):
+            from . import networks
+
+            try:
+                networks.remove_private_if_unused(self._conn(), self.domain_name)
+            except libvirt.libvirtError as e:
+                raise self._fail(e, "Removing the private network") from None
+
+    def status(self) -> State:
+        libvirt = lv.import_libvirt()
+        dom = self._domain()
+        if dom is None:
+            return State.NOT_CREATED
+        try:
+            state, _ = dom.state()
+            saved = state == lv.SHUTOFF and bool(dom.hasManagedSaveImage(0))
+        except libvirt.libvirtError as e:
+            if lv.is_code(e, "VIR_ERR_NO_DOMAIN"):
+                return State.NOT_CREATED
+            raise self._fail(e, "Asking the domain's state") from None
+        return lv.map_state(state, saved)
+
+    # -- addresses --------------------------------------------------------------------------------
+    def ip(self) -> str | None:
+        if self.user_mode:
+            return "127.0.0.1"
+        from . import networks
+        from .domainxml import interface_macs
+
+        dom = self._domain()
+        if dom is None or not dom.isActive():
+            return None
+        macs = interface_macs(dom.XMLDesc(0)) or [self.data.get("mac", "")]
+        return networks.guest_ipv4(dom, macs)
+
+    def ssh_endpoint(self) -> SSHEndpoint | None:
+        if self.status() != State.RUNNING:
+            return None
+        user = self.data.get("ssh_user", "root")
+        if self.user_mode:
+            port = self.data.get("ssh_port")
+            return SSHEndpoint("127.0.0.1", int(port), user) if port else None
+        ip = self.ip()
+        return SSHEndpoint(ip, 22, user) if ip else None
+
+    def engine_address(self, guest_port: int) -> tuple[str, int] | None:
+        if self.user_mode:
+            if guest_port == self.ctx.engine_port and self.data.get("engine_host_port"):
+                return ("127.0.0.1", int(self.data["engine_host_port"]))
+            if guest_port == 22 and self.data.get("ssh_port"):
+                return ("127.0.0.1", int(self.data["ssh_port"]))
+            return None
+        ip = self.ip()
+        return (ip, guest_port) if ip else None
+
+    def console_log(self) -> Path | None:
+        return Path(self.ctx.machine_dir) / "console.log"
+
+
+DRIVER = LibvirtDriver
