@@ -1,0 +1,353 @@
+# machine-os boot functions (sourced by rc.sysinit; POSIX sh / dash)
+DATA_LABEL=machine-os-data
+SEED=$RUN/seed
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data disk. Found by label; else a BLANK disk is formatted once. A disk is blank only if all of these hold:
+# whole disk (no partitions), writable, not removable, not a CD/loop/ram/md/dm device, not the boot medium or the
+# seed, >= 128 MiB, no signature blkid can see (filesystem, partition table, RAID, LVM, swap...), and its first
+# and last MiB read as zeros. Anything else is never touched.
+# ---------------------------------------------------------------------------------------------------------------
+base_disk() {
+	# /dev/vda1 -> vda, /dev/nvme0n1p1 -> nvme0n1, /dev/sr0 -> sr0
+	d="${1#/dev/}"
+	if [ -e "/sys/class/block/$d/partition" ]; then
+		basename "$(readlink -f "/sys/class/block/$d/..")"
+	else
+		echo "$d"
+	fi
+}
+
+is_blank_disk() {
+	name="$1"
+	dev="/dev/$name"
+	sys="/sys/block/$name"
+	case "$name" in loop* | ram* | sr* | zram* | fd* | md* | dm-* | nbd*) return 1 ;; esac
+	[ -b "$dev" ] || return 1
+	[ "$(cat $sys/ro 2>/dev/null)" = 0 ] || return 1
+	[ "$(cat $sys/removable 2>/dev/null)" = 0 ] || return 1
+	for p in $sys/"$name"*; do [ -e "$p/partition" ] && return 1; done
+	[ "$name" = "$ROOT_BASE" ] && return 1
+	[ "$name" = "$SEED_BASE" ] && return 1
+	grep -q "^$dev[ p0-9]" /proc/mounts && return 1
+	sectors=$(cat $sys/size)
+	mib=$((sectors / 2048))
+	[ "$mib" -ge 128 ] || return 1
+	blkid -p "$dev" >/dev/null 2>&1
+	[ $? -eq 2 ] || return 1 # 2 = no signature found; 0 = something found; other = error
+	cmp -s -n 1048576 "$dev" /dev/zero || return 1
+	dd if="$dev" bs=1M skip=$((mib - 1)) count=1 2>/dev/null | cmp -s -n 1048576 - /dev/zero || return 1
+	return 0
+}
+
+mount_data_disk() {
+	spec="$1"
+	mnt="$2"
+	[ "$spec" = none ] && return 1
+	ROOT_BASE="$(base_disk "$(cat $RUN/root-device 2>/dev/null)")"
+	SEED_BASE=""
+	seed_dev="$(blkid -L cidata 2>/dev/null || blkid -L CIDATA 2>/dev/null)"
+	[ -n "$seed_dev" ] && SEED_BASE="$(base_disk "$seed_dev")"
+	dev="$(blkid -L $DATA_LABEL 2>/dev/null)"
+	if [ -z "$dev" ]; then
+		cand=""
+		if [ "$spec" != auto ]; then
+			is_blank_disk "${spec#/dev/}" && cand="$spec"
+		else
+			for s in /sys/block/*; do
+				n="${s##*/}"
+				if is_blank_disk "$n"; then
+					cand="/dev/$n"
+					break
+				fi
+			done
+		fi
+		[ -n "$cand" ] || return 1
+		say "machine-os: formatting blank data disk $cand"
+		mkfs.ext4 -q -L $DATA_LABEL -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard "$cand" </dev/null ||
+			{
+				warn "mkfs.ext4 on $cand failed"
+				return 1
+			}
+		dev="$cand"
+	fi
+	mkdir -p "$mnt"
+	mount -t ext4 -o noatime "$dev" "$mnt" || {
+		warn "cannot mount data disk $dev"
+		return 1
+	}
+	echo "$dev" >$RUN/data-device
+	return 0
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# NoCloud seed: meta-data (JSON, or simple `key: value` YAML), user-data (`#cloud-config` + JSON), network-config
+# (JSON, netplan version 2). Parsed with jq.
+# ---------------------------------------------------------------------------------------------------------------
+MD_INSTANCE_ID=""
+MD_HOSTNAME=""
+UD_HOSTNAME=""
+UD_ED_PRIV=""
+UD_ED_PUB=""
+
+read_seed() {
+	mkdir -p $SEED $RUN/seed-mnt
+	dev="$(blkid -L cidata 2>/dev/null || blkid -L CIDATA 2>/dev/null)"
+	if [ -z "$dev" ]; then
+		warn "no NoCloud seed (volume labelled cidata)"
+		return 1
+	fi
+	if ! mount -o ro "$dev" $RUN/seed-mnt; then
+		warn "cannot mount seed $dev"
+		return 1
+	fi
+	for f in meta-data user-data network-config vendor-data; do
+		[ -f "$RUN/seed-mnt/$f" ] && cp "$RUN/seed-mnt/$f" "$SEED/$f"
+	done
+	umount $RUN/seed-mnt
+	echo "$dev" >$RUN/seed-device
+
+	if [ -f $SEED/meta-data ]; then
+		if jq -e 'type == "object"' $SEED/meta-data >/dev/null 2>&1; then
+			cp $SEED/meta-data $SEED/meta-data.json
+		else
+			# simple YAML: top-level `key: value` lines
+			sed -n 's/^\([A-Za-z0-9_-]*\):[[:space:]]*\(.*\)$/\1\t\2/p' $SEED/meta-data |
+				sed 's/\t["'\'']\(.*\)["'\'']$/\t\1/' |
+				jq -R -s 'split("\n") | map(select(length > 0) | split("\t") | {(.[0]): .[1]}) | add // {}' \
+					>$SEED/meta-data.json
+		fi
+		MD_INSTANCE_ID="$(jq -r '."instance-id" // .instance_id // empty' $SEED/meta-data.json)"
+		MD_HOSTNAME="$(jq -r '."local-hostname" // .hostname // empty' $SEED/meta-data.json)"
+	fi
+	if [ -f $SEED/user-data ]; then
+		sed '1{/^#cloud-config/d}' $SEED/user-data >$SEED/user-data.json
+		if [ ! -s $SEED/user-data.json ] || ! [ "$(tr -d ' \t\r\n' <$SEED/user-data.json | head -c1)" ]; then
+			echo '{}' >$SEED/user-data.json
+		elif ! jq -e 'type == "object"' $SEED/user-data.json >/dev/null 2>&1; then
+			warn "user-data is not #cloud-config + JSON; ignored (see isos/README.md)"
+			echo '{}' >$SEED/user-data.json
+		fi
+	else
+		echo '{}' >$SEED/user-data.json
+	fi
+	# one jq run turns the cloud-config into shell commands (values quoted with @sh) for apply_seed
+	jq -r -f /etc/machine-os/user-data.jq $SEED/user-data.json >$SEED/user-data.sh ||
+		{
+			warn "cannot interpret user-data"
+			: >$SEED/user-data.sh
+		}
+	UD_HOSTNAME="$(jq -r '.hostname // .fqdn // empty' $SEED/user-data.json)"
+	UD_ED_PRIV="$(jq -r '.ssh_keys.ed25519_private // empty' $SEED/user-data.json)"
+	UD_ED_PUB="$(jq -r '.ssh_keys.ed25519_public // empty' $SEED/user-data.json)"
+	if [ -f $SEED/network-config ]; then
+		if jq -e 'type == "object"' $SEED/network-config >/dev/null 2>&1; then
+			jq -r -f /etc/machine-os/network-config.jq $SEED/network-config >$SEED/network-config.sh
+		else
+			warn "network-config is not JSON; ignored"
+		fi
+	fi
+	return 0
+}
+
+# --- commands emitted by user-data.jq ---------------------------------------------------------------------------
+DISABLE_ROOT=false
+
+add_key() { # add_key USER KEY
+	u="$1"
+	k="$2"
+	[ -n "$k" ] || return 0
+	if [ "$u" = root ]; then
+		[ "$DISABLE_ROOT" = true ] && return 0
+		home=/root
+	else
+		home="$(awk -F: -v u="$u" '$1 == u { print $6 }' /etc/passwd)"
+		[ -n "$home" ] || return 0
+	fi
+	mkdir -p "$home/.ssh"
+	touch "$home/.ssh/authorized_keys"
+	grep -qxF "$k" "$home/.ssh/authorized_keys" || printf '%s\n' "$k" >>"$home/.ssh/authorized_keys"
+	chmod 700 "$home/.ssh"
+	chmod 600 "$home/.ssh/authorized_keys"
+	[ "$u" = root ] || chown -R "$u:" "$home/.ssh"
+}
+
+add_user() { # add_user NAME SHELL GROUPS(comma separated)
+	name="$1"
+	shell="${2:-/bin/bash}"
+	groups="$3"
+	[ "$name" = root ] && return 0
+	if ! grep -q "^$name:" /etc/passwd; then
+		uid=1000
+		while cut -d: -f3 /etc/passwd | grep -qx $uid || cut -d: -f3 /etc/group | grep -qx $uid; do uid=$((uid + 1)); done
+		echo "$name:x:$uid:$uid::/home/$name:$shell" >>/etc/passwd
+		echo "$name:x:$uid:" >>/etc/group
+		echo "$name:*:19000:0:99999:7:::" >>/etc/shadow
+		mkdir -p "/home/$name"
+		chown "$uid:$uid" "/home/$name"
+	fi
+	# members of `docker` may use the engine without root (there is no sudo in machine-os)
+	for g in $(echo "docker,$groups" | tr ',' ' '); do
+		grep -q "^$g:" /etc/group || continue
+		line="$(grep "^$g:" /etc/group)"
+		case ",${line##*:}," in *",$name,"*) continue ;; esac
+		if [ -z "${line##*:}" ]; then new="$line$name"; else new="$line,$name"; fi
+		sed -i "s|^$g:.*|$new|" /etc/group
+	done
+}
+
+write_file() { # write_file PATH ENCODING PERMISSIONS OWNER APPEND CONTENT   (per instance, like cloud-init)
+	[ -n "$NEW_INSTANCE" ] || return 0
+	path="$1"
+	case "$path" in /*) ;; *)
+		warn "write_files: path $path is not absolute; skipped"
+		return 0
+		;;
+	esac
+	mkdir -p "$(dirname "$path")"
+	tmp="$path.machine-os-tmp"
+	case "$2" in
+	b64 | base64) printf '%s' "$6" | base64 -d >"$tmp" ;;
+	gz+b64 | gzip+base64 | gz+base64 | gzip+b64) printf '%s' "$6" | base64 -d | gzip -dc >"$tmp" ;;
+	gz | gzip) printf '%s' "$6" | gzip -dc >"$tmp" ;;
+	*) printf '%s' "$6" >"$tmp" ;;
+	esac || {
+		warn "write_files: cannot decode $path"
+		rm -f "$tmp"
+		return 0
+	}
+	chmod "${3:-0644}" "$tmp"
+	[ -n "$4" ] && chown "$4" "$tmp" 2>/dev/null
+	if [ "$5" = true ] && [ -f "$path" ]; then
+		cat "$tmp" >>"$path"
+		rm -f "$tmp"
+	else
+		mv -f "$tmp" "$path"
+	fi
+	echo "write_files: $path"
+}
+
+apply_seed() {
+	[ -s $SEED/user-data.sh ] || return 0
+	: >$RUN/runcmd.sh
+	. $SEED/user-data.sh
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Network: lo; network-config (v2 ethernets: match macaddress/name, set-name, dhcp4, addresses, gateway4, routes,
+# nameservers, mtu) for the NICs it names; DHCP (busybox udhcpc) on the first NIC unless network-config covers it.
+# ---------------------------------------------------------------------------------------------------------------
+CONFIGURED_IFS=" "
+first_nic() {
+	best=""
+	bidx=999999
+	for n in /sys/class/net/*; do
+		i="${n##*/}"
+		[ "$i" = lo ] && continue
+		[ -e "$n/device" ] || continue # physical (or virtual hardware) NICs only
+		idx=$(cat "$n/ifindex")
+		if [ "$idx" -lt "$bidx" ]; then
+			bidx=$idx
+			best=$i
+		fi
+	done
+	echo "$best"
+}
+
+net_resolve() { # net_resolve ID MAC NAME -> prints the interface name
+	if [ -n "$2" ]; then
+		want="$(echo "$2" | tr 'A-F' 'a-f')"
+		for n in /sys/class/net/*; do
+			[ "$(cat "$n/address" 2>/dev/null)" = "$want" ] && {
+				echo "${n##*/}"
+				return 0
+			}
+		done
+		return 1
+	fi
+	pat="${3:-$1}"
+	for n in /sys/class/net/*; do
+		i="${n##*/}"
+		# shellcheck disable=SC2254
+		case "$i" in $pat)
+			echo "$i"
+			return 0
+			;;
+		esac
+	done
+	return 1
+}
+
+IFMAP=$RUN/ifmap
+net_if() { # net_if ID MAC NAME SET_NAME DHCP4 MTU
+	i=""
+	tries=0
+	# NIC drivers were just loaded: give a late interface up to 2 s
+	while ! i="$(net_resolve "$1" "$2" "$3")"; do
+		tries=$((tries + 1))
+		[ $tries -gt 40 ] && {
+			warn "network-config: no interface for $1"
+			return 0
+		}
+		sleep 0.05
+	done
+	if [ -n "$4" ] && [ "$4" != "$i" ]; then
+		ip link set "$i" down
+		ip link set "$i" name "$4" && i="$4"
+	fi
+	echo "$1 $i" >>$IFMAP
+	CONFIGURED_IFS="$CONFIGURED_IFS$i "
+	[ -n "$6" ] && ip link set "$i" mtu "$6"
+	ip link set "$i" up
+	[ "$5" = true ] && start_dhcp "$i"
+	return 0
+}
+ifname_of() { awk -v id="$1" '$1 == id { print $2; exit }' $IFMAP 2>/dev/null; }
+net_addr() {
+	i="$(ifname_of "$1")"
+	[ -n "$i" ] || return 0
+	ip addr add "$2" dev "$i" && touch $RUN/net-up.$i
+}
+net_route() { # net_route ID TO VIA [METRIC]
+	i="$(ifname_of "$1")"
+	[ -n "$i" ] || return 0
+	to="$2"
+	[ "$to" = "0.0.0.0/0" ] && to=default
+	ip route replace "$to" via "$3" dev "$i" ${4:+metric $4}
+}
+net_dns() {
+	grep -qx "nameserver $1" /etc/resolv.conf 2>/dev/null || echo "nameserver $1" >>/etc/resolv.conf
+	touch $RUN/static-dns
+}
+net_search() { echo "search $*" >>/etc/resolv.conf; }
+
+start_dhcp() {
+	setsid udhcpc -f -i "$1" -s /etc/machine-os/udhcpc.script -t 0 -T 2 -A 3 -S -x "hostname:$(hostname)" \
+		-p $RUN/udhcpc.$1.pid </dev/null >>$RUN/udhcpc.log 2>&1 &
+}
+
+setup_network() {
+	ip link set lo up
+	: >$IFMAP
+	: >/etc/resolv.conf
+	if [ -s $SEED/network-config.sh ]; then
+		. $SEED/network-config.sh
+	fi
+	FIRST="$(first_nic)"
+	tries=0
+	while [ -z "$FIRST" ] && [ $tries -lt 40 ]; do
+		sleep 0.05
+		tries=$((tries + 1))
+		FIRST="$(first_nic)"
+	done
+	echo "$FIRST" >$RUN/first-nic
+	if [ -n "$FIRST" ]; then
+		case "$CONFIGURED_IFS" in *" $FIRST "*) ;; *)
+			ip link set "$FIRST" up
+			start_dhcp "$FIRST"
+			;;
+		esac
+	else
+		warn "no network interface"
+	fi
+}
