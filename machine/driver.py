@@ -124,6 +124,9 @@ class DriverContext:
     seed_path: Path | None = None
     # The engine's TCP port in the guest (drivers that forward ports forward this one).
     engine_port: int = 2376
+    # A second NIC on a cluster network (Swarm): {"switch": vde socket dir, "mac": ..., "address": ...,
+    # "prefix": 24}. Drivers that support clusters plug a NIC with that MAC into the switch.
+    cluster_nic: dict[str, Any] | None = None
     debug: bool = False
 
 

@@ -48,6 +48,7 @@ def driver_for(store: Store, cfg: MachineConfig, debug: bool = False) -> Driver:
         data=cfg.driver_data,
         cache_dir=store.cache_dir,
         engine_port=int(cfg.engine.get("port", 2376)),
+        cluster_nic=dict(cfg.swarm) if cfg.swarm.get("mac") else None,
         debug=debug,
     )
     seed = ctx.machine_dir / "seed.iso"

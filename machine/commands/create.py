@@ -27,7 +27,8 @@ def _driver_params() -> list[click.Option]:
                 {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(opt.type, click.STRING))
             default_txt = "" if opt.default in (None, "", [], ()) or opt.secret else f" [default: {opt.default}]"
             params.append(click.Option(
-                [opt.flag(driver), *opt.aliases, f"{driver}__{opt.key}"], type=ptype, multiple=opt.multiple, default=None,
+                [opt.flag(driver), *opt.aliases, f"{driver}__{opt.key}"], type=ptype, multiple=opt.multiple,
+                default=None,
                 help=f"{opt.help}{default_txt} [env {opt.envvar(driver)}]", show_default=False,
             ))
     return params
@@ -40,10 +41,13 @@ def _kv(values: tuple[str, ...], flag: str) -> list[str]:
     return list(values)
 
 
-def _create(app: App, name: str, driver: str, engine_transport: str, engine_port: int, engine_label: tuple,
-            engine_insecure_registry: tuple, engine_registry_mirror: tuple, engine_storage_driver: str | None,
-            engine_env: tuple, engine_opt: tuple, engine_install_url: str | None, engine_version: str | None,
-            tls_san: tuple, swarm_manager: str | None, swarm_join: str | None, **driver_flags: Any) -> None:
+def request_from_options(name: str, driver: str, engine_transport: str = "tls", engine_port: int = 2376,
+                         engine_label: tuple = (), engine_insecure_registry: tuple = (),
+                         engine_registry_mirror: tuple = (), engine_storage_driver: str | None = None,
+                         engine_env: tuple = (), engine_opt: tuple = (), engine_install_url: str | None = None,
+                         engine_version: str | None = None, tls_san: tuple = (), swarm_manager: str | None = None,
+                         swarm_join: str | None = None, **driver_flags: Any) -> orchestrator.CreateRequest:
+    """The CreateRequest that `machine create` options describe (also used by `machine swarm`)."""
     validate_name(name)
     if swarm_manager and swarm_join:
         raise UsageError("--swarm-manager and --swarm-join cannot be used together",
@@ -72,13 +76,34 @@ def _create(app: App, name: str, driver: str, engine_transport: str, engine_port
         swarm = {"cluster": validate_name(swarm_manager), "role": "manager"}
     elif swarm_join:
         swarm = {"cluster": validate_name(swarm_join), "role": "worker"}
-    req = orchestrator.CreateRequest(name=name, driver=cls.name, driver_flags=own, engine=engine, swarm=swarm)
-    cfg = orchestrator.create(app.store, req, app.progress, debug=app.debug)
-    if swarm:
+    return orchestrator.CreateRequest(name=name, driver=cls.name, driver_flags=own, engine=engine, swarm=swarm)
+
+
+def parse_request(name: str, args: list[str]) -> orchestrator.CreateRequest:
+    """Parse `machine create` options (without the name) into a CreateRequest for machine `name`."""
+    ctx = create.make_context("create", [*args, name])
+    return request_from_options(**ctx.params)
+
+
+def _create(app: App, **options: Any) -> None:
+    req = request_from_options(**options)
+    if req.swarm:
+        from machine.swarm import plan_member
+
+        req.swarm = plan_member(app.store, req.swarm["cluster"], req.name, req.swarm["role"], req.driver)
+    try:
+        cfg = orchestrator.create(app.store, req, app.progress, debug=app.debug)
+    except BaseException:
+        if req.swarm:
+            from machine.swarm import forget_member
+
+            forget_member(app.store, req.swarm["cluster"], req.name)
+        raise
+    if req.swarm:
         from machine.swarm import join_on_create
 
         join_on_create(app.store, cfg, app.progress)
-    app.progress.info(f"Machine {name!r} is ready. To point your docker client at it, run: machine use {name}")
+    app.progress.info(f"Machine {req.name!r} is ready. To point your docker client at it, run: machine use {req.name}")
 
 
 def _build() -> click.Command:
