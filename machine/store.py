@@ -148,7 +148,7 @@ class Store:
         return cfg
 
     def save(self, cfg: MachineConfig) -> None:
-        directory = ensure_dir(self.machine_dir(cfg.name))
+        directory = self.make_machine_dir(cfg.name)
         if not cfg.created_at:
             cfg.created_at = datetime.now(UTC).isoformat(timespec="seconds")
         write_atomic(directory / CONFIG_FILE, cfg.to_json())
