@@ -58,12 +58,17 @@ SYNTAX: dict[str, Syntax] = {
 }
 
 
-def canonical(shell: str) -> str:
-    """The shell name whose syntax is used: pwsh -> powershell, csh -> tcsh, anything else POSIX."""
+def shell_name(shell: str) -> str:
+    """A shell path or name as a name: /usr/bin/zsh -> zsh, pwsh.exe -> powershell, csh -> tcsh."""
     name = Path(shell.strip()).name.lower()
     if name.endswith(".exe"):
         name = name[:-4]
-    name = ALIASES.get(name, name)
+    return ALIASES.get(name, name)
+
+
+def canonical(shell: str) -> str:
+    """The shell name whose syntax is used: fish, powershell, cmd, tcsh, emacs, or bash for the rest."""
+    name = shell_name(shell)
     return name if name in SYNTAX else "bash"
 
 
@@ -81,7 +86,7 @@ def detect_shell(environ: dict[str, str] | None = None, windows: bool | None = N
         return "fish"
     shell = env.get("SHELL", "")
     if shell:
-        return canonical(shell.replace("\\", "/"))
+        return shell_name(shell.replace("\\", "/"))
     if not windows:
         return "sh"
     for parent in _windows_parent_names():
