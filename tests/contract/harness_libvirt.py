@@ -5,7 +5,7 @@ real domain XML parsing). The machine OS image is a fake build directory (the te
 reads the kernel), the data disk is made by the real qemu-img. Differences from a real daemon:
   - the test driver has no ACPI shutdown flag: the driver falls back to plain `shutdown()`, which
     the test driver finishes at once (so the ACPI step of the lifecycle is exercised, not faked);
-  - it has no DHCP leases: network mode is not covered here (user mode is, as in the tests' network rule);
+  - it has no real DHCP (it reports made-up leases): network mode is covered by tests/drivers/test_libvirt.py;
   - its state lives as long as a connection is open: the driver caches one connection per URI.
 
 MACHINE_CONTRACT_REAL=libvirt uses qemu:///system with the built machine OS and a real seed
