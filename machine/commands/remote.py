@@ -1,0 +1,164 @@
+"""ssh and scp: log in to a machine or copy files to and from it, with its key and pinned host key."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat
+from pathlib import Path
+
+import click
+
+from machine.app import App, pass_app
+from machine.errors import MachineError, UsageError
+
+_REMOTE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*):(.*)$")
+
+
+def _target(app: App, name: str):  # noqa: ANN202 - (cfg, driver, endpoint)
+    from machine import orchestrator
+
+    cfg = app.store.load(name)
+    driver = orchestrator.driver_for(app.store, cfg, app.debug)
+    if not driver.uses_ssh:
+        raise MachineError(f"Machine {name!r} (driver {cfg.driver}) has no SSH access", "")
+    orchestrator.require_running(driver, name)
+    ep = driver.ssh_endpoint()
+    if ep is None:
+        raise MachineError(f"Machine {name!r} has no SSH endpoint", f"Check it: machine status {name}")
+    if not cfg.ssh.get("host_key"):
+        raise MachineError(f"Machine {name!r} has no pinned SSH host key yet",
+                           f"Provision it first (this pins the key): machine provision {name}")
+    return cfg, driver, ep
+
+
+def write_known_hosts(path: Path, host: str, port: int, host_key: str) -> None:
+    from machine.atomicfile import write_atomic
+
+    name = host if port == 22 else f"[{host}]:{port}"
+    write_atomic(path, f"{name} {' '.join(host_key.split()[:2])}\n", mode=0o644)
+
+
+def ssh_argv(ssh: str, key: Path, known_hosts: Path, user: str, host: str, port: int,
+             command: tuple[str, ...] = ()) -> list[str]:
+    argv = [ssh, "-i", str(key), "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30", "-p", str(port),
+            f"{user}@{host}"]
+    if command:
+        argv += ["--", *command]
+    return argv
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--native", is_flag=True, help="Use the built-in SSH client (paramiko) instead of the system ssh.")
+@pass_app
+@click.pass_context
+def ssh(ctx: click.Context, app: App, name: str, command: tuple[str, ...], native: bool) -> None:
+    """Log in to a machine, or run COMMAND on it (exit status passed on)."""
+    from machine import process
+    from machine.provision.remote import key_file
+
+    name = app.existing(name)
+    cfg, driver, ep = _target(app, name)
+    user = cfg.ssh.get("user") or ep.user
+    client = None if native else process.which("ssh")
+    if client:
+        known = app.store.machine_dir(name) / "known_hosts"
+        write_known_hosts(known, ep.host, ep.port, cfg.ssh["host_key"])
+        argv = ssh_argv(client, Path(key_file(app.store, cfg, driver)), known, user, ep.host, ep.port, command)
+        ctx.exit(process.exec_interactive(argv))
+    if not command:
+        raise UsageError("No ssh client found for an interactive login",
+                         "Install OpenSSH's client, or give a command to run: machine ssh NAME COMMAND")
+    import shlex
+
+    from machine.provision.remote import open_session
+
+    with open_session(app.store, cfg, driver, timeout=60) as session:
+        res = session.run(" ".join(shlex.quote(c) for c in command) if len(command) > 1 else command[0],
+                          sudo=False, check=False)
+    click.echo(res.stdout, nl=False)
+    click.echo(res.stderr, nl=False, err=True)
+    ctx.exit(res.returncode)
+
+
+def parse_location(text: str) -> tuple[str | None, str]:
+    """`machine:path` -> (machine, path); a local path -> (None, path). `C:\\x` and `./a:b` stay local."""
+    m = _REMOTE.match(text)
+    if m and not (len(m.group(1)) == 1 and os.name == "nt"):
+        return m.group(1), m.group(2)
+    return None, text
+
+
+def _upload(sftp, local: Path, remote: str, recursive: bool) -> int:  # noqa: ANN001
+    if local.is_dir():
+        if not recursive:
+            raise UsageError(f"{local} is a directory", "Use -r to copy directories.")
+        try:
+            sftp.mkdir(remote)
+        except OSError:
+            pass
+        count = 0
+        for child in sorted(local.iterdir()):
+            count += _upload(sftp, child, posixpath.join(remote, child.name), recursive)
+        return count
+    sftp.put(str(local), remote)
+    sftp.chmod(remote, stat.S_IMODE(local.stat().st_mode))
+    return 1
+
+
+def _download(sftp, remote: str, local: Path, recursive: bool) -> int:  # noqa: ANN001
+    st = sftp.stat(remote)
+    if stat.S_ISDIR(st.st_mode or 0):
+        if not recursive:
+            raise UsageError(f"{remote} is a directory on the machine", "Use -r to copy directories.")
+        local.mkdir(parents=True, exist_ok=True)
+        return sum(_download(sftp, posixpath.join(remote, e.filename), local / e.filename, recursive)
+                   for e in sftp.listdir_attr(remote))
+    sftp.get(remote, str(local))
+    os.chmod(local, stat.S_IMODE(st.st_mode or 0o644))
+    return 1
+
+
+@click.command()
+@click.argument("source")
+@click.argument("destination")
+@click.option("-r", "--recursive", is_flag=True, help="Copy directories recursively.")
+@pass_app
+def scp(app: App, source: str, destination: str, recursive: bool) -> None:
+    """Copy files between this host and a machine: machine scp [-r] SRC DST, with MACHINE:PATH on one side."""
+    from machine.provision.remote import open_session
+
+    src_machine, src_path = parse_location(source)
+    dst_machine, dst_path = parse_location(destination)
+    if bool(src_machine) == bool(dst_machine):
+        raise UsageError("Exactly one of SRC and DST must be MACHINE:PATH",
+                         "Examples: machine scp ./file dev:/tmp/   machine scp dev:/etc/os-release .")
+    name = app.existing(src_machine or dst_machine)
+    cfg, driver, _ = _target(app, name)
+    with open_session(app.store, cfg, driver, timeout=60) as session:
+        sftp = session.sftp
+        try:
+            if dst_machine:
+                local = Path(src_path).expanduser()
+                if not local.exists():
+                    raise UsageError(f"{local} does not exist", "Check the source path.")
+                remote = dst_path or "."
+                try:
+                    if stat.S_ISDIR(sftp.stat(remote).st_mode or 0):
+                        remote = posixpath.join(remote, local.name)
+                except OSError:
+                    pass
+                count = _upload(sftp, local, remote, recursive)
+            else:
+                remote = src_path or "."
+                local = Path(dst_path).expanduser()
+                if local.is_dir():
+                    local = local / posixpath.basename(remote.rstrip("/"))
+                count = _download(sftp, remote, local, recursive)
+        except OSError as e:
+            raise MachineError(f"Copying failed: {e}", "Check the paths and the permissions on the machine.") from None
+    app.progress.info(f"Copied {count} file(s).")

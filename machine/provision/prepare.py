@@ -1,0 +1,96 @@
+"""Before the driver creates the VM: keys, the pinned host key, certificates and the NoCloud seed.
+
+For our machine OS the seed carries the engine's complete configuration (daemon.json, CA, server
+certificate and key) and, last, the marker `/etc/docker/machine-ready`: the engine starts once at
+boot, with TLS, and no restart is needed. For a cloud image (stock cloud-init) the seed only sets up
+login and the host key; the engine is installed over SSH afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from machine import certs, engineconfig
+from machine.driver import DriverContext
+from machine.provision import keys, servercert
+from machine.seed import SeedFile, build_seed
+from machine.store import MachineConfig, Store
+
+log = logging.getLogger("machine.provision")
+
+LOGIN_KEY = "id_ed25519"
+MARKER = "/etc/docker/machine-ready"
+ENGINE_ENV = "/etc/docker/engine.env"
+MACHINE_OS = "machine-os"
+
+
+def image_facts(ctx: DriverContext) -> tuple[str | None, str | None]:
+    """(ssh_user, seed kind) for the machine's image: what the driver recorded (`ssh_user`,
+    `seed_kind`), else the image catalogue entry of its `image` option. None when unknown."""
+    user, kind = ctx.data.get("ssh_user"), ctx.data.get("seed_kind")
+    spec = ctx.options.get("image")
+    if (user is None or kind is None) and spec:
+        try:
+            from machine import images
+
+            img = images.resolve(str(spec))
+            user, kind = user or img.ssh_user, kind or img.seed
+        except Exception as e:  # the driver reports a bad image itself, with its own hint
+            log.debug("image %r not resolved here: %s", spec, e)
+    return user, kind
+
+
+def engine_files(cfg: MachineConfig, machine_dir: Any) -> list[SeedFile]:
+    """What our machine OS needs in /etc/docker to start the engine at boot, the marker last."""
+    conf = engineconfig.daemon_config(cfg.engine, cfg.driver)
+    files = [SeedFile("/etc/docker/daemon.json", engineconfig.render_daemon_json(conf), "0644")]
+    if cfg.engine.get("transport", "tls") == "tls":
+        files += [
+            SeedFile("/etc/docker/ca.pem", (machine_dir / "ca.pem").read_bytes(), "0644"),
+            SeedFile("/etc/docker/server.pem", (machine_dir / servercert.CERT).read_bytes(), "0644"),
+            SeedFile("/etc/docker/server-key.pem", (machine_dir / servercert.KEY).read_bytes(), "0600"),
+        ]
+    env = engineconfig.engine_env(cfg.engine)
+    if env:
+        files.append(SeedFile(ENGINE_ENV, engineconfig.env_file(env), "0644"))
+    files.append(SeedFile(MARKER, "", "0644"))
+    return files
+
+
+def prepare(store: Store, cfg: MachineConfig, ctx: DriverContext) -> None:
+    from machine import registry
+
+    cls = registry.get(cfg.driver)
+    mdir = ctx.machine_dir
+    if ctx.options.get("engine_port"):  # a driver that says where the engine listens (generic)
+        cfg.engine["port"] = int(ctx.options["engine_port"])
+        ctx.engine_port = cfg.engine["port"]
+    engineconfig.daemon_config(cfg.engine, cfg.driver)  # bad --engine-opt etc. fail before anything is made
+    engineconfig.engine_env(cfg.engine)
+    user, kind = image_facts(ctx)
+    cfg.ssh["user"] = ctx.options.get("ssh_user") or user or "root"
+    certs.copy_client_certs(store.certs_dir, mdir)
+    servercert.issue(store, cfg)
+    if not cls.wants_seed:
+        # an existing host (generic): its key is the user's, copied by the driver; no seed, no pin yet
+        return
+    login_pub = keys.ensure_login_key(mdir / LOGIN_KEY, f"machine@{cfg.name}")
+    cfg.ssh["key"] = LOGIN_KEY
+    host = keys.new_ed25519(f"root@{cfg.name}")
+    cfg.ssh["host_key"] = " ".join(host.public.split()[:2])
+    kind = kind or MACHINE_OS
+    files = engine_files(cfg, mdir) if kind == MACHINE_OS else []
+    seed = build_seed(
+        mdir / "seed.iso",
+        instance_id=f"{cfg.name}-{uuid.uuid4().hex[:8]}",
+        hostname=cfg.name,
+        authorized_keys=[login_pub],
+        files=files,
+        host_keys={"ed25519_private": host.private, "ed25519_public": host.public},
+        user=cfg.ssh["user"],
+    )
+    cfg.ssh["seed_kind"] = kind
+    cfg.engine["configured_by_seed"] = kind == MACHINE_OS
+    ctx.seed_path = seed

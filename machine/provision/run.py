@@ -1,0 +1,259 @@
+"""Provisioning flows over SSH: provision after create, certificate refresh after start,
+regenerate-certs, upgrade, and asking an engine its version."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shlex
+from typing import TYPE_CHECKING
+
+from machine.errors import DriverError, MachineError
+from machine.progress import Progress
+from machine.provision import osdetect, servercert, tlscheck
+from machine.provision.engines import PROVISIONERS, Provisioner
+from machine.provision.remote import Remote, open_session
+from machine.store import MachineConfig, Store
+
+if TYPE_CHECKING:
+    from machine.driver import Driver
+    from machine.ssh import Session
+
+log = logging.getLogger("machine.provision")
+ENGINE_TIMEOUT = 180.0
+
+
+def _detect(remote: Remote, store: Store, cfg: MachineConfig) -> Provisioner:
+    text = remote.read("/etc/os-release") or remote.read("/usr/lib/os-release")
+    if text is None:
+        raise MachineError(f"Machine {cfg.name!r} has no /etc/os-release: cannot tell which OS it runs",
+                           "Supported: the machine OS, Debian, Ubuntu, Fedora, RHEL-family and Alpine.")
+    info = osdetect.parse_os_release(text)
+    family = osdetect.require_supported(info, cfg.name)
+    cfg.ssh["os"] = family
+    return PROVISIONERS[family](remote, store, cfg)
+
+
+def _connect(store: Store, cfg: MachineConfig, driver: Driver, progress: Progress) -> Remote:
+    with progress.step(f"Connecting to {cfg.name!r} over SSH"):
+        return Remote(open_session(store, cfg, driver, progress))
+
+
+def engine_target(cfg: MachineConfig, driver: Driver) -> tuple[str, int]:
+    port = int(cfg.engine.get("port") or 2376)
+    addr = driver.engine_address(port)
+    if not addr:
+        raise DriverError(f"The driver cannot tell where the engine of {cfg.name!r} listens (is it running?)",
+                          f"Start it: machine start {cfg.name}")
+    return addr[0], int(addr[1])
+
+
+def _ssh_url(cfg: MachineConfig, session: Session) -> str:
+    t = session.target
+    return f"ssh://{t.user}@{t.host}:{t.port}"
+
+
+def wait_engine(store: Store, cfg: MachineConfig, driver: Driver, remote: Remote, progress: Progress) -> str:
+    """Wait until the engine answers the way the docker client will reach it; set cfg.engine["url"]."""
+    with progress.step("Waiting for the Docker engine"):
+        if cfg.engine.get("transport", "tls") == "ssh":
+            version = _version_over_ssh(remote.session, ENGINE_TIMEOUT)
+            cfg.engine["url"] = _ssh_url(cfg, remote.session)
+        else:
+            host, port = engine_target(cfg, driver)
+            info = tlscheck.wait_version(host, port, store.machine_dir(cfg.name), ENGINE_TIMEOUT)
+            version = str(info.get("Version", "unknown"))
+            cfg.engine["url"] = f"tcp://{host}:{port}"
+    return version
+
+
+def _version_over_ssh(session: Session, timeout: float) -> str:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        res = session.run("docker version --format '{{.Server.Version}}'", check=False)
+        if res.ok and res.stdout.strip():
+            return res.stdout.strip()
+        if time.monotonic() >= deadline:
+            raise MachineError(f"The Docker engine did not answer on the machine within {timeout:.0f} s: "
+                               f"{res.stderr.strip()[-300:]}", "Look at the engine's log on the machine.")
+        time.sleep(1.0)
+
+
+def provision(store: Store, cfg: MachineConfig, driver: Driver, progress: Progress) -> None:
+    """After SSH answers: detect the OS, install and configure the engine, check it from the host."""
+    remote = _connect(store, cfg, driver, progress)
+    try:
+        with progress.step("Detecting the operating system"):
+            prov = _detect(remote, store, cfg)
+        reissued = cfg.engine.get("transport", "tls") == "tls" and _cover_addresses(store, cfg, driver)
+        if not prov.engine_installed():
+            with progress.step(f"Installing the Docker engine ({prov.family})"):
+                prov.install()
+        with progress.step("Configuring the Docker engine"):
+            uploaded = prov.configure()
+            if reissued and not uploaded:  # the seed's certificate lacks the address: replace it
+                prov.put_tls_files()
+                prov.restart_engine()
+        version = wait_engine(store, cfg, driver, remote, progress)
+    finally:
+        remote.session.close()
+    progress.info(f"Docker is up and running! (engine {version} at {cfg.engine['url']})")
+    if cfg.engine.get("transport") == "ssh":
+        progress.info(ssh_transport_hint(store, cfg))
+
+
+def _cover_addresses(store: Store, cfg: MachineConfig, driver: Driver) -> bool:
+    """Re-issue the server certificate locally when the driver's addresses are not in it yet.
+    Returns True when it was re-issued (the machine then needs the new files)."""
+    hosts = [h for h in (driver.ip(), engine_target(cfg, driver)[0]) if h]
+    missing = [h for h in dict.fromkeys(hosts) if not servercert.covers(store, cfg, h)]
+    if not missing:
+        return False
+    extra = [*_extra_sans(cfg), *missing]
+    servercert.issue(store, cfg, extra)
+    cfg.engine["cert_extra_sans"] = extra
+    return True
+
+
+def _extra_sans(cfg: MachineConfig) -> list[str]:
+    return list(cfg.engine.get("cert_extra_sans") or [])
+
+
+def after_start(store: Store, cfg: MachineConfig, driver: Driver, progress: Progress) -> None:
+    """After a start: when the machine's address is not in its server certificate any more, re-issue
+    and re-upload it (restarting the engine); update the URL when the forwarded address changed."""
+    if cfg.engine.get("transport", "tls") == "ssh":
+        ep = driver.ssh_endpoint()
+        if ep:
+            new = f"ssh://{cfg.ssh.get('user') or ep.user}@{ep.host}:{ep.port}"
+            _note_url(cfg, new, progress)
+        return
+    if _cover_addresses(store, cfg, driver):
+        with progress.step("Re-issuing the server certificate for the machine's new address"):
+            remote = Remote(open_session(store, cfg, driver, progress))
+            try:
+                prov = _detect(remote, store, cfg)
+                prov.put_tls_files()
+                prov.restart_engine()
+            finally:
+                remote.session.close()
+        progress.info(f"The address of {cfg.name!r} changed; its server certificate was re-issued.")
+    host, port = engine_target(cfg, driver)
+    _note_url(cfg, f"tcp://{host}:{port}", progress)
+
+
+def _note_url(cfg: MachineConfig, new: str, progress: Progress) -> None:
+    old = cfg.engine.get("url")
+    if old and old != new:
+        progress.info(f"The engine URL of {cfg.name!r} changed from {old} to {new}; "
+                      f"refresh your shell: eval $(machine env {cfg.name})")
+    cfg.engine["url"] = new
+
+
+def new_ca(store: Store, progress: Progress) -> None:
+    """Replace the CA and the client certificate (`regenerate-certs --client-certs`)."""
+    from machine import certs
+
+    with progress.step("Making a new CA and client certificate"):
+        paths = certs.cert_paths(store.certs_dir)
+        for p in (paths.ca, paths.ca_key, paths.cert, paths.key):
+            p.unlink(missing_ok=True)
+        certs.ensure_ca(store.certs_dir)
+
+
+def regenerate(store: Store, cfg: MachineConfig, driver: Driver, progress: Progress) -> None:
+    """Issue a new server certificate (signed by the current CA, whose client certificate is copied
+    into the machine dir), upload it and restart the engine. The pinned host key is checked as
+    always: a changed key fails, it is never accepted silently."""
+    from machine import certs
+
+    certs.copy_client_certs(store.certs_dir, store.machine_dir(cfg.name))
+    remote = _connect(store, cfg, driver, progress)
+    try:
+        with progress.step("Issuing and installing a new server certificate"):
+            prov = _detect(remote, store, cfg)
+            hosts = [h for h in (driver.ip(), engine_target(cfg, driver)[0]) if h]
+            extra = list(dict.fromkeys([*_extra_sans(cfg), *hosts]))
+            servercert.issue(store, cfg, extra)
+            cfg.engine["cert_extra_sans"] = extra
+            if cfg.engine.get("transport", "tls") == "tls":
+                prov.put_tls_files()
+                prov.restart_engine()
+        version = wait_engine(store, cfg, driver, remote, progress)
+    finally:
+        remote.session.close()
+    progress.info(f"Docker is up and running! (engine {version} at {cfg.engine['url']})")
+
+
+def upgrade(store: Store, cfg: MachineConfig, driver: Driver, progress: Progress) -> None:
+    remote = _connect(store, cfg, driver, progress)
+    try:
+        prov = _detect(remote, store, cfg)
+        with progress.step(f"Upgrading the Docker engine ({prov.family})"):
+            prov.upgrade()
+        version = wait_engine(store, cfg, driver, remote, progress)
+    finally:
+        remote.session.close()
+    progress.info(f"Docker engine {version} is running on {cfg.name!r}.")
+
+
+def engine_version(store: Store, name: str, debug: bool = False) -> str:
+    from machine.orchestrator import driver_for, require_running
+
+    cfg = store.load(name)
+    driver = driver_for(store, cfg, debug)
+    require_running(driver, name)
+    if cfg.engine.get("transport", "tls") == "ssh":
+        with open_session(store, cfg, driver, timeout=30) as session:
+            return _version_over_ssh(session, 10)
+    host, port = engine_target(cfg, driver)
+    try:
+        return str(tlscheck.get_version(host, port, store.machine_dir(cfg.name)).get("Version", "unknown"))
+    except OSError as e:
+        raise MachineError(f"Cannot reach the Docker engine of {name!r} at {host}:{port}: {e}",
+                           f"Check it: machine status {name}; machine regenerate-certs {name}") from None
+
+
+def engine_version_quick(store: Store, cfg: MachineConfig, timeout: float = 2.0) -> str:
+    """The engine version for `ls`: one TLS request with a short timeout; "Unknown" on any failure."""
+    target = tlscheck.split_url(cfg.engine.get("url", ""))
+    if cfg.engine.get("transport", "tls") != "tls" or not target:
+        return "Unknown"
+    try:
+        version = tlscheck.get_version(target[0], target[1], store.machine_dir(cfg.name), timeout=timeout)
+        return "v" + str(version.get("Version", "Unknown")).lstrip("v")
+    except Exception as e:  # ls shows Unknown for any failure; -D says why
+        log.debug("engine version of %s: %s", cfg.name, e)
+        return "Unknown"
+
+
+def ssh_transport_hint(store: Store, cfg: MachineConfig) -> str:
+    key = store.machine_dir(cfg.name) / (cfg.ssh.get("key") or "id_ed25519")
+    conf = store.machine_dir(cfg.name) / "ssh_config"
+    with contextlib.suppress(OSError):
+        write_ssh_config(store, cfg)
+    return (f"The engine is reached over SSH ({cfg.engine.get('url')}); the docker client runs the system ssh, "
+            f"which needs the machine's key: ssh-add {shlex.quote(str(key))}  (or add 'Include {conf}' to "
+            "~/.ssh/config).")
+
+
+def write_ssh_config(store: Store, cfg: MachineConfig) -> None:
+    """<machine_dir>/ssh_config and known_hosts for the system ssh client."""
+    from urllib.parse import urlsplit
+
+    from machine.atomicfile import write_atomic
+
+    mdir = store.machine_dir(cfg.name)
+    url = urlsplit(cfg.engine.get("url", ""))
+    host, port = url.hostname or "127.0.0.1", url.port or 22
+    known = mdir / "known_hosts"
+    if cfg.ssh.get("host_key"):
+        name = host if port == 22 else f"[{host}]:{port}"
+        write_atomic(known, f"{name} {cfg.ssh['host_key']}\n", mode=0o644)
+    key = mdir / (cfg.ssh.get("key") or "id_ed25519")
+    write_atomic(mdir / "ssh_config", (
+        f"# machine {cfg.name}: Include this file from ~/.ssh/config\n"
+        f"Host {host}\n  Port {port}\n  User {cfg.ssh.get('user', 'root')}\n  IdentityFile \"{key}\"\n"
+        f"  UserKnownHostsFile \"{known}\"\n  StrictHostKeyChecking yes\n"), mode=0o644)

@@ -1,0 +1,61 @@
+"""Talk to the engine the way the docker client does: TLS with the client certificate, verifying the
+server certificate against the machine's CA and address (standard library only: cheap to import)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from machine.errors import TimeoutError_
+
+
+def context(cert_dir: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert_dir / "ca.pem"))
+    ctx.load_cert_chain(str(cert_dir / "cert.pem"), str(cert_dir / "key.pem"))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def get_version(host: str, port: int, cert_dir: Path, timeout: float = 10.0) -> dict[str, Any]:
+    """GET /version over TLS; raises OSError / ssl.SSLError / ValueError on failure."""
+    conn = http.client.HTTPSConnection(host, port, context=context(cert_dir), timeout=timeout)
+    try:
+        conn.request("GET", "/version", headers={"Host": "docker"})
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise ValueError(f"HTTP {resp.status} from the engine")
+        return json.loads(body)
+    finally:
+        conn.close()
+
+
+def wait_version(host: str, port: int, cert_dir: Path, timeout: float = 120.0) -> dict[str, Any]:
+    """Poll until the engine answers over TLS. A certificate verification failure is not retried."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while True:
+        try:
+            return get_version(host, port, cert_dir, timeout=min(10.0, max(1.0, deadline - time.monotonic())))
+        except ssl.SSLCertVerificationError as e:
+            raise TimeoutError_(f"The engine at {host}:{port} presents a certificate that does not verify: "
+                                f"{e.verify_message}", "Run: machine regenerate-certs NAME") from None
+        except (OSError, ValueError) as e:
+            last = e
+        if time.monotonic() >= deadline:
+            raise TimeoutError_(f"The Docker engine at {host}:{port} did not answer over TLS within "
+                                f"{timeout:.0f} s: {last}", "Look at the engine's log on the machine "
+                                "(machine ssh NAME), or run the command again with -D.")
+        time.sleep(1.0)
+
+
+def split_url(url: str) -> tuple[str, int] | None:
+    parts = urlsplit(url or "")
+    if parts.scheme != "tcp" or not parts.hostname or not parts.port:
+        return None
+    return parts.hostname, parts.port
