@@ -1,0 +1,218 @@
+"""Driver `qemu`: runs qemu-system directly (no daemon), one detached process per machine.
+
+The machine dir holds everything: the disks (a blank qcow2 data disk for the machine OS, or a
+qcow2 overlay on a cached cloud image), `console.log` (serial console), `qemu.log` (qemu's own
+output), `qemu.pid` and the QMP socket `qmp.sock` (a short path under the temp dir when the
+machine dir is too deep for a unix socket; TCP on 127.0.0.1 on Windows). Networking is qemu's
+user mode: the host reaches the guest through forwards on 127.0.0.1 (SSH and the engine port),
+so ip() is 127.0.0.1. State comes from the process and QMP `query-status`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from machine.driver import Availability, Driver, Option, SSHEndpoint, State
+
+from . import ports, qmp
+from .accel import ACCELS
+
+PID_FILE = "qemu.pid"
+QEMU_LOG = "qemu.log"
+CONSOLE_LOG = "console.log"
+DATA_DISK = "data.qcow2"
+ROOT_DISK = "disk.qcow2"
+SOCKET_NAME = "qmp.sock"
+MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
+START_CHECK = 5.0  # seconds start() watches for qemu failing at once (bad args, port taken)
+QMP_TIMEOUT = 2.0
+RUN_STATES = {"running": State.RUNNING, "paused": State.PAUSED, "suspended": State.PAUSED,
+              "prelaunch": State.STARTING, "inmigrate": State.STARTING, "shutdown": State.STOPPING,
+              "internal-error": State.ERROR, "io-error": State.ERROR, "guest-panicked": State.ERROR}
+INSTALL_HINT = {
+    "linux": "Install QEMU: apt install qemu-system-x86 qemu-utils (dnf install qemu-kvm qemu-img on Fedora).",
+    "darwin": "Install QEMU: brew install qemu.",
+    "win32": "Install QEMU for Windows (https://qemu.weilnetz.de/w64/) and add C:\\Program Files\\qemu to PATH.",
+}
+
+
+def install_hint(platform: str | None = None) -> str:
+    p = platform or sys.platform
+    return INSTALL_HINT["linux" if p.startswith("linux") else p] if (p.startswith("linux") or p in INSTALL_HINT) \
+        else "Install QEMU (qemu-system and qemu-img) from https://www.qemu.org/download/."
+
+
+def socket_path(machine_dir: Path) -> Path:
+    """The QMP unix socket: in the machine dir when the path is short enough, else under the temp dir."""
+    path = Path(machine_dir) / SOCKET_NAME
+    if len(str(path).encode()) <= MAX_SOCKET_PATH and "," not in str(path):
+        return path
+    digest = hashlib.sha256(str(Path(machine_dir).resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"machine-qmp-{digest}.sock"
+
+
+class QemuDriver(Driver):
+    name = "qemu"
+    description = "qemu-system run directly (KVM/HVF/WHPX when usable, else TCG); user-mode networking."
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("cpus", "Number of virtual CPUs", default=2, type=int),
+        Option("memory", "Memory in MiB", default=1024, type=int),
+        Option("disk-size", "Size of the (sparse) disk in GiB", default=20, type=int),
+        Option("image", "Boot image: a catalogue name (machine-os, debian-12, ubuntu-24.04), URL or path",
+               default="machine-os"),
+        Option("accel", "Accelerator", default="auto", choices=ACCELS),
+        Option("restrict", "Cut the guest off from outside networks (auto: on for the machine OS, off for "
+                           "cloud images, which install packages)", default="auto", choices=("auto", "on", "off")),
+    )
+
+    # -- paths --------------------------------------------------------------------------------
+    @property
+    def dir(self) -> Path:
+        return self.ctx.machine_dir
+
+    def _path(self, name: str) -> Path:
+        return self.dir / name
+
+    def console_log(self) -> Path | None:
+        return self._path(CONSOLE_LOG)
+
+    def _qmp_address(self) -> str:
+        return self.data.get("qmp") or qmp.unix_address(socket_path(self.dir))
+
+    def _disks(self) -> list[Path]:
+        return [p for p in (self._path(DATA_DISK), self._path(ROOT_DISK)) if p.exists()]
+
+    # -- availability ---------------------------------------------------------------------------
+    @classmethod
+    def check_available(cls, options: dict[str, Any] | None = None) -> Availability:
+        from machine import process
+        from machine.accel import find_qemu, host_arch, qemu_version
+
+        qemu = find_qemu()
+        if not qemu:
+            return Availability(False, f"qemu-system-{host_arch()} was not found", install_hint())
+        version = qemu_version(qemu)
+        if not version:
+            return Availability(False, f"{qemu} does not run (--version failed)", install_hint())
+        from .disks import MAC_QEMU_DIRS, WINDOWS_QEMU_DIRS
+
+        if not process.which("qemu-img", WINDOWS_QEMU_DIRS if sys.platform == "win32" else MAC_QEMU_DIRS):
+            return Availability(False, "qemu-img was not found", install_hint())
+        image = (options or {}).get("image")
+        if image:
+            from machine import images
+            from machine.errors import MachineError
+
+            try:
+                images.resolve(str(image))
+            except MachineError as e:
+                return Availability(False, e.message, e.hint)
+        return Availability(True, f"QEMU {version} ({qemu})")
+
+    # -- create -------------------------------------------------------------------------------
+    def create(self) -> None:
+        from .lifecycle import prepare_machine
+
+        prepare_machine(self)
+
+    def notes(self) -> list[str]:
+        """Lines the orchestrator shows the user after create/start (the accelerator verdict)."""
+        note = self.data.get("accel_note")
+        return [note] if note else []
+
+    # -- process --------------------------------------------------------------------------------
+    def _pid(self) -> int | None:
+        """The pid of our running qemu, or None (a stale pid file or a reused pid does not count)."""
+        from machine.accel import pid_alive
+
+        try:
+            pid = int(self._path(PID_FILE).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not pid_alive(pid):
+            return None
+        cmd = Path(f"/proc/{pid}/cmdline")
+        if sys.platform.startswith("linux") and cmd.exists():
+            try:
+                if str(self.dir).encode() not in cmd.read_bytes():
+                    return None  # the pid now belongs to another process
+            except OSError:
+                return None
+        return pid
+
+    def start(self) -> None:
+        from .lifecycle import launch
+
+        launch(self)
+
+    def stop(self, force: bool = False) -> None:
+        from machine.accel import kill_pid, pid_alive
+
+        pid = self._pid()
+        if pid is None:
+            return
+        if not force:
+            try:
+                qmp.command(self._qmp_address(), "system_powerdown", QMP_TIMEOUT)
+            except qmp.QMPError as e:
+                from machine.errors import DriverError
+
+                raise DriverError(f"Could not ask {self.ctx.name!r} to power off: {e}",
+                                  f"Kill it instead: machine kill {self.ctx.name}") from e
+            return
+        try:
+            qmp.command(self._qmp_address(), "quit", QMP_TIMEOUT, tolerate_eof=True)
+        except qmp.QMPError:
+            pass
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.05)
+        if pid_alive(pid):
+            kill_pid(pid)
+
+    def remove(self) -> None:
+        self.stop(force=True)
+        sock = socket_path(self.dir)
+        for path in (self._path(DATA_DISK), self._path(ROOT_DISK), self._path(CONSOLE_LOG), self._path(QEMU_LOG),
+                     self._path(PID_FILE), sock, self._path(SOCKET_NAME)):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        self.data.pop("created", None)
+
+    # -- state ----------------------------------------------------------------------------------
+    def status(self) -> State:
+        if not self._disks():
+            return State.NOT_CREATED
+        if self._pid() is None:
+            return State.STOPPED
+        try:
+            run_state = qmp.query_status(self._qmp_address(), QMP_TIMEOUT)
+        except (qmp.QMPError, OSError, EOFError):
+            started = float(self.data.get("started_at", 0))
+            return State.STARTING if time.time() - started < 30 else State.UNKNOWN
+        return RUN_STATES.get(run_state, State.UNKNOWN)
+
+    # -- addresses ------------------------------------------------------------------------------
+    def ip(self) -> str | None:
+        """127.0.0.1: the host reaches the guest through user-mode forwards, not a guest address."""
+        return ports.HOST if self.data.get("ssh_port") else None
+
+    def ssh_endpoint(self) -> SSHEndpoint | None:
+        if not self.data.get("ssh_port") or self._pid() is None:
+            return None
+        return SSHEndpoint(ports.HOST, int(self.data["ssh_port"]), str(self.data.get("ssh_user", "root")))
+
+    def engine_address(self, guest_port: int) -> tuple[str, int] | None:
+        if guest_port == self.ctx.engine_port and self.data.get("engine_port"):
+            return ports.HOST, int(self.data["engine_port"])
+        return None
+
+
+DRIVER = QemuDriver
