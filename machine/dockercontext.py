@@ -218,6 +218,15 @@ def write_context(machine: str, host: str, cert_dir: Path | None, description: s
     return name
 
 
+def refresh(machine: str, host: str, cert_dir: Path | None, description: str) -> bool:
+    """Rewrite the machine's context if it has one (e.g. after a start changed the engine URL or a
+    regenerate-certs changed the certificates). Returns whether there was one."""
+    if machine_of(context_name_for(machine)) != machine:
+        return False
+    write_context(machine, host, cert_dir, description)
+    return True
+
+
 def use(machine: str, host: str, cert_dir: Path | None, description: str, store_root: Path | None = None) -> Switch:
     """Write the machine's context and make it current in config.json, remembering the context that
     was current unless that one is a machine's too."""
@@ -284,4 +293,4 @@ def forget_machine(name: str, store_root: Path | None = None) -> Switch | None:
 
 
 __all__ = ["Switch", "context_name_for", "current_context", "current_machine", "docker_config_dir",
-           "forget_machine", "machine_of", "read_config", "unset", "use", "write_context"]
+           "forget_machine", "machine_of", "read_config", "refresh", "unset", "use", "write_context"]

@@ -228,3 +228,15 @@ def test_config_json_symlink_is_written_through(two: Path, tmp_path: Path) -> No
 
 def test_unset_name_is_a_usage_error(two: Path) -> None:
     assert run("use", "--unset", "dev")[0] == 2
+
+
+@needs_docker
+def test_refresh_rewrites_only_existing_machine_contexts(two: Path) -> None:
+    machine_dir = two / "machines" / "dev"
+    assert dockercontext.refresh("dev", "tcp://127.0.0.1:4000", machine_dir, "machine dev (none)") is False
+    assert docker("context", "inspect", "dev", check=False).returncode != 0
+    assert run("use", "dev")[0] == 0
+    assert dockercontext.refresh("dev", "tcp://127.0.0.1:4000", machine_dir, "machine dev (none)") is True
+    [ctx] = json.loads(docker("context", "inspect", "dev").stdout)
+    assert ctx["Endpoints"]["docker"]["Host"] == "tcp://127.0.0.1:4000"
+    assert docker("context", "show").stdout.strip() == "dev"
