@@ -48,6 +48,8 @@ class Harness:
     hide_tool: Callable[[Path, pytest.MonkeyPatch], None] | None = None
     # False for drivers that need no external tool (e.g. `none`): hiding it must not make them unusable.
     needs_tool: bool = True
+    # True when check_available must say ok once make() has set up the fake (or on a real host).
+    available_with_fake: bool = False
 
 
 def real_requested(driver: str) -> bool:
