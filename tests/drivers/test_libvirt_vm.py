@@ -1,0 +1,159 @@
+"""A real VM through libvirtd (qemu:///system) with the built machine OS:
+create -> Running -> ssh command -> stop (ACPI) -> Stopped -> start -> kill -> rm, and nothing is left
+(no domain, no disk, no qemu process, forwarded ports free).
+
+Drives the driver directly with a seed from machine.seed.build_seed, waiting on the serial
+readiness line and the SSH banner like the orchestrator does. User-mode networking only: all
+traffic goes to 127.0.0.1. Needs libvirtd (see .ci/setup) running qemu as a user that can read the
+pytest temp dir (root in CI: qemu.conf user = "root").
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from machine import process, waiting
+from machine.driver import DriverContext, State
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+URI = "qemu:///system"
+READY = "machine-os: ssh-ready"
+BOOT_TIMEOUT = 300.0
+
+
+def _skip_reason() -> str | None:
+    try:
+        import libvirt
+    except ImportError:
+        return "libvirt-python is not installed (pip install libvirt-python)"
+    libvirt.registerErrorHandler(lambda _c, _e: None, None)
+    try:
+        libvirt.open(URI).close()
+    except libvirt.libvirtError as e:
+        return f"libvirtd is not reachable at {URI} (start it: libvirtd -d): {e}"
+    from machine.images import default_image
+
+    try:
+        default_image()
+    except Exception as e:  # noqa: BLE001 - the reason is the message
+        return f"the machine OS image is not built: {e}"
+    if not process.which("ssh") or not process.which("ssh-keygen"):
+        return "the OpenSSH client is not installed"
+    return None
+
+
+def _qemu_pids_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "qemu" in cmdline and text in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _wait_state(drv, want: State, timeout: float) -> State:
+    deadline = time.monotonic() + timeout
+    while (state := drv.status()) != want and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return state
+
+
+def _wait_ready(drv, timeout: float = BOOT_TIMEOUT) -> None:
+    console = drv.console_log()
+
+    def failed() -> str | None:
+        if waiting.serial_has(console, "machine-os: boot-failed"):
+            return "boot failed"
+        state = drv.status()
+        return None if state == State.RUNNING else f"the VM is {state}"
+
+    hint = lambda: waiting.log_tail(console)  # noqa: E731
+    try:
+        waiting.until(lambda: waiting.serial_has(console, READY), timeout=timeout, what="ssh-ready", failed=failed)
+        ep = drv.ssh_endpoint()
+        waiting.until(lambda: waiting.ssh_banner(ep.host, ep.port), timeout=60, what="SSH banner", failed=failed)
+    except Exception as e:
+        raise AssertionError(f"{e}\nconsole tail:\n{hint()}") from e
+
+
+def _ssh(drv, key: Path, command: str) -> process.Result:
+    ep = drv.ssh_endpoint()
+    return process.run(["ssh", "-i", key, "-p", str(ep.port), "-o", "StrictHostKeyChecking=no",
+                        "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                        "-o", "LogLevel=ERROR", f"{ep.user}@{ep.host}", command], timeout=60)
+
+
+def test_libvirt_vm_cycle(tmp_path: Path) -> None:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from machine.drivers.libvirt import LibvirtDriver, port_free
+    from machine.drivers.libvirt.connection import connect
+
+    from machine.seed import build_seed
+
+    name = "lvvm"
+    machine_dir = tmp_path / "machines" / name
+    machine_dir.mkdir(parents=True)
+    key = tmp_path / "id_ed25519"
+    process.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    seed = build_seed(machine_dir / "seed.iso", instance_id=f"{name}-{time.time_ns()}", hostname=name,
+                      authorized_keys=[key.with_suffix(".pub").read_text().strip()])
+    ctx = DriverContext(name=name, machine_dir=machine_dir, cache_dir=tmp_path / "cache", seed_path=seed,
+                        options={"uri": URI, "accel": "auto", "network": "user", "memory": 1024, "cpus": 1,
+                                 "disk_size": 4096})
+    drv = LibvirtDriver(ctx)
+    times: dict[str, float] = {}
+    t0 = time.monotonic()
+    try:
+        drv.create()
+        assert drv.status() == State.STOPPED
+        domain = drv.data["domain"]
+        ports = (drv.data["ssh_port"], drv.data["engine_host_port"])
+        disk = Path(drv.data["made"][0])
+        assert disk.exists()
+
+        t = time.monotonic()
+        drv.start()
+        assert drv.status() == State.RUNNING
+        _wait_ready(drv)
+        times["boot_to_ssh"] = time.monotonic() - t
+        out = _ssh(drv, key, "hostname; cat /proc/cmdline")
+        assert out.ok, out.stderr
+        assert out.stdout.splitlines()[0].strip() == name
+        assert f"machine.hostname={name}" in out.stdout
+
+        t = time.monotonic()
+        drv.stop()  # ACPI power button
+        assert _wait_state(drv, State.STOPPED, 90) == State.STOPPED, waiting.log_tail(drv.console_log())
+        times["acpi_stop"] = time.monotonic() - t
+        assert drv.ssh_endpoint() is None
+        assert not _qemu_pids_mentioning(domain)
+
+        t = time.monotonic()
+        drv.start()
+        _wait_ready(drv)  # the console log was truncated: this readiness line is from the second boot
+        times["second_boot"] = time.monotonic() - t
+        drv.stop(force=True)
+        assert drv.status() == State.STOPPED
+
+        drv.remove()
+        assert drv.status() == State.NOT_CREATED
+        assert domain not in [d.name() for d in connect(URI).listAllDomains(0)]
+        assert not disk.exists()
+        assert not _qemu_pids_mentioning(domain)
+        assert all(port_free(p) for p in ports)
+        times["total"] = time.monotonic() - t0
+        print("libvirt VM cycle:", ", ".join(f"{k} {v:.1f} s" for k, v in times.items()),
+              f"(virt type {drv.data['virt_type']}: {drv.data['accel_reason']})")
+    finally:
+        drv.remove()
