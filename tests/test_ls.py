@@ -448,3 +448,87 @@ def test_listing_helpers() -> None:
     assert listing.go_duration(0.0123) == "12ms"
     assert listing.go_duration(1.5) == "1.5s"
     assert listing.one_line("a\n  b\tc ") == "a b c"
+
+
+# -- the DOCKER column end to end: a fake engine speaking mutual TLS on loopback -----------------
+
+
+def serve_engine(certs_dir: Path, work_dir: Path, version: str, hang: bool = False):  # noqa: ANN201
+    """A TLS HTTP server on 127.0.0.1 that requires the client certificate and answers GET /version
+    like dockerd (after 5 s when `hang`)."""
+    import http.server
+    import ssl
+    import threading
+
+    from machine import certs
+
+    certs.issue_server_cert(certs_dir, work_dir / "server.pem", work_dir / "server-key.pem",
+                            name="engine", ips=["127.0.0.1"], dns=["localhost"])
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if hang:
+                time.sleep(5)
+            body = json.dumps({"Version": version, "ApiVersion": "1.47"}).encode()
+            self.send_response(200 if self.path == "/version" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(work_dir / "server.pem", work_dir / "server-key.pem")
+    ctx.load_verify_locations(certs_dir / "ca.pem")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def engine_machine(store_root: Path, work_dir: Path, name: str, version: str, hang: bool = False):  # noqa: ANN201
+    """A none machine pointing at a fake engine, with the client certificates in its directory."""
+    from machine import certs
+
+    store = Store(store_root)
+    server = serve_engine(store.certs_dir, work_dir, version, hang)
+    result = run("create", "-d", "none", "--url", f"tcp://127.0.0.1:{server.server_address[1]}", name)
+    assert result.code == 0, result
+    certs.copy_client_certs(store.certs_dir, store.machine_dir(name))
+    return server
+
+
+def test_docker_column_shows_the_engine_version(store_root: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listing, "active_targets", lambda: ("", None))
+    server = engine_machine(store_root, tmp_path, "eng", "27.3.1")
+    try:
+        run("create", "-d", "none", "--url", "tcp://127.0.0.1:1", "noengine")
+        result = run("ls")
+        assert result.code == 0, result
+        lines = {line.split()[0]: line for line in result.out.splitlines()[1:]}
+        assert "v27.3.1" in lines["eng"]
+        assert "Unknown" in lines["noengine"]
+        assert run("ls", "--filter", "name=^eng$", "--format", "{{.DockerVersion}}").out == "v27.3.1\n"
+    finally:
+        server.shutdown()
+
+
+def test_a_hanging_engine_does_not_hold_ls_beyond_the_timeout(store_root: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listing, "active_targets", lambda: ("", None))
+    server = engine_machine(store_root, tmp_path, "hung", "27.3.1", hang=True)
+    try:
+        started = time.monotonic()
+        result = run("ls", "-t", "1", "--format", "json")
+        elapsed = time.monotonic() - started
+        assert result.code == 0, result
+        [row] = json.loads(result.out)
+        assert row["State"] in ("Running", "Timeout") and row["DockerVersion"] == "Unknown"
+        assert elapsed < 3, f"ls -t 1 took {elapsed:.1f} s with a hanging engine"
+    finally:
+        server.shutdown()
