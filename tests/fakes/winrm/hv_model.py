@@ -1,0 +1,441 @@
+"""A fake Hyper-V host behind the fake WinRM server: real state, no PowerShell.
+
+It receives the command line WinRM would run, decodes `powershell.exe ... -EncodedCommand`, and
+interprets the driver's scripts by their `# machine-op: NAME` line. Each script's parameter block
+(`$Var = <literal>` lines up to `# machine-params-end`) is parsed with an independent PowerShell
+literal parser, and must hold exactly the parameters that operation takes; the body must contain
+the cmdlets the operation is known to use. Anything else is rejected (exit 1 and an error on
+stderr), so a script the fake does not know never "passes".
+
+State: `state.json` (host facts, switches, VMs, VHDs) and `fs/` (the host's files: a Windows path
+C:\\X\\y maps to fs/C/X/y) under the state directory. Outputs follow real cmdlet shapes
+(hv_recorded.py, FIXTURES.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import hv_recorded as rec
+
+BEGIN, END = "##machine-json-begin##", "##machine-json-end##"
+MAX_LINE = 8191
+_QUOTES = "'\u2018\u2019\u201a\u201b"
+
+# op -> (parameters, cmdlets the body must use)
+OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "check": ((), ("Get-Module -ListAvailable -Name Hyper-V", "S-1-5-32-578", "HypervisorPresent",
+                   "Hyper-V\\Get-VMSwitch")),
+    "vm-state": (("Name",), ("Hyper-V\\Get-VM -Name $Name",)),
+    "start-vm": (("Name",), ("Hyper-V\\Start-VM -Name $Name",)),
+    "stop-vm": (("Name", "TurnOff"), ("Hyper-V\\Stop-VM -Name $Name -TurnOff", "Hyper-V\\Stop-VM -Name $Name -Force")),
+    "vm-ip": (("Name",), ("Hyper-V\\Get-VMNetworkAdapter -VMName $Name", "IPAddresses")),
+    "remove-vm": (("Name", "Dir"), ("Hyper-V\\Remove-VM -VM $vm -Force", "machine.json", "$_.Path.StartsWith($Dir",
+                                    "Remove-Item -LiteralPath $Dir")),
+    "vm-dir": (("Name", "Base"), ("Get-VMHost", "machine.json")),
+    "create-vm": (("Name", "Dir", "BootIso", "DiskBytes", "MemoryBytes", "Cpus", "Switch", "VlanId", "Pipe"),
+                  ("Hyper-V\\New-VHD -Path $vhd -SizeBytes $DiskBytes -Dynamic", "-Generation 1",
+                   "Set-VMMemory -VM $vm -DynamicMemoryEnabled $false", "Set-VMProcessor -VM $vm -Count $Cpus",
+                   "Set-VMDvdDrive", "Add-VMDvdDrive", "Set-VMComPort -VM $vm -Number 1 -Path $Pipe",
+                   "Set-VMNetworkAdapterVlan")),
+    "iso-probe": (("Path", "Sha256"), ("Get-FileHash -LiteralPath $Path -Algorithm SHA256",)),
+    "iso-chunk": (("Path", "Offset", "Data"), ("[Convert]::FromBase64String($Data)", "'Append'")),
+    "iso-finish": (("Path", "Sha256"), ("Get-FileHash -LiteralPath $part -Algorithm SHA256", "Move-Item")),
+    "iso-download": (("Url", "Path", "Sha256"), ("Invoke-WebRequest -Uri $Url -OutFile $part",
+                                                 "Get-FileHash -LiteralPath $part -Algorithm SHA256")),
+}
+
+
+class ScriptRejected(Exception):
+    """The fake does not know this script."""
+
+
+class PSError(Exception):
+    """An error record as the script's catch block would report it."""
+
+    def __init__(self, message: str, category: str, fqid: str) -> None:
+        super().__init__(message)
+        self.record = {"message": message, "category": category, "id": fqid}
+
+
+# -- PowerShell literals (independent of the driver's quoting code) -----------------------------------
+
+
+def parse_literal(text: str, pos: int) -> tuple[Any, int]:
+    """Parse one literal at text[pos:]; returns (value, next position)."""
+    if text.startswith("$true", pos):
+        return True, pos + 5
+    if text.startswith("$false", pos):
+        return False, pos + 6
+    if text.startswith("$null", pos):
+        return None, pos + 5
+    if text.startswith("@(", pos):
+        items: list[Any] = []
+        pos += 2
+        while not text.startswith(")", pos):
+            value, pos = parse_literal(text, pos)
+            items.append(value)
+            if text.startswith(", ", pos):
+                pos += 2
+        return items, pos + 1
+    if pos < len(text) and text[pos] in _QUOTES:
+        out = []
+        i = pos + 1
+        while True:
+            if i >= len(text):
+                raise ScriptRejected("unterminated string literal")
+            c = text[i]
+            if c in _QUOTES:
+                if i + 1 < len(text) and text[i + 1] in _QUOTES:
+                    out.append(c)
+                    i += 2
+                    continue
+                return "".join(out), i + 1
+            out.append(c)
+            i += 1
+    m = re.compile(r"-?\d+").match(text, pos)
+    if m:
+        return int(m.group()), m.end()
+    raise ScriptRejected(f"not a literal at: {text[pos:pos + 40]!r}")
+
+
+def parse_script(script: str) -> tuple[str, dict[str, Any], str]:
+    """(op, parameters, body) of a driver script; ScriptRejected when it is not one."""
+    m = re.match(r"# machine-op: ([a-z0-9-]+)\n", script)
+    if not m or m.group(1) not in OPS:
+        raise ScriptRejected("unknown script (no known '# machine-op:' first line)")
+    op, pos, params = m.group(1), m.end(), {}
+    while not script.startswith("# machine-params-end\n", pos):
+        pm = re.compile(r"\$([A-Za-z0-9]+) = ").match(script, pos)
+        if not pm:
+            raise ScriptRejected(f"bad parameter line at {script[pos:pos + 40]!r}")
+        value, pos = parse_literal(script, pm.end())
+        if not script.startswith("\n", pos):
+            raise ScriptRejected(f"trailing text after ${pm.group(1)}")
+        params[pm.group(1)] = value
+        pos += 1
+    body = script[pos:]
+    wanted, cmdlets = OPS[op]
+    if tuple(params) != wanted:
+        raise ScriptRejected(f"{op}: parameters {list(params)} != {list(wanted)}")
+    for cmdlet in cmdlets:
+        if cmdlet not in body:
+            raise ScriptRejected(f"{op}: body lacks {cmdlet!r}")
+    if "{{" in body or "{%" in body:
+        raise ScriptRejected("unrendered template text")
+    if "Out-Result" not in body or BEGIN not in body:
+        raise ScriptRejected("no result markers")
+    return op, params, body
+
+
+# -- the host -----------------------------------------------------------------------------------------
+
+
+def default_state() -> dict[str, Any]:
+    return {
+        "host": {"name": "HV01", "user": "HV01\\builder", "module": True, "hyperv_admin": True, "admin": False,
+                 "hypervisor": True, "logical_processors": 8, "memory_mib": 16384,
+                 "vm_path": "C:\\ProgramData\\Microsoft\\Windows\\Hyper-V", "program_data": "C:\\ProgramData"},
+        # Raw enum values as Get-VMSwitch | ConvertTo-Json prints them (2 External, 1 Internal).
+        "switches": [{"Name": "Default Switch", "SwitchType": 1}, {"Name": "External LAN", "SwitchType": 2}],
+        "vms": {},
+        "vhds": {},
+        "guest_ipv4": "127.0.0.1",
+        "ip_after_polls": 1,  # KVP reports the address only after a while: the first poll sees none
+        "log": [],
+    }
+
+
+class FakeHyperV:
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir)
+        self.fs = self.dir / "fs"
+        self.fs.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        if not (self.dir / "state.json").exists():
+            self.save(default_state())
+
+    # state
+    def load(self) -> dict[str, Any]:
+        return json.loads((self.dir / "state.json").read_text())
+
+    def save(self, state: dict[str, Any]) -> None:
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(self.dir / "state.json")
+
+    def update(self, fn: Any) -> None:
+        with self.lock:
+            s = self.load()
+            fn(s)
+            self.save(s)
+
+    def local(self, win_path: str) -> Path:
+        """The file behind a Windows path (drive-letter paths only; UNC \\\\server\\share -> fs/UNC/...)."""
+        if win_path.startswith("\\\\"):
+            parts = ["UNC", *[p for p in win_path[2:].split("\\") if p]]
+        else:
+            m = re.match(r"^([A-Za-z]):\\(.*)$", win_path)
+            if not m:
+                raise PSError(f"Cannot find drive. A drive with the name '{win_path[:1]}' does not exist.",
+                              "ObjectNotFound", "DriveNotFound")
+            parts = [m.group(1).upper(), *[p for p in m.group(2).split("\\") if p]]
+        if ".." in parts:
+            raise PSError("fake host: '..' in paths is not supported", "InvalidArgument", "FakePath")
+        return self.fs.joinpath(*parts)
+
+    # command lines
+    def execute(self, command: str) -> tuple[str, str, int]:
+        """Run one WinRM command line; returns (stdout, stderr, exit code)."""
+        if len(command) > MAX_LINE:
+            return "", rec.LINE_TOO_LONG, 1
+        m = re.fullmatch(r"powershell(?:\.exe)? -NoProfile -NonInteractive -EncodedCommand ([A-Za-z0-9+/=]+)",
+                         command, re.I)
+        if not m:
+            name = command.split(" ", 1)[0]
+            return "", (f"'{name}' is not recognized as an internal or external command,\r\n"
+                        "operable program or batch file.\r\n"), 1
+        try:
+            script = base64.b64decode(m.group(1), validate=True).decode("utf-16-le")
+            op, params, _body = parse_script(script.replace("\r\n", "\n"))
+        except (ScriptRejected, ValueError, UnicodeDecodeError) as e:
+            why = str(e)
+            self.update(lambda s: s["log"].append({"op": "REJECTED", "why": why}))
+            return "", f"fake Hyper-V host rejected the script: {why}\r\n", 1
+        self.update(lambda s: s["log"].append({"op": op, "params": {k: v for k, v in params.items() if k != "Data"}}))
+        try:
+            result = getattr(self, "op_" + op.replace("-", "_"))(**params)
+        except PSError as e:
+            return self._out({"error": e.record}), "", 1
+        return self._out(result), "", 0
+
+    @staticmethod
+    def _out(obj: Any) -> str:
+        return BEGIN + json.dumps(obj, separators=(",", ":")) + END + "\r\n"
+
+    # helpers
+    def _host_gate(self, s: dict[str, Any], cmdlet: str) -> None:
+        if not s["host"]["module"]:
+            raise PSError(rec.COMMAND_NOT_FOUND.format(cmd="Hyper-V\\" + cmdlet), "ObjectNotFound",
+                          rec.COMMAND_NOT_FOUND_ID)
+        if not (s["host"]["hyperv_admin"] or s["host"]["admin"]):
+            raise PSError(rec.PERMISSION.format(host=s["host"]["name"]), "PermissionDenied",
+                          rec.PERMISSION_ID.format(cmd=cmdlet.replace("-", "")))
+
+    def _vm(self, s: dict[str, Any], name: str, cmdlet: str) -> dict[str, Any]:
+        self._host_gate(s, cmdlet)
+        vm = s["vms"].get(name)
+        if vm is None:
+            raise PSError(rec.VM_NOT_FOUND.format(name=name), rec.VM_NOT_FOUND_CATEGORY.get(cmdlet, "ObjectNotFound"),
+                          rec.VM_NOT_FOUND_ID.get(cmdlet, f"ObjectNotFound,Microsoft.HyperV.PowerShell.Commands."
+                                                          f"{cmdlet.replace('-', '')}"))
+        return vm
+
+    @staticmethod
+    def _state_name(vm: dict[str, Any]) -> str:
+        return rec.VM_STATES.get(vm["State"], "Other")
+
+    def _sha(self, path: Path) -> str:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest().upper()  # Get-FileHash prints upper-case hex
+
+    # operations
+    def op_check(self) -> dict[str, Any]:
+        s = self.load()
+        h = s["host"]
+        switches = [{"Name": w["Name"], "SwitchType": rec.SWITCH_TYPES[w["SwitchType"]]} for w in s["switches"]]
+        return {"user": h["user"], "module": h["module"], "hyperv_admin": h["hyperv_admin"], "admin": h["admin"],
+                "hypervisor": h["hypervisor"], "switches": switches if h["module"] else []}
+
+    def op_vm_state(self, Name: str) -> dict[str, Any]:  # noqa: N803 - PowerShell parameter names
+        s = self.load()
+        self._host_gate(s, "Get-VM")
+        vm = s["vms"].get(Name)
+        if vm is None:
+            return {"Name": Name, "State": "NotFound"}
+        return {"Name": Name, "State": self._state_name(vm), "Status": "Operating normally", "Path": vm["Path"]}
+
+    def op_start_vm(self, Name: str) -> dict[str, Any]:  # noqa: N803
+        def go(s: dict[str, Any]) -> None:
+            vm = self._vm(s, Name, "Start-VM")
+            if vm["State"] == 2:
+                raise PSError(rec.INVALID_STATE.format(name=Name), "InvalidOperation",
+                              "InvalidState,Microsoft.HyperV.PowerShell.Commands.StartVM")
+            for drive in vm["DvdDrives"]:
+                if not self.local(drive["Path"]).is_file():
+                    raise PSError(f"'{Name}' failed to start.\r\nFailed to open attachment '{drive['Path']}'.",
+                                  "NotSpecified", "OperationFailed,Microsoft.HyperV.PowerShell.Commands.StartVM")
+            vm["State"] = 2
+            vm["polls"] = 0
+            vm["NetworkAdapters"][0]["IPAddresses"] = []
+        self.update(go)
+        return {"Name": Name, "State": "Running"}
+
+    def op_stop_vm(self, Name: str, TurnOff: bool) -> dict[str, Any]:  # noqa: N803
+        def go(s: dict[str, Any]) -> None:
+            vm = self._vm(s, Name, "Stop-VM")
+            vm["State"] = 3
+            vm["last_stop"] = "turnoff" if TurnOff else "shutdown"
+            vm["NetworkAdapters"][0]["IPAddresses"] = []
+        self.update(go)
+        return {"Name": Name, "State": "Off"}
+
+    def op_vm_ip(self, Name: str) -> dict[str, Any]:  # noqa: N803
+        out: dict[str, Any] = {}
+
+        def go(s: dict[str, Any]) -> None:
+            vm = self._vm(s, Name, "Get-VMNetworkAdapter")
+            nic = vm["NetworkAdapters"][0]
+            if vm["State"] == 2:
+                vm["polls"] = vm.get("polls", 0) + 1
+                if vm["polls"] > s["ip_after_polls"]:
+                    nic["IPAddresses"] = [s["guest_ipv4"], rec.LINK_LOCAL.format(n=0x100 + len(Name))]
+            out.update({"Name": Name, "IPAddresses": list(nic["IPAddresses"])})
+        self.update(go)
+        return out
+
+    def op_vm_dir(self, Name: str, Base: str) -> dict[str, Any]:  # noqa: N803
+        s = self.load()
+        self._host_gate(s, "Get-VMHost")
+        base = Base or s["host"]["vm_path"]
+        d = base.rstrip("\\") + "\\machine\\" + Name
+        self.local(d).mkdir(parents=True, exist_ok=True)
+        (self.local(d) / "machine.json").write_text(json.dumps({"name": Name, "tool": "machine"}))
+        return {"dir": d, "cache": s["host"]["program_data"] + "\\machine\\iso-cache"}
+
+    def op_create_vm(self, Name: str, Dir: str, BootIso: str, DiskBytes: int, MemoryBytes: int, Cpus: int,  # noqa: N803
+                     Switch: str, VlanId: int, Pipe: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+
+        def go(s: dict[str, Any]) -> None:
+            self._host_gate(s, "New-VM")
+            if Name in s["vms"]:
+                out.update({"Name": Name, "created": False, "Path": s["vms"][Name]["Path"]})
+                return
+            src = self.local(BootIso)
+            if not src.is_file():
+                raise PSError(rec.PATH_NOT_FOUND.format(path=BootIso), "ObjectNotFound",
+                              rec.PATH_NOT_FOUND_ID.format(cmd="CopyItemCommand"))
+            iso, vhd, seed = Dir + "\\boot.iso", Dir + "\\disk.vhdx", Dir + "\\seed.iso"
+            self.local(iso).write_bytes(src.read_bytes())
+            if not any(w["Name"] == Switch for w in s["switches"]):
+                raise PSError(f'Hyper-V was unable to find a virtual switch with name "{Switch}".', "ObjectNotFound",
+                              "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.NewVM")
+            if MemoryBytes % (2 << 20) or MemoryBytes < (32 << 20):
+                raise PSError(f"'{Name}' failed to modify device 'Memory'. Invalid startup memory amount assigned "
+                              f"for '{Name}'.", "InvalidArgument", "InvalidParameter,Microsoft.HyperV.PowerShell."
+                              "Commands.NewVM")
+            if Cpus > s["host"]["logical_processors"]:
+                raise PSError(f"Failed to modify device 'Processor'. '{Name}' failed to modify device 'Processor'. "
+                              f"The processor count ({Cpus}) exceeds the host's logical processors.",
+                              "InvalidArgument", "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.SetVMProcessor")
+            if not self.local(seed).is_file():
+                raise PSError(f"Failed to add device 'Virtual CD/DVD Disk'. The file '{seed}' was not found.",
+                              "ObjectNotFound", "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.AddVMDvdDrive")
+            self.local(vhd).write_bytes(b"vhdxfile" + b"\0" * 4088)  # VHDX files start with this signature
+            s["vhds"][vhd] = {"Size": DiskBytes, "VhdType": "Dynamic", "VhdFormat": "VHDX"}
+            s["vms"][Name] = {
+                "Name": Name, "State": 3, "Generation": 1, "Path": Dir, "MemoryStartup": MemoryBytes,
+                "DynamicMemoryEnabled": False, "ProcessorCount": Cpus,
+                "HardDrives": [{"ControllerType": "IDE", "ControllerNumber": 0, "ControllerLocation": 0, "Path": vhd}],
+                "DvdDrives": [{"ControllerNumber": 1, "ControllerLocation": 0, "Path": iso},
+                              {"ControllerNumber": 1, "ControllerLocation": 1, "Path": seed}],
+                "BootOrder": ["CD", "IDE", "LegacyNetworkAdapter", "Floppy"],
+                "ComPort1": Pipe,
+                "NetworkAdapters": [{"SwitchName": Switch, "VlanId": VlanId or None, "IPAddresses": []}],
+            }
+            out.update({"Name": Name, "State": "Off", "Generation": 1, "ProcessorCount": Cpus,
+                        "MemoryStartup": MemoryBytes, "Path": Dir, "created": True})
+        self.update(go)
+        return out
+
+    def op_remove_vm(self, Name: str, Dir: str) -> dict[str, Any]:  # noqa: N803
+        out: dict[str, Any] = {"Name": Name, "removed": False, "deleted": False}
+
+        def go(s: dict[str, Any]) -> None:
+            self._host_gate(s, "Remove-VM")
+            vm = s["vms"].get(Name)
+            if vm and Dir and vm["Path"].lower().startswith(Dir.lower()):
+                del s["vms"][Name]
+                for d in vm["HardDrives"]:
+                    s["vhds"].pop(d["Path"], None)
+                out["removed"] = True
+            if Dir and (self.local(Dir) / "machine.json").is_file():
+                import shutil
+
+                shutil.rmtree(self.local(Dir))
+                out["deleted"] = True
+        self.update(go)
+        return out
+
+    def op_iso_probe(self, Path: str, Sha256: str) -> dict[str, Any]:  # noqa: N803
+        f, part = self.local(Path), self.local(Path + ".part")
+        present = f.is_file() and self._sha(f) == Sha256.upper()
+        return {"Path": Path, "present": present, "part_size": part.stat().st_size if part.is_file() else 0}
+
+    def op_iso_chunk(self, Path: str, Offset: int, Data: str) -> dict[str, Any]:  # noqa: N803
+        part = self.local(Path + ".part")
+        if Offset == 0:
+            part.parent.mkdir(parents=True, exist_ok=True)
+            part.write_bytes(b"")
+        if not part.is_file():
+            raise PSError(rec.PATH_NOT_FOUND.format(path=Path + ".part"), "ObjectNotFound",
+                          rec.PATH_NOT_FOUND_ID.format(cmd="GetItemCommand"))
+        size = part.stat().st_size
+        if size != Offset:
+            return {"size": size, "written": 0}
+        try:
+            data = base64.b64decode(Data, validate=True)
+        except ValueError:
+            raise PSError('Exception calling "FromBase64String" with "1" argument(s): "The input is not a valid '
+                          'Base-64 string"', "NotSpecified", "FormatException") from None
+        with open(part, "ab") as fh:
+            fh.write(data)
+        return {"size": Offset + len(data), "written": len(data)}
+
+    def op_iso_finish(self, Path: str, Sha256: str) -> dict[str, Any]:  # noqa: N803
+        part = self.local(Path + ".part")
+        if not part.is_file():
+            raise PSError(rec.PATH_NOT_FOUND.format(path=Path + ".part"), "ObjectNotFound",
+                          rec.PATH_NOT_FOUND_ID.format(cmd="GetFileHashCommand"))
+        h = self._sha(part)
+        if h != Sha256.upper():
+            part.unlink()
+            raise PSError(f"sha256 mismatch: {Path}.part has {h}, expected {Sha256}", "OperationStopped",
+                          f"sha256 mismatch: {Path}.part has {h}, expected {Sha256}")
+        part.replace(self.local(Path))
+        return {"Path": Path, "sha256": h.lower()}
+
+    def op_iso_download(self, Url: str, Path: str, Sha256: str) -> dict[str, Any]:  # noqa: N803
+        host = urllib.parse.urlsplit(Url).hostname or ""
+        if not (host == "localhost" or host.startswith("127.")):
+            # The fake host stays within the test network rule: it only fetches from loopback.
+            raise PSError("Unable to connect to the remote server", "InvalidOperation",
+                          "WebCmdletWebResponseException,Microsoft.PowerShell.Commands.InvokeWebRequestCommand")
+        part = self.local(Path + ".part")
+        part.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with urllib.request.urlopen(Url, timeout=30) as resp:  # noqa: S310 - loopback only
+                part.write_bytes(resp.read())
+        except OSError as e:
+            raise PSError(f"The remote server returned an error: {e}", "InvalidOperation",
+                          "WebCmdletWebResponseException,Microsoft.PowerShell.Commands.InvokeWebRequestCommand"
+                          ) from None
+        h = self._sha(part)
+        if h != Sha256.upper():
+            part.unlink()
+            raise PSError(f"sha256 mismatch: the download of {Url} has {h}, expected {Sha256}", "OperationStopped",
+                          "sha256 mismatch")
+        part.replace(self.local(Path))
+        return {"Path": Path, "sha256": h.lower()}
