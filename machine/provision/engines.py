@@ -149,11 +149,14 @@ class MachineOS(Provisioner):
         return True
 
     def restart_engine(self) -> None:
+        """The OS's init respawns the engine supervisor (/etc/machine-os/engine.run) when dockerd exits:
+        stop dockerd and wait for the new one (it reads the new files)."""
         self.remote.run(
-            "if command -v rc-service >/dev/null 2>&1; then rc-service docker restart; "
-            "elif [ -x /etc/init.d/docker ]; then /etc/init.d/docker restart; "
-            "elif command -v systemctl >/dev/null 2>&1; then systemctl restart docker; "
-            "else echo 'no way to restart the engine' >&2; exit 1; fi", what="Restarting the engine")
+            "old=$(cat /var/run/docker.pid 2>/dev/null || pidof dockerd); [ -n \"$old\" ] || exit 0; kill $old; "
+            "i=0; while kill -0 $old 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; "
+            "kill -0 $old 2>/dev/null && kill -9 $old; "
+            "i=0; until pidof dockerd >/dev/null || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done; pidof dockerd",
+            what="Restarting the engine (see /var/log/docker.log)")
 
     def upgrade(self) -> None:
         raise MachineError("The machine OS engine is upgraded with the OS image, not in place",

@@ -24,6 +24,9 @@ ENGINE_TIMEOUT = 180.0
 
 
 def _detect(remote: Remote, store: Store, cfg: MachineConfig) -> Provisioner:
+    if remote.exists("/etc/machine-os-release"):  # our OS is built from Debian: its os-release says debian
+        cfg.ssh["os"] = "machine-os"
+        return PROVISIONERS["machine-os"](remote, store, cfg)
     text = remote.read("/etc/os-release") or remote.read("/usr/lib/os-release")
     if text is None:
         raise MachineError(f"Machine {cfg.name!r} has no /etc/os-release: cannot tell which OS it runs",
