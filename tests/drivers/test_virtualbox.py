@@ -1,0 +1,314 @@
+"""VirtualBox driver against the recorded-output VBoxManage fake (tests/fakes/vboxmanage)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from machine.drivers.virtualbox import VirtualBoxDriver, network, vbm
+
+from machine.driver import DriverContext, State
+from machine.errors import DriverError, HostNotUsable, MachineError, UsageError
+
+FAKES = Path(__file__).resolve().parents[1] / "fakes" / "vboxmanage"
+FIX = FAKES / "fixtures"
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "VBoxManage").symlink_to(FAKES / "VBoxManage")
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    home = tmp_path / "vbox-home"
+    monkeypatch.setenv("VBOX_USER_HOME", str(home))
+    monkeypatch.setenv("FAKE_VBOX_NETWORKS_CONF", str(tmp_path / "networks.conf"))
+    monkeypatch.setenv("FAKE_VBOX_REQUIRE_C_LOCALE", "1")
+    monkeypatch.delenv("FAKE_VBOX_FAIL", raising=False)
+    os_dir = tmp_path / "os"
+    os_dir.mkdir()
+    for name in ("vmlinuz", "initrd.img", "machine-os.iso"):
+        (os_dir / name).write_bytes(b"x")
+    monkeypatch.setenv("MACHINE_OS_DIR", str(os_dir))
+    return home
+
+
+def state(home: Path) -> dict:
+    return json.loads((home / "fake-vbox-state.json").read_text())
+
+
+def make(tmp_path: Path, name: str = "vb1", **options) -> VirtualBoxDriver:
+    mdir = tmp_path / "machines" / name
+    mdir.mkdir(parents=True)
+    seed = mdir / "seed.iso"
+    seed.write_bytes(b"seed")
+    return VirtualBoxDriver(DriverContext(name=name, machine_dir=mdir, options=options, seed_path=seed))
+
+
+def running(d: VirtualBoxDriver) -> VirtualBoxDriver:
+    d.create()
+    d.start()
+    return d
+
+
+# -- parsing recorded output ---------------------------------------------------------------------
+
+
+def test_machinereadable_parses_recorded_70_layout() -> None:
+    text = (FIX / "showvminfo-machinereadable.txt").read_text()
+    info = vbm.parse_machinereadable(text.replace("{state}", "poweroff").replace("{name}", "x"))
+    assert info["VMState"] == "poweroff"
+    assert info["name"] == "x"
+    assert "Encryption:     disabled" not in info  # the 7.0 stray line is skipped, not mis-parsed
+    assert info["BIOS NVRAM File"].endswith("x.nvram")
+
+
+def test_parse_blocks_recorded_hostonlyifs() -> None:
+    text = "".join((FIX / "hostonlyif.txt").read_text().format(
+        name=f"vboxnet{i}", guid="g", dhcp="Disabled", ip=f"192.168.5{6 + i}.1", mask="255.255.255.0", idx=i)
+        for i in range(2))
+    blocks = vbm.parse_blocks(text)
+    assert [b["Name"] for b in blocks] == ["vboxnet0", "vboxnet1"]
+    assert blocks[1]["IPAddress"] == "192.168.57.1"
+    assert blocks[0]["VBoxNetworkName"] == "HostInterfaceNetworking-vboxnet0"
+
+
+def test_version_after_vboxdrv_warning() -> None:
+    assert vbm.parse_version((FIX / "version-vboxdrv-warning.txt").read_text()) == (7, 0, 14)
+    assert not vbm.version_ok((6, 0, 24)) and vbm.version_ok((6, 1, 0))
+
+
+@pytest.mark.parametrize("fixture,kind,needle", [
+    ("error-vtx.txt", HostNotUsable, "BIOS"),
+    ("error-vtx-bios.txt", HostNotUsable, "BIOS"),
+    ("error-hyperv.txt", HostNotUsable, "Hyper-V"),
+    ("error-whv.txt", HostNotUsable, "Hyper-V"),
+    ("error-hostonly-range.txt", DriverError, "networks.conf"),
+    ("error-not-found.txt", vbm.VBoxNotFound, "machine rm"),
+])
+def test_recorded_errors_become_typed_errors_with_hints(fixture: str, kind: type, needle: str) -> None:
+    err = vbm.classify((FIX / fixture).read_text().replace("{name}", "vb1"), "startvm")
+    assert type(err) is kind
+    assert needle in err.hint
+    assert "Details:" not in err.message
+
+
+def test_lease_file_mac_normalised(tmp_path: Path) -> None:
+    leases = tmp_path / "l.leases"
+    leases.write_text('<?xml version="1.0"?>\n<Leases version="1.0">\n'
+                      '  <Lease mac="08:00:27:0a:0b:0c" network="0.0.0.0" state="acked">\n'
+                      '    <Address value="192.168.56.101"/>\n    <Time issued="1" expiration="1200"/>\n  </Lease>\n'
+                      '</Leases>\n')
+    assert network.lease_ip(leases, "0800270A0B0C") == "192.168.56.101"
+    assert network.lease_ip(leases, "08:00:27:a:b:c") == "192.168.56.101"
+    assert network.lease_ip(leases, "080027000000") is None
+    assert network.lease_ip(tmp_path / "missing", "0800270A0B0C") is None
+
+
+# -- host-only ranges and finding VBoxManage -------------------------------------------------------
+
+
+def test_hostonly_ranges(tmp_path: Path) -> None:
+    conf = tmp_path / "networks.conf"
+    assert network.host_interface("192.168.56.1/24", (7, 0, 14), "linux", conf).ip.exploded == "192.168.56.1"
+    with pytest.raises(UsageError) as e:
+        network.host_interface("192.168.99.1/24", (7, 0, 14), "linux", conf)
+    assert "networks.conf" in e.value.hint
+    network.host_interface("192.168.99.1/24", (6, 1, 26), "linux", conf)  # before 6.1.28: anything goes
+    network.host_interface("192.168.99.1/24", (7, 0, 14), "win32", conf)  # no restriction on Windows
+    conf.write_text("* 10.0.0.0/8 192.168.0.0/16\n")
+    network.host_interface("192.168.99.1/24", (7, 0, 14), "darwin", conf)
+    with pytest.raises(UsageError):
+        network.host_interface("192.168.99.0/24", (7, 0, 14), "linux", conf)  # the network address itself
+
+
+def test_windows_install_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    inst = tmp_path / "Oracle VirtualBox"
+    inst.mkdir()
+    (inst / "VBoxManage.exe").write_text("")
+    env = {"VBOX_MSI_INSTALL_PATH": str(inst)}
+    assert vbm.find(env, "win32") == str(inst / "VBoxManage.exe")
+    assert vbm.find(env, "linux") is None  # the Windows folders are not searched elsewhere
+    assert vbm.windows_dirs({}, "win32")[-1] == r"C:\Program Files\Oracle\VirtualBox"
+
+
+def test_vbox_home_per_platform(tmp_path: Path) -> None:
+    assert network.vbox_home({"HOME": str(tmp_path)}, "darwin") == tmp_path / "Library" / "VirtualBox"
+    assert network.vbox_home({"USERPROFILE": str(tmp_path)}, "win32") == tmp_path / ".VirtualBox"
+    assert network.vbox_home({"HOME": str(tmp_path)}, "linux") == tmp_path / ".config" / "VirtualBox"
+    assert network.vbox_home({"VBOX_USER_HOME": "/x"}, "linux") == Path("/x")
+
+
+# -- the driver against the fake -----------------------------------------------------------------------
+
+
+def test_create_builds_the_vm_as_specified(fake: Path, tmp_path: Path) -> None:
+    d = make(tmp_path, cpu_count=3, memory=1536, disk_size=5000)
+    d.create()
+    info = d._info()
+    assert info["VMState"] == "poweroff"
+    assert (info["cpus"], info["memory"]) == ("3", "1536")
+    assert info["ostype"] == "Other Linux (64-bit)"
+    assert (info["acpi"], info["paravirtprovider"], info["boot1"], info["boot2"]) == ("on", "default", "dvd", "disk")
+    assert (info["nic1"], info["nictype1"]) == ("nat", "virtio")
+    fwd = vbm.forwards(info)
+    assert fwd["ssh"] == ("127.0.0.1", d.data["ssh_port"], 22)
+    assert fwd["engine"] == ("127.0.0.1", d.data["engine_host_port"], 2376)
+    assert (info["nic2"], info["hostonlyadapter2"], info["nictype2"]) == ("hostonly", "vboxnet0", "virtio")
+    assert info["uart1"] == "0x03f8,4"
+    assert info["uartmode1"] == f"file,{d.ctx.machine_dir / 'console.log'}"
+    assert info['SATA-0-0'].endswith("machine-os.iso")
+    assert info['SATA-1-0'] == str(d.ctx.machine_dir / "disk.vdi")
+    assert info['SATA-2-0'] == str(d.ctx.seed_path)
+    assert (d.ctx.machine_dir / "disk.vdi").is_file()
+    assert info["CfgFile"].startswith(str(d.ctx.machine_dir))  # --basefolder is the machine dir
+    st = state(fake)
+    assert st["hostonlyifs"]["vboxnet0"]["ip"] == "192.168.56.1"
+    assert st["dhcpservers"]["HostInterfaceNetworking-vboxnet0"]["enabled"] == "Yes"
+
+
+def test_second_machine_reuses_hostonly_interface(fake: Path, tmp_path: Path) -> None:
+    make(tmp_path, "a").create()
+    make(tmp_path, "b").create()
+    assert list(state(fake)["hostonlyifs"]) == ["vboxnet0"]
+
+
+def test_addresses_only_while_running(fake: Path, tmp_path: Path) -> None:
+    d = make(tmp_path)
+    d.create()
+    assert d.ip() is None and d.ssh_endpoint() is None and d.url() is None
+    running(d)
+    assert d.ip() == "192.168.56.101"  # from VBoxNetDHCP's leases file: no guest additions in the OS
+    assert d.engine_address(2376) == ("192.168.56.101", 2376)
+    ep = d.ssh_endpoint()
+    assert (ep.host, ep.port, ep.user) == ("127.0.0.1", d.data["ssh_port"], "root")
+    assert d.console_log() == d.ctx.machine_dir / "console.log"
+
+
+def test_no_hostonly_uses_forwards(fake: Path, tmp_path: Path) -> None:
+    d = running(make(tmp_path, no_hostonly=True))
+    assert d.ip() == "127.0.0.1"
+    assert d.engine_address(2376) == ("127.0.0.1", d.data["engine_host_port"])
+    assert state(fake)["hostonlyifs"] == {}
+
+
+def test_acpi_stop_is_asynchronous_and_kill_is_not(fake: Path, tmp_path: Path, monkeypatch) -> None:
+    d = running(make(tmp_path))
+    monkeypatch.setenv("FAKE_VBOX_ACPI_DELAY", "0.5")
+    d.stop()
+    assert d.status() == State.RUNNING  # the guest takes its time
+    time.sleep(0.6)
+    assert d.status() == State.STOPPED
+    d.start()
+    monkeypatch.setenv("FAKE_VBOX_FAIL", "no-acpi")
+    d.stop()
+    time.sleep(0.6)
+    assert d.status() == State.RUNNING  # a guest that ignores ACPI ...
+    d.stop(force=True)
+    assert d.status() == State.STOPPED  # ... is powered off at once
+
+
+@pytest.mark.parametrize("fail,needle", [("vtx", "VT-x"), ("vtx-exit0", "VT-x"), ("hyperv", "Hyper-V"),
+                                         ("whv", "Hyper-V")])
+def test_start_failures_are_clear(fake: Path, tmp_path: Path, monkeypatch, fail: str, needle: str) -> None:
+    d = make(tmp_path)
+    d.create()
+    monkeypatch.setenv("FAKE_VBOX_FAIL", fail)
+    with pytest.raises(HostNotUsable) as e:
+        d.start()
+    assert needle in e.value.message + e.value.hint
+    assert d.status() == State.STOPPED
+
+
+def test_transient_not_ready_is_retried(fake: Path, tmp_path: Path, monkeypatch) -> None:
+    d = make(tmp_path)
+    monkeypatch.setenv("FAKE_VBOX_FAIL", "notready:3")
+    d.create()
+    assert d.status() == State.STOPPED
+    assert state(fake)["calls"] > 3
+
+
+def test_persistent_not_ready_fails(fake: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_VBOX_FAIL", "notready:100")
+    runner = vbm.VBoxManage("VBoxManage", sleep=lambda s: None)
+    with pytest.raises(DriverError) as e:
+        runner.run("list", "vms")
+    assert "not ready" in e.value.message
+    assert state(fake)["calls"] == vbm.RETRIES + 1
+
+
+def test_check_available(fake: Path, tmp_path: Path, monkeypatch) -> None:
+    assert VirtualBoxDriver.check_available({}).ok
+    bad = VirtualBoxDriver.check_available({"hostonly_cidr": "10.9.0.1/24"})
+    assert not bad.ok and "networks.conf" in bad.hint
+    monkeypatch.setenv("FAKE_VBOX_FAIL", "vboxdrv")
+    drv = VirtualBoxDriver.check_available({})
+    assert not drv.ok and "vboxconfig" in drv.hint
+
+
+def test_remove_after_half_made_create(fake: Path, tmp_path: Path) -> None:
+    d = make(tmp_path)
+    d.ctx.seed_path = tmp_path / "missing-seed.iso"  # the last storageattach fails
+    with pytest.raises(MachineError):
+        d.create()
+    assert (d.ctx.machine_dir / "disk.vdi").exists()
+    d.remove()  # what the orchestrator's rollback does
+    assert d.status() == State.NOT_CREATED
+    assert not (d.ctx.machine_dir / "disk.vdi").exists()
+    assert state(fake)["vms"] == {} and state(fake)["media"] == {}
+
+
+def test_remove_keeps_the_iso_and_deletes_the_disk(fake: Path, tmp_path: Path) -> None:
+    d = running(make(tmp_path))
+    iso = Path(os.environ["MACHINE_OS_DIR"]) / "machine-os.iso"
+    d.remove()
+    assert iso.exists() and d.ctx.seed_path.exists()
+    assert not (d.ctx.machine_dir / "disk.vdi").exists()
+    assert not list(d.ctx.machine_dir.rglob("*.vbox"))
+
+
+def test_vm_removed_outside_is_not_created(fake: Path, tmp_path: Path) -> None:
+    d = make(tmp_path)
+    d.create()
+    subprocess.run(["VBoxManage", "unregistervm", d.data["uuid"], "--delete"], check=True,
+                   env={**os.environ, "LC_ALL": "C"}, capture_output=True)
+    assert d.status() == State.NOT_CREATED
+    d.remove()
+
+
+def test_missing_iso_is_a_clear_error(fake: Path, tmp_path: Path) -> None:
+    d = make(tmp_path, iso=str(tmp_path / "nope.iso"))
+    with pytest.raises(MachineError) as e:
+        d.create()
+    assert "--virtualbox-iso" in e.value.hint
+    assert not (fake / "fake-vbox-state.json").exists() or state(fake)["vms"] == {}
+
+
+# -- the fake itself is strict ---------------------------------------------------------------------------
+
+
+def fake_run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["VBoxManage", *args], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
+
+
+def test_fake_rejects_unknown_commands_and_options(fake: Path) -> None:
+    bad = fake_run("frobnicate")
+    assert bad.returncode == 2 and "Invalid command 'frobnicate'" in bad.stderr
+    fake_run("createvm", "--name", "x", "--register", "--basefolder", str(fake / "vms"))
+    bad = fake_run("modifyvm", "x", "--cpus", "2", "--turbo", "on")
+    assert bad.returncode == 2 and "Unknown option: --turbo" in bad.stderr
+    bad = fake_run("modifyvm", "x", "--nictype1", "virtio")
+    assert bad.returncode == 1  # NIC 1 must be enabled first
+
+
+def test_fake_refuses_changes_while_running(fake: Path) -> None:
+    fake_run("createvm", "--name", "x", "--register", "--basefolder", str(fake / "vms"))
+    assert fake_run("startvm", "x", "--type", "headless").returncode == 0
+    locked = fake_run("modifyvm", "x", "--cpus", "2")
+    assert locked.returncode == 1 and "already locked" in locked.stderr
+    assert "while it is locked" in fake_run("unregistervm", "x", "--delete").stderr
