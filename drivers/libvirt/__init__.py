@@ -32,7 +32,10 @@ def free_port() -> int:
 
 
 def port_free(port: int) -> bool:
+    """True when qemu could listen on 127.0.0.1:port. Like qemu's user-mode forwards, bind with
+    SO_REUSEADDR: connections left in TIME_WAIT from the last run do not make the port busy."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", int(port)))
         except OSError:
@@ -278,6 +281,7 @@ class LibvirtDriver(Driver):
                     raise self._fail(e, "Removing the domain") from None
         for f in self.data.get("made", []):
             Path(f).unlink(missing_ok=True)
+        self._remove_qemu_log()
         Path(self.console_log()).unlink(missing_ok=True)
         if self.data.get("storage_dir"):
             try:
@@ -291,6 +295,19 @@ class LibvirtDriver(Driver):
                 networks.remove_private_if_unused(self._conn(), self.domain_name)
             except libvirt.libvirtError as e:
                 raise self._fail(e, "Removing the private network") from None
+
+    def _remove_qemu_log(self) -> None:
+        """libvirt keeps qemu's stderr per domain; with the domain gone it is ours to delete (best effort)."""
+        if not is_local_uri(self.uri):
+            return
+        if urlsplit(self.uri).path.rstrip("/") == "/system":
+            log = Path("/var/log/libvirt/qemu") / f"{self.domain_name}.log"
+        else:
+            log = Path.home() / ".cache" / "libvirt" / "qemu" / "log" / f"{self.domain_name}.log"
+        try:
+            log.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def status(self) -> State:
         libvirt = lv.import_libvirt()

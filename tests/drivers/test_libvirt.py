@@ -403,3 +403,20 @@ def test_host_routes_parse(tmp_path: Path) -> None:
                      "eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\n"
                      "eth0\t0065A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n")
     assert [str(n) for n in networks._host_routes(route)] == ["192.168.101.0/24"]
+
+
+def test_port_in_time_wait_counts_as_free_but_a_listener_does_not() -> None:
+    from machine.drivers.libvirt import port_free
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as qemu's user-mode forwards do
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    assert not port_free(port)
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = listener.accept()
+    conn.close()  # the side that closes first keeps the port in TIME_WAIT
+    client.close()
+    listener.close()
+    assert port_free(port)  # qemu binds with SO_REUSEADDR: a stopped machine keeps its forwards

@@ -152,6 +152,7 @@ def test_libvirt_vm_cycle(tmp_path: Path) -> None:
         assert not disk.exists()
         assert not _qemu_pids_mentioning(domain)
         assert all(port_free(p) for p in ports)
+        assert not Path(f"/var/log/libvirt/qemu/{domain}.log").exists()
         times["total"] = time.monotonic() - t0
         print("libvirt VM cycle:", ", ".join(f"{k} {v:.1f} s" for k, v in times.items()),
               f"(virt type {drv.data['virt_type']}: {drv.data['accel_reason']})")
