@@ -38,6 +38,9 @@ class VMSpec:
     firmware: Path | None = None  # UEFI code for aarch64 disk boot
     data_disk: Path | None = None
     seed: Path | None = None
+    # a second NIC on a cluster's userspace switch (Swarm): VDE socket dir and MAC
+    cluster_switch: str | None = None
+    cluster_mac: str | None = None
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -75,7 +78,12 @@ def network_args(spec: VMSpec) -> list[str]:
         f"hostfwd=tcp:127.0.0.1:{spec.engine_host_port}-:{spec.engine_guest_port}",
     ]
     netdev = ",".join(["user", "id=n0", *(["restrict=on"] if spec.restrict_network else []), *forwards])
-    return ["-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]
+    args = ["-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]
+    if spec.cluster_switch:
+        mac = f",mac={spec.cluster_mac}" if spec.cluster_mac else ""
+        args += ["-netdev", f"vde,id=n1,sock={escape(spec.cluster_switch)}",
+                 "-device", f"virtio-net-pci,netdev=n1{mac}"]
+    return args
 
 
 def qmp_args(qmp: str) -> list[str]:

@@ -44,7 +44,7 @@ def _image_data(driver: QemuDriver) -> dict[str, Any]:
         data_disk = driver._path(disks_name("data"))
         if not data_disk.exists():
             disks.create_blank(data_disk, size)
-        return {"image": spec, "boot": "kernel", "kernel": str(image.kernel.resolve()),
+        return {"image": spec, "boot": "kernel", "seed_kind": image.seed, "kernel": str(image.kernel.resolve()),
                 "initrd": str(image.initrd.resolve()) if image.initrd else "",
                 "os_iso": str(image.iso.resolve()) if image.iso else "", "cmdline": line, "extra_args": extra,
                 "ssh_user": "root", "default_restrict": True}
@@ -56,7 +56,7 @@ def _image_data(driver: QemuDriver) -> dict[str, Any]:
     root = driver._path(disks_name("root"))
     if not root.exists():
         disks.create_overlay(root, Path(base), "qcow2" if image.format == "qcow2" else "raw", size)
-    return {"image": spec, "boot": "disk", "base_image": str(base), "ssh_user": image.ssh_user,
+    return {"image": spec, "boot": "disk", "base_image": str(base), "ssh_user": image.ssh_user, "seed_kind": image.seed,
             "arch": image.arch, "default_restrict": False}
 
 
@@ -118,12 +118,14 @@ def vm_spec(driver: QemuDriver, qemu: str, platform: str | None = None, arch: st
         boot = {"root_disk": driver._path(disks_name("root")),
                 "firmware": disks.aarch64_firmware() if arch == "aarch64" else None}
     qmp_addr = data.get("qmp") or qmp.unix_address(socket_path(driver.dir))
+    nic = driver.ctx.cluster_nic or {}
     return cmdline.VMSpec(
         name=driver.ctx.name, qemu=qemu, platform=platform, arch=arch, accel=data.get("accel", "tcg"),
         cpus=int(driver.opt("cpus") or 2), memory_mib=int(driver.opt("memory") or 1024),
         console_log=driver._path("console.log"), qmp=qmp_addr, ssh_port=int(data["ssh_port"]),
         engine_host_port=int(data["engine_port"]), engine_guest_port=int(data.get("engine_guest_port", 2376)),
         restrict_network=_restrict(driver), seed=driver.ctx.seed_path,
+        cluster_switch=str(nic["switch"]) if nic.get("switch") else None, cluster_mac=nic.get("mac"),
         extra_args=tuple(data.get("extra_args") or ()), **boot)
 
 

@@ -57,6 +57,13 @@ def test_user_networking_forwards_bound_to_loopback_and_restricted() -> None:
     assert "hostfwd=tcp:127.0.0.1:40376-:2377" in parts
 
 
+def test_cluster_nic_plugs_into_the_vde_switch_after_the_user_nic() -> None:
+    args = cmdline.build_args(spec(cluster_switch="/s/swarms/c1/switch", cluster_mac="52:54:00:77:03:02"))
+    assert values(args, "-netdev")[1] == "vde,id=n1,sock=/s/swarms/c1/switch"
+    nets = [d for d in values(args, "-device") if d.startswith("virtio-net-pci")]
+    assert nets == ["virtio-net-pci,netdev=n0", "virtio-net-pci,netdev=n1,mac=52:54:00:77:03:02"]
+
+
 def test_unrestricted_network_for_cloud_images() -> None:
     assert "restrict=on" not in value(cmdline.build_args(spec(restrict_network=False)), "-netdev")
 
