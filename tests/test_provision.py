@@ -23,7 +23,7 @@ from machine import certs, registry
 from machine.driver import Driver, DriverContext, State
 from machine.errors import MachineError, TimeoutError_, UsageError
 from machine.provision import check_certs, engine_version_quick, osdetect, servercert, tlscheck
-from machine.provision.prepare import prepare
+from machine.provision.seeding import prepare
 from machine.store import MachineConfig, Store
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def prepare(store: Store, cfg: MachineConfig, ctx: DriverContext) -> None:
     """Before the driver creates the VM: login key, pinned host key, certificates, seed ISO."""
-    from machine.provision.prepare import prepare as _prepare
+    from machine.provision.seeding import prepare as _prepare
 
     _prepare(store, cfg, ctx)
 

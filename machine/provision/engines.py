@@ -125,7 +125,7 @@ class MachineOS(Provisioner):
     family = "machine-os"
 
     def files(self) -> list[tuple[str, bytes, int]]:
-        from machine.provision.prepare import engine_files
+        from machine.provision.seeding import engine_files
 
         return [(f.path, f.content if isinstance(f.content, bytes) else f.content.encode(), int(f.permissions, 8))
                 for f in engine_files(self.cfg, self.mdir)]
@@ -150,12 +150,15 @@ class MachineOS(Provisioner):
 
     def restart_engine(self) -> None:
         """The OS's init respawns the engine supervisor (/etc/machine-os/engine.run) when dockerd exits:
-        stop dockerd and wait for the new one (it reads the new files)."""
+        stop dockerd (its pid file names it) and wait until a new dockerd has written its pid file."""
+        pidfile = self.remote.q("/var/run/docker.pid")
+        find = "pidof dockerd" if self.remote.root in ("", "/") else "true"
         self.remote.run(
-            "old=$(cat /var/run/docker.pid 2>/dev/null || pidof dockerd); [ -n \"$old\" ] || exit 0; kill $old; "
+            f"p={pidfile}; old=$(cat $p 2>/dev/null || {find}); [ -n \"$old\" ] || exit 0; kill $old; "
             "i=0; while kill -0 $old 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; "
-            "kill -0 $old 2>/dev/null && kill -9 $old; "
-            "i=0; until pidof dockerd >/dev/null || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done; pidof dockerd",
+            "kill -0 $old 2>/dev/null && kill -9 $old; i=0; "
+            "until new=$(cat $p 2>/dev/null) && [ -n \"$new\" ] && [ \"$new\" != \"$old\" ] && kill -0 $new; do "
+            "[ $i -ge 300 ] && { echo 'the engine did not come back' >&2; exit 1; }; sleep 0.1; i=$((i+1)); done",
             what="Restarting the engine (see /var/log/docker.log)")
 
     def upgrade(self) -> None:
