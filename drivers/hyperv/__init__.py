@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -163,8 +162,8 @@ class HypervDriver(Driver):
         self.data.update(vm_dir=where["dir"], iso_cache=where["cache"], switch=switch,
                          pipe=f"\\\\.\\pipe\\machine-{self.ctx.name}")
         boot_iso = self._boot_iso(where["cache"])
-        self._place_seed(where["dir"])
-        made = self._call("create-vm", name=self.ctx.name, dir=where["dir"], boot_iso=boot_iso,
+        seed_iso = self._place_seed(where["dir"])
+        made = self._call("create-vm", name=self.ctx.name, dir=where["dir"], boot_iso=boot_iso, seed_iso=seed_iso,
                           disk_bytes=disk << 30, memory_bytes=memory << 20, cpus=cpus, switch=switch,
                           vlan_id=int(self.opt("vlan_id") or 0), pipe=self.data["pipe"])
         if not made.get("created") and not self.data.get("created"):
@@ -172,14 +171,17 @@ class HypervDriver(Driver):
                               "Pick another machine name, or remove that VM on the host.")
         self.data["created"] = True
 
-    def _place_seed(self, vm_dir: str) -> None:
+    def _place_seed(self, vm_dir: str) -> str:
+        """The seed ISO's path on the host: this machine's file locally (create-vm copies it into the
+        VM folder), else uploaded straight into the VM folder (it holds keys: never cached)."""
         seed = self.ctx.seed_path
         if seed is None or not Path(seed).is_file():
             raise DriverError("No seed ISO was prepared for this machine", "This is a bug in machine; report it.")
         if isinstance(self.runner(), LocalRunner):
-            shutil.copyfile(seed, Path(vm_dir) / "seed.iso")
-        else:
-            isotransfer.upload(self.runner(), Path(seed), vm_dir + "\\seed.iso")
+            return str(Path(seed).resolve())
+        dest = vm_dir + "\\seed.iso"
+        isotransfer.upload(self.runner(), Path(seed), dest)
+        return dest
 
     def _local_iso(self, required: bool) -> Path | None:
         given = self.opt("iso")
@@ -202,7 +204,7 @@ class HypervDriver(Driver):
         """The boot ISO's path on the host, putting it there first when needed."""
         mode = self.opt("iso_transfer") or "auto"
         if isinstance(self.runner(), LocalRunner):
-            return str(self._local_iso(True))
+            return str(Path(str(self._local_iso(True))).resolve())
         if mode == "auto":
             mode = "host-path" if self.opt("iso_host_path") else "url" if self.opt("iso_url") else "upload"
         digest = (self.opt("iso_sha256") or "").lower() or None

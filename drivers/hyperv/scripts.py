@@ -88,7 +88,9 @@ def command_line(script: str) -> str:
     line = REMOTE_PREFIX + encode(script)
     if len(line) > MAX_COMMAND_LINE:
         raise DriverError(f"PowerShell script {script_op(script)!r} is too long for a Windows command line "
-                          f"({len(line)} > {MAX_COMMAND_LINE} characters)", "This is a bug in machine; report it.")
+                          f"({len(line)} > {MAX_COMMAND_LINE} characters)",
+                          "Use shorter paths and names (--hyperv-vm-path, --hyperv-iso-host-path, "
+                          "--hyperv-virtual-switch); Windows paths over 260 characters are not supported.")
     return line
 
 

@@ -41,7 +41,7 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "remove-vm": (("Name", "Dir"), ("Hyper-V\\Remove-VM -VM $vm -Force", "machine.json", "$_.Path.StartsWith($Dir",
                                     "Remove-Item -LiteralPath $Dir")),
     "vm-dir": (("Name", "Base"), ("Get-VMHost", "machine.json")),
-    "create-vm": (("Name", "Dir", "BootIso", "DiskBytes", "MemoryBytes", "Cpus", "Switch", "VlanId", "Pipe"),
+    "create-vm": (("Name", "Dir", "BootIso", "SeedIso", "DiskBytes", "MemoryBytes", "Cpus", "Switch", "VlanId", "Pipe"),
                   ("Hyper-V\\New-VHD -Path $vhd -SizeBytes $DiskBytes -Dynamic", "-Generation 1",
                    "Set-VMMemory -VM $vm -DynamicMemoryEnabled $false", "Set-VMProcessor -VM $vm -Count $Cpus",
                    "Set-VMDvdDrive", "Add-VMDvdDrive", "Set-VMComPort -VM $vm -Number 1 -Path $Pipe",
@@ -155,7 +155,10 @@ def default_state() -> dict[str, Any]:
 
 
 class FakeHyperV:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, local_files: bool = False) -> None:
+        # local_files: the "host" is this machine (the local PowerShell path): absolute POSIX paths
+        # name this machine's files, as C:\... paths would on Windows.
+        self.local_files = local_files
         self.dir = Path(state_dir)
         self.fs = self.dir / "fs"
         self.fs.mkdir(parents=True, exist_ok=True)
@@ -180,6 +183,8 @@ class FakeHyperV:
 
     def local(self, win_path: str) -> Path:
         """The file behind a Windows path (drive-letter paths only; UNC \\\\server\\share -> fs/UNC/...)."""
+        if self.local_files and win_path.startswith("/"):
+            return Path(win_path.replace("\\", "/"))
         if win_path.startswith("\\\\"):
             parts = ["UNC", *[p for p in win_path[2:].split("\\") if p]]
         else:
@@ -314,7 +319,7 @@ class FakeHyperV:
         (self.local(d) / "machine.json").write_text(json.dumps({"name": Name, "tool": "machine"}))
         return {"dir": d, "cache": s["host"]["program_data"] + "\\machine\\iso-cache"}
 
-    def op_create_vm(self, Name: str, Dir: str, BootIso: str, DiskBytes: int, MemoryBytes: int, Cpus: int,  # noqa: N803
+    def op_create_vm(self, Name: str, Dir: str, BootIso: str, SeedIso: str, DiskBytes: int, MemoryBytes: int, Cpus: int,  # noqa: N803
                      Switch: str, VlanId: int, Pipe: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
 
@@ -329,6 +334,11 @@ class FakeHyperV:
                               rec.PATH_NOT_FOUND_ID.format(cmd="CopyItemCommand"))
             iso, vhd, seed = Dir + "\\boot.iso", Dir + "\\disk.vhdx", Dir + "\\seed.iso"
             self.local(iso).write_bytes(src.read_bytes())
+            if SeedIso != seed:
+                if not self.local(SeedIso).is_file():
+                    raise PSError(rec.PATH_NOT_FOUND.format(path=SeedIso), "ObjectNotFound",
+                                  rec.PATH_NOT_FOUND_ID.format(cmd="CopyItemCommand"))
+                self.local(seed).write_bytes(self.local(SeedIso).read_bytes())
             if not any(w["Name"] == Switch for w in s["switches"]):
                 raise PSError(f'Hyper-V was unable to find a virtual switch with name "{Switch}".', "ObjectNotFound",
                               "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.NewVM")

@@ -104,6 +104,7 @@ def fake_iso(tmp_path: Path, size: int = 50_000) -> Path:
     while len(out) < size:
         out += hashlib.sha256(n.to_bytes(8, "big")).digest()
         n += 1
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "machine-os.iso"
     path.write_bytes(bytes(out[:size]))
     return path

@@ -16,6 +16,7 @@ import base64
 import contextlib
 import http.server
 import os
+import socket
 import ssl
 import threading
 import uuid
@@ -78,6 +79,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in separate writes: without this, Nagle + delayed ACK add 40 ms each
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # -- auth -------------------------------------------------------------------------------------
     def _deny(self, extra: dict[str, str] | None = None) -> None:
