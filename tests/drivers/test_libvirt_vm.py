@@ -158,3 +158,64 @@ def test_libvirt_vm_cycle(tmp_path: Path) -> None:
               f"(virt type {drv.data['virt_type']}: {drv.data['accel_reason']})")
     finally:
         drv.remove()
+
+
+def _machine(*args: str, timeout: float = 600) -> process.Result:
+    import sys
+
+    return process.run([sys.executable, "-m", "machine", *args], timeout=timeout)
+
+
+def test_libvirt_cli_cycle(store_root: Path) -> None:
+    """The same cycle through the CLI (orchestrator + provisioning): create provisions the engine."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from machine.drivers.libvirt import port_free
+    from machine.drivers.libvirt.connection import connect
+
+    from machine.store import Store
+
+    name = "lvcli"
+    times: dict[str, float] = {}
+    t0 = time.monotonic()
+    try:
+        out = _machine("create", "-d", "libvirt", "--libvirt-network", "user", "--libvirt-memory", "1024",
+                       "--libvirt-disk-size", "4096", name)
+        assert out.ok, out.stdout + out.stderr
+        times["create"] = time.monotonic() - t0
+        data = Store(store_root).load(name).driver_data
+        domain, ports, disk = data["domain"], (data["ssh_port"], data["engine_host_port"]), Path(data["made"][0])
+        assert _machine("status", name).stdout.strip() == "Running"
+        out = _machine("ssh", name, "hostname")
+        assert out.ok and out.stdout.strip() == name, out.stdout + out.stderr
+
+        t = time.monotonic()
+        out = _machine("stop", name)
+        assert out.ok, out.stdout + out.stderr
+        times["stop"] = time.monotonic() - t
+        assert _machine("status", name).stdout.strip() == "Stopped"
+        assert not _qemu_pids_mentioning(domain)
+
+        t = time.monotonic()
+        out = _machine("start", name)
+        assert out.ok, out.stdout + out.stderr
+        times["start"] = time.monotonic() - t
+        assert "changed" not in out.stdout + out.stderr, "the forwarded ports must survive a stop/start"
+        assert _machine("status", name).stdout.strip() == "Running"
+        out = _machine("kill", name)
+        assert out.ok, out.stdout + out.stderr
+        assert _machine("status", name).stdout.strip() == "Stopped"
+
+        out = _machine("rm", "-y", name)
+        assert out.ok, out.stdout + out.stderr
+        times["total"] = time.monotonic() - t0
+        assert domain not in [d.name() for d in connect(URI).listAllDomains(0)]
+        assert not disk.exists() and not (store_root / "machines" / name).exists()
+        assert not _qemu_pids_mentioning(domain)
+        assert all(port_free(p) for p in ports)
+        assert not Path(f"/var/log/libvirt/qemu/{domain}.log").exists()
+        print("libvirt CLI cycle:", ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+    finally:
+        if (store_root / "machines" / name).exists():
+            _machine("rm", "-y", "-f", name)
