@@ -23,9 +23,14 @@ def wait_for(driver: Driver, want: State, timeout: float) -> State:
 
 
 def assert_endpoint(h: Harness, driver: Driver) -> None:
-    ep = driver.ssh_endpoint()
+    """While running, an SSH endpoint appears (DHCP-based drivers need a moment for the lease)."""
     if not h.ssh_when_running:
         return
+    deadline = time.monotonic() + h.state_timeout
+    ep = driver.ssh_endpoint()
+    while ep is None and time.monotonic() < deadline and driver.status() == State.RUNNING:
+        time.sleep(0.05)
+        ep = driver.ssh_endpoint()
     assert isinstance(ep, SSHEndpoint), f"running machine has no SSH endpoint: {ep!r}"
     assert ep.host and ep.user
     assert isinstance(ep.port, int) and 0 < ep.port < 65536
