@@ -143,6 +143,9 @@ class WinRMRunner(Runner):
                 f"WinRM at {where} rejected the credentials: {e}",
                 "Check --hyperv-user and the password (--hyperv-password, HYPERV_PASSWORD or --hyperv-password-file),"
                 " and that the transport is enabled on the host (winrm get winrm/config/service/auth).") from None
+        except wx.WinRMTransportError as e:
+            raise DriverError(f"WinRM at {where} answered HTTP {e.code}: {_short(str(e.response_text))}",
+                              "Check the WinRM service on the host (winrm get winrm/config); run with -D.") from None
         except wx.WinRMError as e:
             msg = str(e)
             if "not installed" in msg:

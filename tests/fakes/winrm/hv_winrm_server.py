@@ -179,8 +179,9 @@ class FakeWinRMServer(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.state = WinRMState(host, user, password, ntlm=ntlm_user_file is not None)
         self.scheme = "http"
+        self._saved_env = os.environ.get("NTLM_USER_FILE")
         if ntlm_user_file is not None:
-            os.environ["NTLM_USER_FILE"] = str(ntlm_user_file)
+            os.environ["NTLM_USER_FILE"] = str(ntlm_user_file)  # pyspnego's acceptor reads its users there
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(str(tls[0]), str(tls[1]))
@@ -199,6 +200,11 @@ class FakeWinRMServer(http.server.ThreadingHTTPServer):
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
         self.server_close()
+        if self.state.ntlm:
+            if self._saved_env is None:
+                os.environ.pop("NTLM_USER_FILE", None)
+            else:
+                os.environ["NTLM_USER_FILE"] = self._saved_env
 
     # -- the shell resource ----------------------------------------------------------------------
     def state_handle(self, raw: bytes) -> tuple[int, bytes]:
