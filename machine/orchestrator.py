@@ -240,7 +240,7 @@ def remove(store: Store, name: str, progress: Progress, *, force: bool = False, 
         store.remove(name)
     from machine import dockercontext
 
-    dockercontext.forget_machine(name)
+    dockercontext.forget_machine(name, store.root)
 
 
 # -- queries ----------------------------------------------------------------------------------
