@@ -46,7 +46,7 @@ class SSHServer:
         return ssh.Target(**args)  # type: ignore[arg-type]
 
 
-def start_sshd(directory: Path) -> SSHServer:
+def start_sshd(directory: Path, extra_config: str = "") -> SSHServer:
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
@@ -61,7 +61,7 @@ def start_sshd(directory: Path) -> SSHServer:
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {directory}/host_ed25519\nPidFile {directory}/sshd.pid\n"
         f"AuthorizedKeysFile {directory}/authorized_keys\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
-        "UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n")
+        "UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n" + extra_config)
     log = open(directory / "sshd.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(conf), "-p", str(port)], stdout=log, stderr=log)
     deadline = time.monotonic() + 10

@@ -91,9 +91,9 @@ class Provisioner:
         raise NotImplementedError
 
     def install_script(self, url: str) -> None:
-        q = shlex.quote(url)
-        self.remote.run(f"(command -v curl >/dev/null && curl -fsSL {q} -o /tmp/install-docker.sh || "
-                        f"wget -qO /tmp/install-docker.sh {q}) && sh /tmp/install-docker.sh",
+        q, script = shlex.quote(url), self.remote.q("/tmp/install-docker.sh")
+        self.remote.run(f"mkdir -p {self.remote.q('/tmp')} && (command -v curl >/dev/null && curl -fsSL {q} -o "
+                        f"{script} || wget -qO {script} {q}) && sh {script}; rc=$?; rm -f {script}; exit $rc",
                         what=f"Engine install script {url}", timeout=1800)
 
     def install_archive(self, version: str) -> None:
@@ -101,10 +101,10 @@ class Provisioner:
 
         arch = self.remote.run("uname -m", what="uname").stdout.strip() or "x86_64"
         archive = engine_archive(self.store.cache_dir, version, arch)
+        tgz, bindir = self.remote.q("/tmp/docker-engine.tgz"), self.remote.q("/usr/local/bin")
         self.remote.put("/tmp/docker-engine.tgz", archive.read_bytes(), 0o600)
-        self.remote.run(f"mkdir -p {self.remote.q('/usr/local/bin')} && tar -xzf /tmp/docker-engine.tgz "
-                        f"-C {self.remote.q('/usr/local/bin')} --strip-components=1 && rm -f /tmp/docker-engine.tgz",
-                        what="Unpacking the engine archive")
+        self.remote.run(f"mkdir -p {bindir} && tar -xzf {tgz} -C {bindir} --strip-components=1; rc=$?; rm -f {tgz}; "
+                        "exit $rc", what="Unpacking the engine archive")
         self.install_service("/usr/local/bin/dockerd")
 
     def install_service(self, dockerd: str) -> None:

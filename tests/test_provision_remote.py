@@ -1,0 +1,295 @@
+"""The per-OS provisioners run for real over SSH, without touching this host.
+
+A local sshd whose sessions get PATH=<shims>:... (`SetEnv`) stands in for the guest: `systemctl`,
+`apt-get`, `dnf`, `apk`, `rc-service`, `rc-update` and `curl` are shims that log their arguments (and
+whether daemon.json existed at that moment) and "install" dockerd into a fake root directory. Every
+guest path the provisioner touches is below that root (`machine.provision.remote.ROOT`). A test
+first checks that the session really resolves `apt-get` to the shim and refuses to run otherwise.
+When a shim "starts" the engine, a mutual-TLS stand-in (`FakeEngine`) serves the uploaded certificate
+on the engine port, so the host-side TLS check runs for real too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import shutil
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+from machine.drivers.generic import DRIVER as Generic
+from test_provision import FakeEngine
+from test_ssh import SSHServer, free_port, start_sshd, stop_sshd
+
+from machine import certs
+from machine.driver import DriverContext
+from machine.errors import MachineError
+from machine.progress import Progress
+from machine.provision import check_certs
+from machine.provision import remote as remote_mod
+from machine.provision.run import after_start, provision
+from machine.provision.seeding import prepare
+from machine.store import MachineConfig, Store
+
+SHIMS = {
+    "systemctl": """case "$1" in
+  show) echo '{ path=/usr/sbin/dockerd ; argv[]=/usr/sbin/dockerd -H fd:// $DOCKER_OPTS ; ignore_errors=no }' ;;
+  restart|start) case "$*" in *docker*) gen ;; esac ;;
+esac""",
+    "apt-get": 'case "$*" in *install*) dockerd usr/sbin ;; esac',
+    "dnf": 'case "$*" in "install -y moby-engine"|*docker-ce*) dockerd usr/bin ;; esac',
+    "apk": 'case "$*" in *add*) dockerd usr/bin ;; esac',
+    "rc-update": ":",
+    "rc-service": 'case "$*" in *restart*|*start*) gen ;; esac',
+    "curl": """out=""; while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done
+printf '#!/bin/sh\\nmkdir -p %s/usr/bin && printf x > %s/usr/bin/dockerd && chmod +x %s/usr/bin/dockerd\\n' \
+  "$R" "$R" "$R" > "$out\"""",
+}
+
+
+class Guest:
+    """The sshd with shims, plus the fake root and the engine stand-in for one test."""
+
+    def __init__(self, server: SSHServer, shims: Path, root: Path, engine_port: int) -> None:
+        self.server, self.shims, self.root, self.port = server, shims, root, engine_port
+        self.engine: FakeEngine | None = None
+        self.starts = 0
+        self._stop = threading.Event()
+        (shims / "ROOT").write_text(str(root))
+        (shims / "log").write_text("")
+        (shims / "gen").write_text("0")
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def os_release(self, text: str) -> None:
+        (self.root / "etc").mkdir(parents=True, exist_ok=True)
+        (self.root / "etc/os-release").write_text(text)
+
+    def log(self) -> list[str]:
+        return (self.shims / "log").read_text().splitlines()
+
+    def _watch(self) -> None:
+        seen = 0
+        while not self._stop.wait(0.05):
+            gen = int((self.shims / "gen").read_text() or 0)
+            if gen != seen:
+                seen = gen
+                if self.engine:
+                    self.engine.close()
+                etc = self.root / "etc/docker"
+                self.engine = FakeEngine(etc / "server.pem", etc / "server-key.pem", etc / "ca.pem", port=self.port)
+                self.starts += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.engine:
+            self.engine.close()
+
+
+@pytest.fixture(scope="module")
+def shim_sshd(tmp_path_factory: pytest.TempPathFactory):
+    shims = tmp_path_factory.mktemp("shims")
+    for name, body in SHIMS.items():
+        script = shims / name
+        script.write_text(
+            f"#!/bin/sh\nS={shims}; R=$(cat $S/ROOT)\n"
+            'have() { [ -e $R/etc/docker/daemon.json ] && echo yes || echo no; }\n'
+            'echo "$(basename $0) $* [daemon.json:$(have)]" >>$S/log\n'
+            'gen() { echo $(($(cat $S/gen) + 1)) >$S/gen; }\n'
+            'dockerd() { mkdir -p $R/$1 && printf x >$R/$1/dockerd && chmod +x $R/$1/dockerd; }\n'
+            f"{body}\nexit 0\n")
+        script.chmod(0o755)
+    server = start_sshd(tmp_path_factory.mktemp("sshd-shims"),
+                        f"SetEnv PATH={shims}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n")
+    yield server, shims
+    stop_sshd(server)
+
+
+@pytest.fixture
+def guest(shim_sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    server, shims = shim_sshd
+    root = tmp_path / "root"
+    root.mkdir()
+    g = Guest(server, shims, root, free_port())
+    monkeypatch.setattr(remote_mod, "ROOT", str(root))
+    yield g
+    g.close()
+
+
+class MovedGeneric(Generic):
+    """A generic host whose address (as the driver reports it) changed to 127.0.0.2."""
+
+    def ip(self) -> str | None:
+        return "127.0.0.2"
+
+
+def _machine(store_root: Path, g: Guest, name: str = "m", cls: type = Generic, **engine) -> tuple:
+    store = Store(store_root)
+    cfg = MachineConfig(name=name, driver="generic", engine={"transport": "tls", "port": g.port, **engine})
+    options = {"ip_address": "127.0.0.1", "ssh_port": g.server.port, "ssh_user": "root",
+               "ssh_key": str(g.server.client_key), "engine_port": g.port}
+    ctx = DriverContext(name=name, machine_dir=store.make_machine_dir(name), options=options,
+                        cache_dir=store.cache_dir, engine_port=g.port)
+    prepare(store, cfg, ctx)
+    driver = cls(ctx)
+    driver.create()
+    cfg.ssh["key"] = driver.data["ssh_key"]
+    return store, cfg, driver
+
+
+def _provision(store, cfg, driver) -> str:
+    out = io.StringIO()
+    provision(store, cfg, driver, Progress(stream=out))
+    return out.getvalue()
+
+
+def _check_shims_are_used(g: Guest, store, cfg, driver) -> None:
+    with remote_mod.open_session(store, cfg, driver) as s:
+        found = s.run("command -v apt-get systemctl", check=False).stdout.split()
+    if found != [str(g.shims / "apt-get"), str(g.shims / "systemctl")]:
+        pytest.skip(f"sshd did not apply SetEnv PATH (found {found}); refusing to run provisioners on this host")
+
+
+DEBIAN = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
+
+
+def test_debian_installs_and_configures_systemd_engine(store_root: Path, guest: Guest,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    guest.os_release(DEBIAN)
+    store, cfg, driver = _machine(store_root, guest, env=["HTTP_PROXY=http://proxy:3128"], labels=["a=b"])
+    _check_shims_are_used(guest, store, cfg, driver)
+    caplog.set_level(logging.DEBUG)
+    out = _provision(store, cfg, driver)
+    assert "Docker is up and running!" in out and "Installing the Docker engine (debian)... done" in out
+    assert cfg.engine["url"] == f"tcp://127.0.0.1:{guest.port}" and cfg.ssh["os"] == "debian"
+    log = guest.log()
+    assert log[0].startswith("apt-get -o DPkg::Lock::Timeout=300 update")
+    assert log[1].startswith("apt-get -o DPkg::Lock::Timeout=300 install -y -q docker.io apparmor")
+    rest = [line for line in log if line.startswith("systemctl")]
+    assert rest == [
+        "systemctl show -p ExecStart --value docker.service [daemon.json:no]",
+        "systemctl mask --runtime docker.socket [daemon.json:no]",  # socket activation off first
+        "systemctl stop docker.socket docker.service [daemon.json:no]",
+        "systemctl unmask --runtime docker.socket [daemon.json:yes]",  # only after the config is written
+        "systemctl daemon-reload [daemon.json:yes]",
+        "systemctl enable docker.service [daemon.json:yes]",
+        "systemctl restart docker.service [daemon.json:yes]",
+    ]
+    dropin = (guest.root / "etc/systemd/system/docker.service.d/10-machine.conf").read_text()
+    assert "ExecStart=\nExecStart=/usr/sbin/dockerd $DOCKER_OPTS\n" in dropin
+    assert 'Environment="HTTP_PROXY=http://proxy:3128"' in dropin
+    conf = json.loads((guest.root / "etc/docker/daemon.json").read_text())
+    assert conf["hosts"] == ["unix:///var/run/docker.sock", f"tcp://0.0.0.0:{guest.port}"] and conf["tlsverify"]
+    assert conf["labels"] == ["a=b", "provider=generic"]
+    key = guest.root / "etc/docker/server-key.pem"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert key.read_bytes() == (store.machine_dir("m") / "server-key.pem").read_bytes()
+    assert guest.starts == 1
+    assert "PRIVATE KEY" not in caplog.text and "run: systemctl unmask --runtime docker.socket" in caplog.text
+
+
+def test_ubuntu_with_an_engine_installs_nothing(store_root: Path, guest: Guest) -> None:
+    guest.os_release('NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\n')
+    (guest.root / "usr/bin").mkdir(parents=True)
+    (guest.root / "usr/bin/dockerd").write_text("x")
+    (guest.root / "usr/bin/dockerd").chmod(0o755)
+    store, cfg, driver = _machine(store_root, guest)
+    _check_shims_are_used(guest, store, cfg, driver)
+    out = _provision(store, cfg, driver)
+    assert "Installing" not in out and "Docker is up and running!" in out
+    assert not [x for x in guest.log() if x.startswith("apt-get")]
+
+
+@pytest.mark.parametrize("release,expect", [
+    ('ID=fedora\nVERSION_ID=40\n', ["dnf install -y moby-engine"]),
+    ('ID="rocky"\nID_LIKE="rhel centos fedora"\n',
+     ["dnf install -y dnf-plugins-core", "dnf config-manager --add-repo https://download.docker.com/linux/centos/"
+      "docker-ce.repo", "dnf install -y docker-ce docker-ce-cli containerd.io"]),
+])
+def test_fedora_and_rhel_family(store_root: Path, guest: Guest, release: str, expect: list[str]) -> None:
+    guest.os_release(release)
+    store, cfg, driver = _machine(store_root, guest)
+    _check_shims_are_used(guest, store, cfg, driver)
+    assert "Docker is up and running!" in _provision(store, cfg, driver)
+    dnf = [x.split(" [")[0] for x in guest.log() if x.startswith("dnf")]
+    assert dnf == expect
+    assert (guest.root / "etc/systemd/system/docker.service.d/10-machine.conf").exists()
+
+
+def test_alpine_uses_openrc(store_root: Path, guest: Guest) -> None:
+    guest.os_release("ID=alpine\nVERSION_ID=3.20.0\n")
+    (guest.root / "etc/conf.d").mkdir(parents=True)
+    (guest.root / "etc/conf.d/docker").write_text('DOCKER_OPTS=""\n')
+    store, cfg, driver = _machine(store_root, guest, env=["NO_PROXY=.local"])
+    _check_shims_are_used(guest, store, cfg, driver)
+    assert "Docker is up and running!" in _provision(store, cfg, driver)
+    log = [x.split(" [")[0] for x in guest.log()]
+    assert log == ["apk add --no-cache docker", "rc-update add docker default", "rc-service docker restart"]
+    conf = (guest.root / "etc/conf.d/docker").read_text()
+    assert conf.startswith('DOCKER_OPTS=""\n') and "export NO_PROXY=.local\n" in conf
+    _provision(store, cfg, driver)  # again: the managed block is replaced, not repeated
+    assert (guest.root / "etc/conf.d/docker").read_text().count("# BEGIN machine") == 1
+
+
+def test_install_script_url(store_root: Path, guest: Guest) -> None:
+    guest.os_release(DEBIAN)
+    store, cfg, driver = _machine(store_root, guest, install_url="https://get.docker.com")
+    _check_shims_are_used(guest, store, cfg, driver)
+    assert "Docker is up and running!" in _provision(store, cfg, driver)
+    assert any(x.startswith("curl -fsSL https://get.docker.com -o ") for x in guest.log())
+    assert not [x for x in guest.log() if x.startswith("apt-get")]
+    assert (guest.root / "usr/bin/dockerd").exists() and not (guest.root / "tmp/install-docker.sh").exists()
+
+
+def test_engine_archive_from_the_local_cache(store_root: Path, guest: Guest, tmp_path: Path) -> None:
+    guest.os_release(DEBIAN)
+    store = Store(store_root)
+    tgz = store.cache_dir / "engine" / "docker-27.0.1-x86_64.tgz"
+    tgz.parent.mkdir(parents=True)
+    src = tmp_path / "docker"
+    src.mkdir()
+    (src / "dockerd").write_text("#!/bin/sh\n")
+    (src / "dockerd").chmod(0o755)
+    with tarfile.open(tgz, "w:gz") as tar:
+        tar.add(src, arcname="docker")
+    store, cfg, driver = _machine(store_root, guest, version="27.0.1")
+    _check_shims_are_used(guest, store, cfg, driver)
+    if shutil.which("uname") is None:
+        pytest.skip("no uname")
+    assert "Docker is up and running!" in _provision(store, cfg, driver)
+    assert (guest.root / "usr/local/bin/dockerd").stat().st_mode & 0o111
+    unit = (guest.root / "etc/systemd/system/docker.service").read_text()
+    assert "ExecStart=/usr/local/bin/dockerd" in unit
+    assert not [x for x in guest.log() if x.startswith("apt-get")]
+    assert not (guest.root / "tmp/docker-engine.tgz").exists()
+
+
+def test_unsupported_os_fails_clearly(store_root: Path, guest: Guest) -> None:
+    guest.os_release('ID=arch\nPRETTY_NAME="Arch Linux"\n')
+    store, cfg, driver = _machine(store_root, guest)
+    with pytest.raises(MachineError, match="Arch Linux"):
+        _provision(store, cfg, driver)
+    assert guest.log() == []
+
+
+def test_after_start_reissues_for_a_new_address(store_root: Path, guest: Guest) -> None:
+    guest.os_release(DEBIAN)
+    store, cfg, driver = _machine(store_root, guest)
+    _check_shims_are_used(guest, store, cfg, driver)
+    _provision(store, cfg, driver)
+    assert guest.starts == 1
+    moved = MovedGeneric(driver.ctx)
+    assert "does not cover 127.0.0.2" in (check_certs(store, cfg, moved) or "")
+    out = io.StringIO()
+    after_start(store, cfg, moved, Progress(stream=out))
+    assert "server certificate was re-issued" in out.getvalue()
+    ips, _ = certs.server_cert_sans(guest.root / "etc/docker/server.pem")
+    assert "127.0.0.2" in ips and "127.0.0.1" in ips
+    assert check_certs(store, cfg, moved) is None
+    assert guest.log()[-1].startswith("systemctl restart docker.service")
+    # nothing changed: nothing is done
+    before = len(guest.log())
+    after_start(store, cfg, moved, Progress(stream=io.StringIO()))
+    assert len(guest.log()) == before
