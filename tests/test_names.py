@@ -43,7 +43,9 @@ names = st.one_of(
 )
 
 
-@settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# too_slow: each example runs the CLI; on a loaded CI host generation can look slow without being wrong
+@settings(max_examples=120, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(text=names)
 @example(text="")
 @example(text="a")
@@ -76,7 +78,7 @@ def test_create_accepts_exactly_the_valid_names(store_dir: Path, text: str) -> N
 
 
 @given(text=st.text(max_size=80))
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 def test_validate_name_agrees_with_the_rule(text: str) -> None:
     if is_valid(text):
         assert validate_name(text) == text
