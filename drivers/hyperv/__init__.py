@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from machine.driver import Availability, Driver, Option, SSHEndpoint, State
-from machine.errors import DriverError, HostNotUsable, MachineError, UsageError
+from machine.errors import DriverError, HostNotUsable, MachineError, NotFound, UsageError
 
 from . import isotransfer
 from .runner import LocalRunner, Runner, WinRMRunner, WinRMSettings
@@ -283,6 +283,8 @@ class HypervDriver(Driver):
     def ip(self) -> str | None:
         try:
             answer = self._call("vm-ip", name=self.ctx.name)
+        except NotFound:
+            return None  # no VM, no address
         finally:
             self._done()
         return first_ipv4(answer.get("IPAddresses") or [])

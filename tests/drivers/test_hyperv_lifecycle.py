@@ -160,8 +160,9 @@ def test_error_records_become_errors_with_hints(host, tmp_path: Path) -> None:
     d = make(host, tmp_path)
     d.create()
     host.state.host.update(lambda s: s["vms"].pop("hv1"))
+    assert d.ip() is None and d.ssh_endpoint() is None  # no VM, no address
     with pytest.raises(NotFound) as info:
-        d.ip()
+        d.start()
     assert 'unable to find a virtual machine with name "hv1"' in info.value.message
     assert "machine rm -f" in info.value.hint
     d2 = make(host, tmp_path / "p", name="hv2")
