@@ -55,14 +55,16 @@ class FakeDriver(Driver):
 
 
 def register(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make `registry.get("fake")` return FakeDriver for this test (other names unchanged)."""
+    """Make `registry.get("fake")` return FakeDriver for this test (other names unchanged).
+    Machines of the fake driver are saved with `add_machine`, not made with `machine create`."""
     real_get = registry.get
 
     def get(name: str) -> type[Driver]:
         return FakeDriver if name == NAME else real_get(name)
 
+    # registry.names() is left alone: `machine create` builds its flags from it once per process,
+    # and a test-only driver must not leak into that cached command.
     monkeypatch.setattr(registry, "get", get)
-    monkeypatch.setattr(registry, "names", lambda: sorted({*registry._builtin(), NAME}))
 
 
 def add_machine(store: Store, name: str, *, state: str = "Running", delay: float = 0.0,
