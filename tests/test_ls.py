@@ -343,7 +343,11 @@ def test_corrupt_config_is_an_error_row(store: Store) -> None:
     add_machine(store, "good")
     add_machine(store, "bad")
     add_machine(store, "future")
+    add_machine(store, "binary")
     (store.config_path("bad")).write_text("{not json")
+    (store.config_path("binary")).write_bytes(b"\x89PNG\r\n\x1a\n\xff")
+    (store.machines_dir / "not valid").mkdir()
+    (store.machines_dir / "not valid" / "config.json").write_text("{}")
     cfg = json.loads(store.config_path("future").read_text())
     cfg["schema_version"] = 99
     store.config_path("future").write_text(json.dumps(cfg))
@@ -351,16 +355,18 @@ def test_corrupt_config_is_an_error_row(store: Store) -> None:
     assert result.code == 0, result
     assert "Traceback" not in result.output
     lines = {line.split()[0]: line for line in result.out.splitlines()[1:]}
-    assert set(lines) == {"bad", "future", "good"}
+    assert set(lines) == {"bad", "binary", "future", "good", "not"}
+    assert "not UTF-8" in lines["binary"]
+    assert "Invalid machine name 'not valid'" in lines["not"]
     assert "Error" in lines["bad"] and "corrupt" in lines["bad"] and str(store.config_path("bad")) in lines["bad"]
     assert "schema version 99" in lines["future"]
     assert "Running" in lines["good"]
     rows = {r["Name"]: r for r in ls_json()}
     assert rows["bad"]["State"] == "Error" and "\n" not in rows["bad"]["Error"]
-    assert run("ls", "-q").out.splitlines() == ["bad", "future", "good"]
+    assert run("ls", "-q").out.splitlines() == ["bad", "binary", "future", "good", "not valid"]
     # store-only filters treat an unreadable machine as having no driver or labels
     assert names_of(ls_json("--filter", "driver=fake")) == ["good"]
-    assert names_of(ls_json("--filter", "state=Error")) == ["bad", "future"]
+    assert names_of(ls_json("--filter", "state=Error")) == ["bad", "binary", "future", "not valid"]
 
 
 def test_quiet_imports_no_driver_ssh_or_tls_library(store_root: Path) -> None:

@@ -218,6 +218,17 @@ def test_damaged_config_is_a_config_error_naming_the_file(store: Store, content:
     assert info.value.hint
 
 
+def test_binary_config_is_a_config_error(store: Store) -> None:
+    make(store)
+    store.config_path("m1").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="is corrupt: not UTF-8") as info:
+        store.load("m1")
+    assert str(store.config_path("m1")) in info.value.message
+    result = run("url", "m1")
+    assert result.crash is None and result.code == 2, result
+    assert "not UTF-8" in result.err and "Hint: " in result.err
+
+
 def test_future_schema_version_is_a_clear_error(store: Store) -> None:
     make(store)
     path = store.config_path("m1")
