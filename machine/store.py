@@ -129,6 +129,13 @@ class Store:
                 f"Host does not exist: {name!r}",
                 "See the machines you have with 'machine ls', or create one with 'machine create'.",
             ) from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"Config file {path} is corrupt: not UTF-8 text (byte {e.start})",
+                              "Fix or restore the file, or remove the machine with 'machine rm -f " + name + "'.",
+                              ) from None
+        except OSError as e:
+            raise ConfigError(f"Config file {path} cannot be read: {e.strerror or e}",
+                              "Check the file and its permissions.") from None
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as e:
