@@ -237,6 +237,7 @@ def list_machines(store: Store, filters: Filters, timeout: float = DEFAULT_TIMEO
 
     entries = [e for e in load_entries(store) if matches_config(e, filters)]
     readable = {e.name: e.cfg for e in entries if e.cfg is not None}
+    _preload({cfg.driver for cfg in readable.values()})
     deadline = time.monotonic() + timeout
     results = query_many(store, list(readable), lambda n: probe(store, readable[n], deadline, debug), timeout)
     docker_host, current = (active_of or active_targets)()
@@ -249,6 +250,23 @@ def list_machines(store: Store, filters: Filters, timeout: float = DEFAULT_TIMEO
         if matches_state(row.State, filters):
             rows.append(row)
     return rows
+
+
+def _preload(drivers: set[str]) -> None:
+    """Import the drivers and the version hook here, not in the worker threads: imports racing in
+    threads can deadlock on circular imports. A failure is left for each machine's query to report."""
+    from machine import registry
+
+    for name in sorted(drivers):
+        try:
+            registry.get(name)
+        except Exception:  # noqa: BLE001 - the same error is shown in that machine's row
+            pass
+    if drivers:
+        try:
+            import machine.provision  # noqa: F401
+        except Exception:  # noqa: BLE001 - docker_version reports it
+            pass
 
 
 def active_targets() -> tuple[str, str | None]:

@@ -538,3 +538,16 @@ def test_a_hanging_engine_does_not_hold_ls_beyond_the_timeout(store_root: Path, 
         assert elapsed < 3, f"ls -t 1 took {elapsed:.1f} s with a hanging engine"
     finally:
         server.shutdown()
+
+
+def test_machine_of_an_uninstalled_driver_is_an_error_row(store: Store) -> None:
+    from machine.store import MachineConfig
+
+    add_machine(store, "fine")
+    store.save(MachineConfig(name="orphan", driver="uninstalled-driver"))
+    rows = {r["Name"]: r for r in ls_json()}
+    assert rows["orphan"]["State"] == "Error"
+    assert rows["orphan"]["DriverName"] == "uninstalled-driver"
+    assert "Driver 'uninstalled-driver' not found" in rows["orphan"]["Error"]
+    assert rows["fine"]["State"] == "Running"
+    assert names_of(ls_json("--filter", "driver=uninstalled-driver")) == ["orphan"]
