@@ -9,7 +9,7 @@ $r = @{
   hypervisor = [bool](Get-CimInstance -ClassName Win32_ComputerSystem).HypervisorPresent
   switches = @()
 }
-if ($r.module) {
+if ($r.module -and ($r.hyperv_admin -or $r.admin)) {
   $r.switches = @(Hyper-V\Get-VMSwitch | Select-Object Name, @{n='SwitchType';e={[string]$_.SwitchType}})
 }
 Out-Result $r

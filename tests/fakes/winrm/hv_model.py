@@ -261,7 +261,8 @@ class FakeHyperV:
         h = s["host"]
         switches = [{"Name": w["Name"], "SwitchType": rec.SWITCH_TYPES[w["SwitchType"]]} for w in s["switches"]]
         return {"user": h["user"], "module": h["module"], "hyperv_admin": h["hyperv_admin"], "admin": h["admin"],
-                "hypervisor": h["hypervisor"], "switches": switches if h["module"] else []}
+                "hypervisor": h["hypervisor"],
+                "switches": switches if h["module"] and (h["hyperv_admin"] or h["admin"]) else []}
 
     def op_vm_state(self, Name: str) -> dict[str, Any]:  # noqa: N803 - PowerShell parameter names
         s = self.load()
