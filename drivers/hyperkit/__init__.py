@@ -107,7 +107,7 @@ class HyperKitDriver(Driver):
     # -- files ----------------------------------------------------------------------------------
     @property
     def _dir(self) -> Path:
-        return self.ctx.machine_dir
+        return self.ctx.machine_dir.resolve()
 
     @property
     def _state_file(self) -> Path:

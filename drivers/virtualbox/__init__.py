@@ -86,7 +86,7 @@ class VirtualBoxDriver(Driver):
 
     @property
     def _disk(self) -> Path:
-        return self.ctx.machine_dir / "disk.vdi"
+        return self.ctx.machine_dir.resolve() / "disk.vdi"
 
     # -- availability ---------------------------------------------------------------------------
     @classmethod
@@ -120,7 +120,7 @@ class VirtualBoxDriver(Driver):
         iface = None
         if not self._option("no_hostonly"):
             iface = network.host_interface(self._option("hostonly_cidr"), version, self._platform())
-        name, mdir = self.ctx.name, self.ctx.machine_dir
+        name, mdir = self.ctx.name, self.ctx.machine_dir.resolve()  # VBoxSVC resolves relative paths its own way
         out = runner.run("createvm", "--name", name, "--ostype", "Linux_64", "--register", "--basefolder", mdir)
         m = re.search(r"^UUID:\s*(\S+)", out, re.M)
         if not m:
@@ -154,12 +154,12 @@ class VirtualBoxDriver(Driver):
         runner.run("createmedium", "disk", "--filename", self._disk, "--format", "VDI", "--variant", "Standard",
                    "--size", self._option("disk_size"))
         runner.run("storageattach", uuid, "--storagectl", CONTROLLER, "--port", "0", "--device", "0",
-                   "--type", "dvddrive", "--medium", iso)
+                   "--type", "dvddrive", "--medium", iso.resolve())
         runner.run("storageattach", uuid, "--storagectl", CONTROLLER, "--port", "1", "--device", "0",
                    "--type", "hdd", "--medium", self._disk)
         if self.ctx.seed_path:
             runner.run("storageattach", uuid, "--storagectl", CONTROLLER, "--port", "2", "--device", "0",
-                       "--type", "dvddrive", "--medium", self.ctx.seed_path)
+                       "--type", "dvddrive", "--medium", Path(self.ctx.seed_path).resolve())
 
     def start(self) -> None:
         state = self.status()
@@ -250,7 +250,7 @@ class VirtualBoxDriver(Driver):
         return None
 
     def console_log(self) -> Path | None:
-        return self.ctx.machine_dir / "console.log"
+        return self.ctx.machine_dir.resolve() / "console.log"
 
 
 DRIVER = VirtualBoxDriver

@@ -15,8 +15,10 @@ from machine.errors import DriverError, HostNotUsable, MachineError, NotFound
 MIN_VERSION = (6, 1)
 RETRIES = 5
 RETRY_DELAY = 0.3
+# Errors VirtualBox gives while a session is being released (e.g. right after a power-off): retried.
 TRANSIENT = ("The object is not ready", "is already locked for a session (or being unlocked)",
-             "The object functionality is limited")
+             "The object functionality is limited", "while it is locked", "is locked for reading by another task",
+             "is locked for writing by another task")
 NOT_FOUND = re.compile(r"Could not find a registered machine (named|with UUID) '([^']*)'")
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)\S*$")
 _INFO_LINE = re.compile(r'^(?:"(?P<qkey>[^"]+)"|(?P<key>[^=]+))=(?:"(?P<qval>.*)"|(?P<val>.*))$')

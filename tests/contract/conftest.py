@@ -5,7 +5,6 @@ and does not hide the others."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -15,38 +14,9 @@ HERE = Path(__file__).parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from harness import Harness  # noqa: E402
+from harness import Harness, discover  # noqa: E402
 
-
-def _load(path: Path) -> list[Harness] | str:
-    name = f"machine_contract_{path.stem}"
-    try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    except Exception as e:  # report it as this harness's failure, not everyone's
-        return f"{path.name} failed to import: {type(e).__name__}: {e}"
-    found = getattr(module, "HARNESSES", None)
-    if not isinstance(found, list | tuple) or not all(isinstance(h, Harness) for h in found):
-        return f"{path.name} must define HARNESSES = [Harness(...), ...]"
-    return list(found)
-
-
-def discover() -> list[Harness | tuple[str, str]]:
-    """All harnesses; a broken file appears as (file id, error text)."""
-    out: list[Harness | tuple[str, str]] = []
-    for path in sorted(HERE.glob("harness_*.py")):
-        loaded = _load(path)
-        if isinstance(loaded, str):
-            out.append((path.stem.removeprefix("harness_"), loaded))
-        else:
-            out.extend(loaded)
-    return out
-
-
-ALL = discover()
+ALL = discover(HERE)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

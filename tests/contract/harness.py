@@ -8,7 +8,9 @@ the real tool) and what the driver supports, so one suite fits all drivers.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,3 +95,32 @@ def reopen(driver: Driver) -> Driver:
                           data=copy.deepcopy(ctx.data), cache_dir=ctx.cache_dir, seed_path=ctx.seed_path,
                           engine_port=ctx.engine_port, debug=ctx.debug)
     return type(driver)(clone)
+
+
+def load_harnesses(path: Path) -> list[Harness] | str:
+    """The HARNESSES of one harness file, or why it cannot be used (import error, wrong type)."""
+    name = f"machine_contract_{path.stem}"
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    except Exception as e:  # report it as this harness's failure, not everyone's
+        return f"{path.name} failed to import: {type(e).__name__}: {e}"
+    found = getattr(module, "HARNESSES", None)
+    if not isinstance(found, list | tuple) or not found or not all(isinstance(h, Harness) for h in found):
+        return f"{path.name} must define HARNESSES = [Harness(...), ...]"
+    return list(found)
+
+
+def discover(folder: Path) -> list[Harness | tuple[str, str]]:
+    """Every harness in folder's harness_*.py files; a broken file appears as (its id, the error)."""
+    out: list[Harness | tuple[str, str]] = []
+    for path in sorted(folder.glob("harness_*.py")):
+        loaded = load_harnesses(path)
+        if isinstance(loaded, str):
+            out.append((path.stem.removeprefix("harness_"), loaded))
+        else:
+            out.extend(loaded)
+    return out

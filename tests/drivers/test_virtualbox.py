@@ -233,6 +233,17 @@ def test_transient_not_ready_is_retried(fake: Path, tmp_path: Path, monkeypatch)
     assert state(fake)["calls"] > 3
 
 
+def test_start_right_after_kill_waits_for_the_session_lock(fake: Path, tmp_path: Path, monkeypatch) -> None:
+    d = running(make(tmp_path))
+    monkeypatch.setenv("FAKE_VBOX_UNLOCK_DELAY", "0.4")
+    d.stop(force=True)
+    raw = subprocess.run(["VBoxManage", "startvm", d.data["uuid"], "--type", "headless"], capture_output=True,
+                         text=True, env={**os.environ, "LC_ALL": "C"})
+    assert raw.returncode == 1 and "already locked" in raw.stderr  # VBoxSVC still releases the session ...
+    d.start()  # ... which the driver retries through
+    assert d.status() == State.RUNNING
+
+
 def test_persistent_not_ready_fails(fake: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FAKE_VBOX_FAIL", "notready:100")
     runner = vbm.VBoxManage("VBoxManage", sleep=lambda s: None)
