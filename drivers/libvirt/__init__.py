@@ -10,6 +10,7 @@ value names a libvirt network (e.g. `default`), and `private` makes our own NAT 
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -53,13 +54,16 @@ class LibvirtDriver(Driver):
     description = "A libvirt (qemu/KVM) domain, through libvirt-python."
     options = (
         Option("uri", "libvirt connection URI (qemu:///system, qemu:///session, ...)", DEFAULT_URI),
-        Option("cpus", "Number of virtual CPUs", 1, int),
+        Option("cpus", "Number of virtual CPUs", 2, int),
         Option("memory", "Memory in MiB", 1024, int),
-        Option("disk-size", "Disk size in MB (sparse qcow2)", 20000, int),
+        Option("disk-size", "Size of the (sparse) disk in GiB", 20, int),
         Option("image", "Boot image: machine-os (default, built locally), a catalogue name (debian-12, ...), "
-                        "an http(s) URL or a local file", None),
+                        "an http(s) URL or a local file", "machine-os"),
         Option("network", "'user' (user-mode networking, ports forwarded on 127.0.0.1), a libvirt network name "
                           "(e.g. default), or 'private' (a NAT network machine creates)", USER_NET),
+        Option("restrict", "User-mode networking only: cut the guest off from outside networks (auto: on for the "
+                           "machine OS, off for cloud images, which install packages)", "auto",
+               choices=("auto", "on", "off")),
         Option("accel", "Acceleration: auto (KVM only when a probe boot works), kvm, or tcg", "auto",
                choices=("auto", "kvm", "tcg")),
         Option("tb-cache", "TCG translation cache in MiB (without KVM)", 256, int),
@@ -156,7 +160,7 @@ class LibvirtDriver(Driver):
         network = self.opt("network") or USER_NET
         storage = self.storage_dir()
         plan = bootplan.plan(self.opt("image"), name=self.ctx.name, storage=storage, seed_path=self.ctx.seed_path,
-                             disk_size_mb=int(self.opt("disk_size") or 20000), cache_dir=self.ctx.cache_dir)
+                             disk_size_mb=int(self.opt("disk_size") or 20) * 1024, cache_dir=self.ctx.cache_dir)
         self.data.update(made=plan.made, ssh_user=plan.ssh_user, image=plan.image, uri=self.uri)
         if self.opt("storage_dir"):
             self.data["storage_dir"] = str(storage)
@@ -169,13 +173,15 @@ class LibvirtDriver(Driver):
             self.data["network"] = USER_NET
             self.data.setdefault("ssh_port", free_port())
             self.data.setdefault("engine_host_port", free_port())
-            qemu_args = user_net_args(self.data["ssh_port"], self.data["engine_host_port"], self.ctx.engine_port, mac)
+            restrict = plan.restrict if (self.opt("restrict") or "auto") == "auto" else self.opt("restrict") == "on"
+            qemu_args = user_net_args(self.data["ssh_port"], self.data["engine_host_port"], self.ctx.engine_port, mac,
+                                      restrict=restrict)
         else:
             libvirt_net = self._attach_network(conn, network)
             self.data["network"] = libvirt_net
         spec = DomainSpec(
             name=self.domain_name, machine=self.ctx.name, machine_dir=str(self.ctx.machine_dir),
-            virt_type=virt_type, memory_mib=int(self.opt("memory") or 1024), cpus=int(self.opt("cpus") or 1),
+            virt_type=virt_type, memory_mib=int(self.opt("memory") or 1024), cpus=int(self.opt("cpus") or 2),
             console_log=str(self.console_log()), disks=tuple(plan.disks), kernel=plan.kernel,
             initrd=plan.initrd, cmdline=plan.cmdline, boot_dev=plan.boot_dev, network=libvirt_net,
             mac=mac if libvirt_net else None, qemu_args=qemu_args, tb_cache_mib=int(self.opt("tb_cache") or 256),
@@ -300,7 +306,7 @@ class LibvirtDriver(Driver):
         """libvirt keeps qemu's stderr per domain; with the domain gone it is ours to delete (best effort)."""
         if not is_local_uri(self.uri):
             return
-        if urlsplit(self.uri).path.rstrip("/") == "/system":
+        if urlsplit(self.uri).path.rstrip("/") == "/system" or os.geteuid() == 0:  # root's session is the system
             log = Path("/var/log/libvirt/qemu") / f"{self.domain_name}.log"
         else:
             log = Path.home() / ".cache" / "libvirt" / "qemu" / "log" / f"{self.domain_name}.log"

@@ -32,6 +32,7 @@ class BootPlan:
     made: list[str] = field(default_factory=list)  # files we created (deleted on remove)
     ssh_user: str = "root"
     image: str = ""
+    restrict: bool = True  # default for user-mode networking: stock images must reach package mirrors
 
 
 def _qemu_img(*args: str | Path, what: str) -> process.Result:
@@ -75,7 +76,7 @@ def plan(image_spec: str | None, *, name: str, storage: Path, seed_path: Path | 
     from machine import images
 
     image = images.default_image() if not image_spec else images.resolve(image_spec)
-    bp = BootPlan(ssh_user=image.ssh_user, image=image.name)
+    bp = BootPlan(ssh_user=image.ssh_user, image=image.name, restrict=image.seed == "machine-os")
     try:
         _fill(bp, image, name=name, storage=storage, disk_size_mb=disk_size_mb, cache_dir=cache_dir)
     except BaseException:

@@ -281,7 +281,7 @@ def make_driver(tmp_path: Path, name: str = "u1", **options) -> LibvirtDriver:
     machine_dir.mkdir(parents=True)
     seed = machine_dir / "seed.iso"
     seed.write_bytes(b"\0" * 2048)
-    opts = {"uri": TEST_URI, "accel": "tcg", "network": "user", "disk_size": 64, **options}
+    opts = {"uri": TEST_URI, "accel": "tcg", "network": "user", "disk_size": 1, **options}
     return LibvirtDriver(DriverContext(name=name, machine_dir=machine_dir, options=opts, cache_dir=tmp_path / "cache",
                                        seed_path=seed))
 
@@ -420,3 +420,26 @@ def test_port_in_time_wait_counts_as_free_but_a_listener_does_not() -> None:
     client.close()
     listener.close()
     assert port_free(port)  # qemu binds with SO_REUSEADDR: a stopped machine keeps its forwards
+
+
+@pytest.mark.parametrize(("image_kind", "restrict_opt", "want"), [
+    ("machine-os", "auto", True), ("machine-os", "off", False), ("cloud", "auto", False), ("cloud", "on", True),
+])
+def test_restrict_defaults_by_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image_kind: str,
+                                    restrict_opt: str, want: bool) -> None:
+    import machine.drivers.libvirt.domainxml as dx
+
+    fake_os(tmp_path, monkeypatch)
+    image = None
+    if image_kind == "cloud":
+        image = str(tmp_path / "cloud.qcow2")
+        bootplan.make_data_disk(Path(image), 16)
+    seen: list[str] = []
+    real = dx.render_domain
+    monkeypatch.setattr(dx, "render_domain", lambda spec: seen.append(" ".join(spec.qemu_args)) or real(spec))
+    drv = make_driver(tmp_path, f"r-{image_kind}-{restrict_opt}", restrict=restrict_opt, image=image)
+    try:
+        drv.create()
+    finally:
+        drv.remove()
+    assert seen and ("restrict=on" in seen[0]) is want

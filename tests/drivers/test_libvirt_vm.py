@@ -110,7 +110,7 @@ def test_libvirt_vm_cycle(tmp_path: Path) -> None:
                       authorized_keys=[key.with_suffix(".pub").read_text().strip()])
     ctx = DriverContext(name=name, machine_dir=machine_dir, cache_dir=tmp_path / "cache", seed_path=seed,
                         options={"uri": URI, "accel": "auto", "network": "user", "memory": 1024, "cpus": 1,
-                                 "disk_size": 4096})
+                                 "disk_size": 4})
     drv = LibvirtDriver(ctx)
     times: dict[str, float] = {}
     t0 = time.monotonic()
@@ -181,7 +181,7 @@ def test_libvirt_cli_cycle(store_root: Path) -> None:
     t0 = time.monotonic()
     try:
         out = _machine("create", "-d", "libvirt", "--libvirt-network", "user", "--libvirt-memory", "1024",
-                       "--libvirt-disk-size", "4096", name)
+                       "--libvirt-cpus", "1", "--libvirt-disk-size", "4", name)
         assert out.ok, out.stdout + out.stderr
         times["create"] = time.monotonic() - t0
         data = Store(store_root).load(name).driver_data
