@@ -58,14 +58,13 @@ class Remote:
         self.session.run(f"rm -f {self.q(guest_path)}")
 
     def which(self, program: str) -> str | None:
-        """The program's path (a root-prefixed standard location, else `command -v`)."""
-        for d in ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/bin", "/sbin"):
-            if self.root not in ("", "/") and self.ok(f"test -x {self.q(d + '/' + program)}"):
-                return f"{d}/{program}"
-        if self.root not in ("", "/"):
-            return None
-        res = self.session.run(f"command -v {shlex.quote(program)}", check=False)
-        return res.stdout.strip() or None if res.ok else None
+        """The program's guest path: a standard location under the root, else (real root) `command -v`."""
+        prog = shlex.quote(program)
+        dirs = " ".join(("/usr/bin", "/usr/sbin", "/usr/local/bin", "/bin", "/sbin"))
+        fallback = f"command -v {prog}" if self.root in ("", "/") else "exit 1"
+        res = self.session.run(f"for d in {dirs}; do [ -x {shlex.quote(self.root.rstrip('/'))}$d/{prog} ] && "
+                               f"echo $d/{prog} && exit 0; done; {fallback}", check=False)
+        return (res.stdout.strip().splitlines() or [None])[0] if res.ok else None
 
 
 def key_file(store: Store, cfg: MachineConfig, driver: Driver | None = None) -> str:
@@ -88,7 +87,8 @@ def open_session(store: Store, cfg: MachineConfig, driver: Driver, progress: Pro
     target = ssh.Target(host=ep.host, port=ep.port, user=cfg.ssh.get("user") or ep.user,
                         key_file=Path(key_file(store, cfg, driver)), host_key=cfg.ssh.get("host_key") or None,
                         name=cfg.name)
-    auth_timeout = None if driver.wants_seed else min(timeout, 20.0)
+    # a booting image may get its authorized key after sshd starts (cloud-init); an existing host will not
+    auth_timeout = None if driver.wants_seed else min(timeout, 3.0)
     session = ssh.connect(target, timeout=timeout, auth_timeout=auth_timeout)
     if not cfg.ssh.get("host_key") and session.seen_host_key:
         cfg.ssh["host_key"] = session.seen_host_key
