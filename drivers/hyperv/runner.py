@@ -8,6 +8,7 @@ runs many), closing it with close(). pywinrm is imported only when a remote host
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,14 @@ class Runner:
 
     def run_line(self, line: str) -> tuple[str, str, int]:
         raise NotImplementedError
+
+    def call_with_input(self, op: str, chunks: Iterable[bytes], **values: Any) -> Any:
+        """Run `op` feeding `chunks` to its stdin (only over WinRM: its Send operation)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot stream input")
+
+    @property
+    def can_stream(self) -> bool:
+        return False
 
     def close(self) -> None:
         """Release connections (no-op for the local runner)."""
@@ -106,6 +115,33 @@ class WinRMRunner(Runner):
             return out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), code
 
         return self._guard(once)
+
+    @property
+    def can_stream(self) -> bool:
+        return True
+
+    def call_with_input(self, op: str, chunks: Iterable[bytes], **values: Any) -> Any:
+        script = scripts.render(op, **values)
+        line = scripts.command_line(script)
+        proto = self.protocol()
+
+        def once() -> tuple[str, str, int]:
+            if self._shell is None:
+                self._shell = proto.open_shell(codepage=65001)
+            command_id = proto.run_command(self._shell, line, console_mode_stdin=False)
+            pending: bytes | None = None
+            for chunk in chunks:  # each Send carries one chunk; the last one closes stdin
+                if pending is not None:
+                    proto.send_command_input(self._shell, command_id, pending, end=False)
+                pending = chunk
+            proto.send_command_input(self._shell, command_id, pending or b"", end=True)
+            out, err, code = proto.get_command_output(self._shell, command_id)
+            proto.cleanup_command(self._shell, command_id)
+            return out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), code
+
+        out, err, code = self._guard(once)
+        log.debug("hyperv %s (stdin): exit %s stdout=%s stderr=%s", op, code, out[-2000:], err[-2000:])
+        return scripts.parse(op, out, err, code)
 
     def close(self) -> None:
         if self._protocol is not None and self._shell is not None:

@@ -40,13 +40,35 @@ def runner(srv, tmp_path: Path):
     return HypervDriver.make_runner(options_for(srv, tmp_path))
 
 
+def test_streamed_upload_puts_the_exact_bytes_on_the_host(host, tmp_path: Path) -> None:
+    size = 3 * isotransfer.STREAM_CHUNK + 1234
+    iso = fake_iso(tmp_path, size=size)
+    digest = hashlib.sha256(iso.read_bytes()).hexdigest()
+    dest = f"{CACHE}\\sha256-{digest}.iso"
+    r = runner(host, tmp_path)
+    assert r.can_stream
+    seen: list[tuple[int, int]] = []
+    assert isotransfer.upload(r, iso, dest, progress=lambda done, total: seen.append((done, total))) == "uploaded"
+    arrived = host.state.host.local(dest)
+    assert arrived.read_bytes() == iso.read_bytes()
+    assert hashlib.sha256(arrived.read_bytes()).hexdigest() == digest
+    assert ops(host) == ["iso-probe", "iso-stream", "iso-finish"]
+    assert host.state.sends == 4  # one WinRM Send per 48 KiB chunk, the last one closing stdin
+    assert seen[-1] == (size, size) and len(seen) == 4
+    clear_log(host)
+    assert isotransfer.upload(r, iso, dest) == "present"
+    assert ops(host) == ["iso-probe"]
+    r.close()
+
+
 def test_chunked_upload_puts_the_exact_bytes_on_the_host(host, tmp_path: Path) -> None:
     iso = fake_iso(tmp_path, size=23_456)
     digest = hashlib.sha256(iso.read_bytes()).hexdigest()
     dest = f"{CACHE}\\sha256-{digest}.iso"
     r = runner(host, tmp_path)
     seen: list[tuple[int, int]] = []
-    assert isotransfer.upload(r, iso, dest, progress=lambda done, total: seen.append((done, total))) == "uploaded"
+    assert isotransfer.upload(r, iso, dest, progress=lambda done, total: seen.append((done, total)),
+                              stream=False) == "uploaded"
     arrived = host.state.host.local(dest)
     assert arrived.read_bytes() == iso.read_bytes()
     assert hashlib.sha256(arrived.read_bytes()).hexdigest() == digest
@@ -57,23 +79,47 @@ def test_chunked_upload_puts_the_exact_bytes_on_the_host(host, tmp_path: Path) -
     assert seen[-1] == (23_456, 23_456) and [d for d, _ in seen] == sorted(d for d, _ in seen)
     # a second upload finds the file by digest and sends nothing
     clear_log(host)
-    assert isotransfer.upload(r, iso, dest) == "present"
+    assert isotransfer.upload(r, iso, dest, stream=False) == "present"
     assert ops(host) == ["iso-probe"]
     r.close()
 
 
-def test_interrupted_upload_resumes_from_the_host_part_file(host, tmp_path: Path) -> None:
-    iso = fake_iso(tmp_path, size=20_000)
+@pytest.mark.parametrize("stream", [True, False])
+def test_interrupted_upload_resumes_from_the_host_part_file(host, tmp_path: Path, stream: bool) -> None:
+    iso = fake_iso(tmp_path, size=120_000)
     dest = f"{CACHE}\\x.iso"
-    step = isotransfer.chunk_size(dest)
+    have = 2 * isotransfer.chunk_size(dest)
     part = host.state.host.local(dest + ".part")
     part.parent.mkdir(parents=True)
-    part.write_bytes(iso.read_bytes()[: 2 * step])  # two chunks arrived before the interruption
+    part.write_bytes(iso.read_bytes()[:have])  # what arrived before the interruption
     r = runner(host, tmp_path)
-    isotransfer.upload(r, iso, dest)
+    isotransfer.upload(r, iso, dest, stream=stream)
     assert host.state.host.local(dest).read_bytes() == iso.read_bytes()
-    offsets = [e["params"]["Offset"] for e in host.state.host.load()["log"] if e["op"] == "iso-chunk"]
-    assert offsets[0] == 2 * step  # nothing re-sent
+    op = "iso-stream" if stream else "iso-chunk"
+    offsets = [e["params"]["Offset"] for e in host.state.host.load()["log"] if e["op"] == op]
+    assert offsets[0] == have  # nothing re-sent
+
+
+def test_stream_resyncs_when_the_host_part_grew(host, tmp_path: Path, monkeypatch) -> None:
+    iso = fake_iso(tmp_path, size=100_000)
+    dest = f"{CACHE}\\g.iso"
+    part = host.state.host.local(dest + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(iso.read_bytes()[:10_000])
+    r = runner(host, tmp_path)
+    real = r.call_with_input
+    offsets: list[int] = []
+
+    def racing(op, chunks, **values):
+        offsets.append(values["offset"])
+        if len(offsets) == 1:  # an earlier stream's bytes land after the probe: the host is ahead
+            part.write_bytes(iso.read_bytes()[:30_000])
+        return real(op, chunks, **values)
+
+    monkeypatch.setattr(r, "call_with_input", racing)
+    isotransfer.upload(r, iso, dest, stream=True)
+    assert offsets == [10_000, 30_000]
+    assert host.state.host.local(dest).read_bytes() == iso.read_bytes()
 
 
 def test_upload_resyncs_when_the_host_has_another_size(host, tmp_path: Path, monkeypatch) -> None:
@@ -94,16 +140,17 @@ def test_upload_resyncs_when_the_host_has_another_size(host, tmp_path: Path, mon
         return answer
 
     monkeypatch.setattr(r, "call", lossy)
-    isotransfer.upload(r, iso, dest)
+    isotransfer.upload(r, iso, dest, stream=False)
     assert state["lost"]
     assert host.state.host.local(dest).read_bytes() == iso.read_bytes()
 
 
-def test_corrupted_upload_is_detected(host, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("stream", [True, False])
+def test_corrupted_upload_is_detected(host, tmp_path: Path, stream: bool) -> None:
     iso = fake_iso(tmp_path, size=5_000)
     r = runner(host, tmp_path)
     with pytest.raises(DriverError, match="sha256 mismatch") as info:
-        isotransfer.upload(r, iso, f"{CACHE}\\z.iso", digest="0" * 64)
+        isotransfer.upload(r, iso, f"{CACHE}\\z.iso", digest="0" * 64, stream=stream)
     assert "--hyperv-iso-sha256" in info.value.hint
     assert not host.state.host.local(f"{CACHE}\\z.iso").exists()
     assert not host.state.host.local(f"{CACHE}\\z.iso.part").exists()
@@ -118,8 +165,7 @@ def test_create_skips_the_upload_when_the_host_has_the_iso(host, tmp_path: Path)
     two.create()
     log = ops(host)
     assert log.count("iso-probe") == 2  # boot ISO (cached) and seed
-    assert log.count("iso-chunk") == len([1 for _ in range(0, two.ctx.seed_path.stat().st_size,
-                                                          isotransfer.chunk_size(two.data["vm_dir"] + "\\seed.iso"))])
+    assert log.count("iso-stream") == 1  # the seed only
     assert two.status() == State.STOPPED
 
 
@@ -151,9 +197,9 @@ def test_host_downloads_the_iso_by_url(host, tmp_path: Path, web) -> None:
     assert cached.read_bytes() == iso.read_bytes()
     assert "iso-download" in ops(host)
     assert host.state.host.local(d.data["vm_dir"] + "\\boot.iso").read_bytes() == iso.read_bytes()
-    # the boot ISO was not uploaded: the only chunks are the seed's
-    assert all(e["params"]["Path"].endswith("seed.iso") for e in host.state.host.load()["log"]
-               if e["op"] == "iso-chunk")
+    # the boot ISO was not uploaded: the only upload is the seed's
+    assert [e["params"]["Path"][-8:] for e in host.state.host.load()["log"] if e["op"] == "iso-stream"] == \
+        ["seed.iso"]
 
 
 def test_url_download_with_the_wrong_hash_fails(host, tmp_path: Path, web) -> None:

@@ -48,6 +48,7 @@ VALUES = {
                   "disk_bytes": 2**40, "memory_bytes": 2**38, "cpus": 240, "switch": "S'" * 50, "vlan_id": 4094,
                   "pipe": "\\\\.\\pipe\\machine-" + LONG_NAME},
     "iso-probe": {"path": MAX_PATH, "sha256": "f" * 64},
+    "iso-stream": {"path": MAX_PATH, "offset": 2**40},
     "iso-finish": {"path": MAX_PATH, "sha256": "f" * 64},
     "iso-download": {"url": "https://example.invalid/" + "p" * 1500, "path": MAX_PATH, "sha256": "f" * 64},
 }

@@ -48,6 +48,7 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                    "Set-VMNetworkAdapterVlan")),
     "iso-probe": (("Path", "Sha256"), ("Get-FileHash -LiteralPath $Path -Algorithm SHA256",)),
     "iso-chunk": (("Path", "Offset", "Data"), ("[Convert]::FromBase64String($Data)", "'Append'")),
+    "iso-stream": (("Path", "Offset"), ("foreach ($line in $input)", "[Convert]::FromBase64String($line)", "'Append'")),
     "iso-finish": (("Path", "Sha256"), ("Get-FileHash -LiteralPath $part -Algorithm SHA256", "Move-Item")),
     "iso-download": (("Url", "Path", "Sha256"), ("Invoke-WebRequest -Uri $Url -OutFile $part",
                                                  "Get-FileHash -LiteralPath $part -Algorithm SHA256")),
@@ -198,8 +199,8 @@ class FakeHyperV:
         return self.fs.joinpath(*parts)
 
     # command lines
-    def execute(self, command: str) -> tuple[str, str, int]:
-        """Run one WinRM command line; returns (stdout, stderr, exit code)."""
+    def execute(self, command: str, stdin: bytes = b"") -> tuple[str, str, int]:
+        """Run one WinRM command line with `stdin` (what the client sent); returns (stdout, stderr, exit code)."""
         if len(command) > MAX_LINE:
             return "", rec.LINE_TOO_LONG, 1
         m = re.fullmatch(r"powershell(?:\.exe)? -NoProfile -NonInteractive -EncodedCommand ([A-Za-z0-9+/=]+)",
@@ -216,6 +217,8 @@ class FakeHyperV:
             self.update(lambda s: s["log"].append({"op": "REJECTED", "why": why}))
             return "", f"fake Hyper-V host rejected the script: {why}\r\n", 1
         self.update(lambda s: s["log"].append({"op": op, "params": {k: v for k, v in params.items() if k != "Data"}}))
+        if op == "iso-stream":
+            params["stdin"] = stdin  # $input: the lines of the command's standard input
         try:
             result = getattr(self, "op_" + op.replace("-", "_"))(**params)
         except PSError as e:
@@ -414,6 +417,26 @@ class FakeHyperV:
         with open(part, "ab") as fh:
             fh.write(data)
         return {"size": Offset + len(data), "written": len(data)}
+
+    def op_iso_stream(self, Path: str, Offset: int, stdin: bytes) -> dict[str, Any]:  # noqa: N803
+        part = self.local(Path + ".part")
+        if Offset == 0:
+            part.parent.mkdir(parents=True, exist_ok=True)
+            part.write_bytes(b"")
+        if not part.is_file():
+            raise PSError(rec.PATH_NOT_FOUND.format(path=Path + ".part"), "ObjectNotFound",
+                          rec.PATH_NOT_FOUND_ID.format(cmd="GetItemCommand"))
+        size = part.stat().st_size
+        if size != Offset:
+            return {"size": size, "written": 0}
+        written = 0
+        with open(part, "ab") as fh:
+            for line in stdin.decode("ascii").splitlines():
+                if line:
+                    data = base64.b64decode(line, validate=True)
+                    fh.write(data)
+                    written += len(data)
+        return {"size": Offset + written, "written": written}
 
     def op_iso_finish(self, Path: str, Sha256: str) -> dict[str, Any]:  # noqa: N803
         part = self.local(Path + ".part")

@@ -1,8 +1,9 @@
 """A small WinRM (WS-Management shell) server on 127.0.0.1 that real pywinrm talks to.
 
 It speaks the protocol pywinrm uses: Create shell (transfer/Create -> ShellId), Command
-(-> CommandId), Receive (base64 stdout/stderr <rsp:Stream> elements, CommandState Running then
-Done with ExitCode), Signal terminate, Delete shell; SOAP faults for unknown shells. Envelopes
+(-> CommandId), Send (stdin: base64 <rsp:Stream Name="stdin" End=...>), Receive (base64
+stdout/stderr <rsp:Stream> elements, CommandState Running then Done with ExitCode), Signal
+terminate, Delete shell; SOAP faults for unknown shells. Envelopes
 follow the recorded responses in pywinrm's own tests (FIXTURES.md). Commands go to a FakeHyperV.
 
 Auth: Basic (HTTP or HTTPS), checked against one user/password; NTLM over HTTPS with pyspnego's
@@ -71,6 +72,7 @@ class WinRMState:
         self.lock = threading.Lock()
         self.requests: list[str] = []  # actions seen, for tests
         self.auth_seen: list[str] = []
+        self.sends = 0  # stdin messages received
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -238,6 +240,8 @@ class FakeWinRMServer(http.server.ThreadingHTTPServer):
                 return 200, _envelope(TRANSFER + "/DeleteResponse", message_id, "")
             if action == SHELL + "/Command":
                 return 200, self._command(shell, body, message_id)
+            if action == SHELL + "/Send":
+                return self._send(shell, body, message_id)
             if action == SHELL + "/Receive":
                 return self._receive(shell, body, message_id)
             if action == SHELL + "/Signal":
@@ -264,16 +268,34 @@ class FakeWinRMServer(http.server.ThreadingHTTPServer):
         cmd = (body.findtext("rsp:CommandLine/rsp:Command", "", NS) or "").strip()
         args = (body.findtext("rsp:CommandLine/rsp:Arguments", "", NS) or "").strip()
         line = f"{cmd} {args}".strip()
-        out, err, code = self.state.host.execute(line)
-        if shell["first"] and line.lower().startswith("powershell"):
+        command_id = str(uuid.uuid4()).upper()
+        # The process runs once its input is known: at the first Receive, unless the client is
+        # still sending stdin (then it waits, as a real process blocked on reading stdin would).
+        shell["commands"][command_id] = {"line": line, "stdin": b"", "sending": False, "ended": False, "out": None}
+        return _envelope(SHELL + "/CommandResponse", message_id,
+                         f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>")
+
+    def _run(self, shell: dict[str, Any], cmd: dict[str, Any]) -> None:
+        out, err, code = self.state.host.execute(cmd["line"], cmd["stdin"])
+        if shell["first"] and cmd["line"].lower().startswith("powershell"):
             err = rec.CLIXML_PROGRESS + err
             shell["first"] = False
         enc = "utf-8" if shell["codepage"] == "65001" else "cp437"
-        command_id = str(uuid.uuid4()).upper()
-        shell["commands"][command_id] = {"out": out.encode(enc, "replace"), "err": err.encode(enc, "replace"),
-                                         "code": code}
-        return _envelope(SHELL + "/CommandResponse", message_id,
-                         f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>")
+        cmd.update(out=out.encode(enc, "replace"), err=err.encode(enc, "replace"), code=code)
+
+    def _send(self, shell: dict[str, Any], body: ET.Element, message_id: str) -> tuple[int, bytes]:
+        stream = body.find("rsp:Send/rsp:Stream", NS)
+        cid = stream.get("CommandId") if stream is not None else None
+        cmd = shell["commands"].get(cid or "")
+        if stream is None or cmd is None or stream.get("Name") != "stdin":
+            return 500, _fault(message_id, "2150858843", "The command was not found.")
+        if cmd["ended"] or cmd["out"] is not None:
+            return 500, _fault(message_id, "2150859110", "The input stream was already closed.")
+        self.state.sends += 1
+        cmd["sending"] = True
+        cmd["stdin"] += base64.b64decode((stream.text or "").strip())
+        cmd["ended"] = stream.get("End", "false").lower() == "true"
+        return 200, _envelope(SHELL + "/SendResponse", message_id, "<rsp:SendResponse/>")
 
     def _receive(self, shell: dict[str, Any], body: ET.Element, message_id: str) -> tuple[int, bytes]:
         ds = body.find("rsp:Receive/rsp:DesiredStream", NS)
@@ -281,6 +303,12 @@ class FakeWinRMServer(http.server.ThreadingHTTPServer):
         cmd = shell["commands"].get(cid)
         if cmd is None:
             return 500, _fault(message_id, "2150858843", "The command was not found.")
+        if cmd["out"] is None:
+            if cmd["sending"] and not cmd["ended"]:
+                running = f'<rsp:CommandState CommandId="{cid}" State="{SHELL}/CommandState/Running"/>'
+                return 200, _envelope(SHELL + "/ReceiveResponse", message_id,
+                                      f"<rsp:ReceiveResponse>{running}</rsp:ReceiveResponse>")
+            self._run(shell, cmd)
         out, cmd["out"] = cmd["out"][:STREAM_PIECE], cmd["out"][STREAM_PIECE:]
         err, cmd["err"] = cmd["err"], b""
         streams = ""
