@@ -236,3 +236,15 @@ def test_local_powershell_goes_through_machine_process(tmp_path: Path, monkeypat
     d.remove()
     assert fake.load()["vms"] == {}
     assert len(calls) > 5
+
+
+def test_failed_create_is_undone_by_remove(host, tmp_path: Path) -> None:
+    """The orchestrator calls remove() after a failed create: nothing may stay on the host."""
+    d = make(host, tmp_path, cpus=64)  # the fake host has 8 logical processors
+    with pytest.raises(DriverError, match="Processor") as info:
+        d.create()
+    assert "PowerShell error" in info.value.hint
+    vm_dir = host.state.host.local(d.data["vm_dir"])
+    assert (vm_dir / "seed.iso").is_file() and "hv1" in state(host)["vms"]  # New-VM ran, Set-VMProcessor failed
+    d.remove()
+    assert not vm_dir.exists() and state(host)["vms"] == {}

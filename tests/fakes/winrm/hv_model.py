@@ -323,56 +323,72 @@ class FakeHyperV:
         (self.local(d) / "machine.json").write_text(json.dumps({"name": Name, "tool": "machine"}))
         return {"dir": d, "cache": s["host"]["program_data"] + "\\machine\\iso-cache"}
 
-    def op_create_vm(self, Name: str, Dir: str, BootIso: str, SeedIso: str, DiskBytes: int, MemoryBytes: int, Cpus: int,  # noqa: N803
-                     Switch: str, VlanId: int, Pipe: str) -> dict[str, Any]:
+    def op_create_vm(self, Name: str, Dir: str, BootIso: str, SeedIso: str, DiskBytes: int,  # noqa: N803
+                     MemoryBytes: int, Cpus: int, Switch: str, VlanId: int, Pipe: str) -> dict[str, Any]:
+        """The steps of create-vm.ps1 in its order; a failing step leaves what the earlier ones
+        made (as $ErrorActionPreference = 'Stop' does on a real host)."""
         out: dict[str, Any] = {}
+        failed: list[PSError] = []
 
         def go(s: dict[str, Any]) -> None:
-            self._host_gate(s, "New-VM")
-            if Name in s["vms"]:
-                out.update({"Name": Name, "created": False, "Path": s["vms"][Name]["Path"]})
-                return
-            src = self.local(BootIso)
-            if not src.is_file():
-                raise PSError(rec.PATH_NOT_FOUND.format(path=BootIso), "ObjectNotFound",
-                              rec.PATH_NOT_FOUND_ID.format(cmd="CopyItemCommand"))
-            iso, vhd, seed = Dir + "\\boot.iso", Dir + "\\disk.vhdx", Dir + "\\seed.iso"
-            self.local(iso).write_bytes(src.read_bytes())
-            if SeedIso != seed:
-                if not self.local(SeedIso).is_file():
-                    raise PSError(rec.PATH_NOT_FOUND.format(path=SeedIso), "ObjectNotFound",
-                                  rec.PATH_NOT_FOUND_ID.format(cmd="CopyItemCommand"))
-                self.local(seed).write_bytes(self.local(SeedIso).read_bytes())
-            if not any(w["Name"] == Switch for w in s["switches"]):
-                raise PSError(f'Hyper-V was unable to find a virtual switch with name "{Switch}".', "ObjectNotFound",
-                              "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.NewVM")
-            if MemoryBytes % (2 << 20) or MemoryBytes < (32 << 20):
-                raise PSError(f"'{Name}' failed to modify device 'Memory'. Invalid startup memory amount assigned "
-                              f"for '{Name}'.", "InvalidArgument", "InvalidParameter,Microsoft.HyperV.PowerShell."
-                              "Commands.NewVM")
-            if Cpus > s["host"]["logical_processors"]:
-                raise PSError(f"Failed to modify device 'Processor'. '{Name}' failed to modify device 'Processor'. "
-                              f"The processor count ({Cpus}) exceeds the host's logical processors.",
-                              "InvalidArgument", "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.SetVMProcessor")
-            if not self.local(seed).is_file():
-                raise PSError(f"Failed to add device 'Virtual CD/DVD Disk'. The file '{seed}' was not found.",
-                              "ObjectNotFound", "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.AddVMDvdDrive")
-            self.local(vhd).write_bytes(b"vhdxfile" + b"\0" * 4088)  # VHDX files start with this signature
-            s["vhds"][vhd] = {"Size": DiskBytes, "VhdType": "Dynamic", "VhdFormat": "VHDX"}
-            s["vms"][Name] = {
-                "Name": Name, "State": 3, "Generation": 1, "Path": Dir, "MemoryStartup": MemoryBytes,
-                "DynamicMemoryEnabled": False, "ProcessorCount": Cpus,
-                "HardDrives": [{"ControllerType": "IDE", "ControllerNumber": 0, "ControllerLocation": 0, "Path": vhd}],
-                "DvdDrives": [{"ControllerNumber": 1, "ControllerLocation": 0, "Path": iso},
-                              {"ControllerNumber": 1, "ControllerLocation": 1, "Path": seed}],
-                "BootOrder": ["CD", "IDE", "LegacyNetworkAdapter", "Floppy"],
-                "ComPort1": Pipe,
-                "NetworkAdapters": [{"SwitchName": Switch, "VlanId": VlanId or None, "IPAddresses": []}],
-            }
-            out.update({"Name": Name, "State": "Off", "Generation": 1, "ProcessorCount": Cpus,
-                        "MemoryStartup": MemoryBytes, "Path": Dir, "created": True})
+            try:
+                self._create_steps(s, out, Name, Dir, BootIso, SeedIso, DiskBytes, MemoryBytes, Cpus, Switch,
+                                   VlanId, Pipe)
+            except PSError as e:
+                failed.append(e)
         self.update(go)
+        if failed:
+            raise failed[0]
         return out
+
+    def _create_steps(self, s: dict[str, Any], out: dict[str, Any], Name: str, Dir: str, BootIso: str,  # noqa: N803
+                      SeedIso: str, DiskBytes: int, MemoryBytes: int, Cpus: int, Switch: str, VlanId: int,
+                      Pipe: str) -> None:
+        self._host_gate(s, "New-VM")
+        if Name in s["vms"]:
+            out.update({"Name": Name, "created": False, "Path": s["vms"][Name]["Path"]})
+            return
+        iso, vhd, seed = Dir + "\\boot.iso", Dir + "\\disk.vhdx", Dir + "\\seed.iso"
+        for src, dst in ((BootIso, iso), (SeedIso, seed)):  # Copy-Item (the seed only when elsewhere)
+            if src == dst:
+                continue
+            if not self.local(src).is_file():
+                raise PSError(rec.PATH_NOT_FOUND.format(path=src), "ObjectNotFound",
+                              rec.PATH_NOT_FOUND_ID.format(cmd="CopyItemCommand"))
+            self.local(dst).write_bytes(self.local(src).read_bytes())
+        if not self.local(vhd).is_file():  # New-VHD -Dynamic; VHDX files start with this signature
+            self.local(vhd).write_bytes(b"vhdxfile" + b"\0" * 4088)
+            s["vhds"][vhd] = {"Size": DiskBytes, "VhdType": "Dynamic", "VhdFormat": "VHDX"}
+        if not any(w["Name"] == Switch for w in s["switches"]):  # New-VM -SwitchName
+            raise PSError(f'Hyper-V was unable to find a virtual switch with name "{Switch}".', "ObjectNotFound",
+                          "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.NewVM")
+        if MemoryBytes % (2 << 20) or MemoryBytes < (32 << 20):  # New-VM -MemoryStartupBytes
+            raise PSError(f"'{Name}' failed to modify device 'Memory'. Invalid startup memory amount assigned "
+                          f"for '{Name}'.", "InvalidArgument",
+                          "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.NewVM")
+        vm = s["vms"][Name] = {  # New-VM -Generation 1: one IDE disk, a DVD drive on IDE 1:0, one adapter
+            "Name": Name, "State": 3, "Generation": 1, "Path": Dir, "MemoryStartup": MemoryBytes,
+            "DynamicMemoryEnabled": True, "ProcessorCount": 1,
+            "HardDrives": [{"ControllerType": "IDE", "ControllerNumber": 0, "ControllerLocation": 0, "Path": vhd}],
+            "DvdDrives": [{"ControllerNumber": 1, "ControllerLocation": 0, "Path": None}],
+            "BootOrder": ["CD", "IDE", "LegacyNetworkAdapter", "Floppy"], "ComPort1": "",
+            "NetworkAdapters": [{"SwitchName": Switch, "VlanId": None, "IPAddresses": []}],
+        }
+        vm["DynamicMemoryEnabled"] = False  # Set-VMMemory
+        if Cpus > s["host"]["logical_processors"]:  # Set-VMProcessor
+            raise PSError(f"Failed to modify device 'Processor'. '{Name}' failed to modify device 'Processor'. "
+                          f"The processor count ({Cpus}) exceeds the host's logical processors.",
+                          "InvalidArgument", "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.SetVMProcessor")
+        vm["ProcessorCount"] = Cpus
+        vm["DvdDrives"][0]["Path"] = iso  # Set-VMDvdDrive 1:0
+        if not self.local(seed).is_file():  # Add-VMDvdDrive 1:1
+            raise PSError(f"Failed to add device 'Virtual CD/DVD Disk'. The file '{seed}' was not found.",
+                          "ObjectNotFound", "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.AddVMDvdDrive")
+        vm["DvdDrives"].append({"ControllerNumber": 1, "ControllerLocation": 1, "Path": seed})
+        vm["ComPort1"] = Pipe  # Set-VMComPort
+        if VlanId > 0:  # Set-VMNetworkAdapterVlan -Access
+            vm["NetworkAdapters"][0]["VlanId"] = VlanId
+        out.update({"Name": Name, "created": True, "Path": Dir})
 
     def op_remove_vm(self, Name: str, Dir: str) -> dict[str, Any]:  # noqa: N803
         out: dict[str, Any] = {"Name": Name, "removed": False, "deleted": False}
