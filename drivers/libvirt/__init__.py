@@ -46,7 +46,7 @@ def port_free(port: int) -> bool:
 
 def is_local_uri(uri: str) -> bool:
     parts = urlsplit(uri)
-    return parts.scheme in ("qemu", "kvm") and not parts.netloc
+    return parts.scheme in ("qemu", "qemu+unix", "kvm") and not parts.netloc
 
 
 class LibvirtDriver(Driver):
@@ -158,27 +158,26 @@ class LibvirtDriver(Driver):
         libvirt = lv.import_libvirt()
         conn = self._conn()
         network = self.opt("network") or USER_NET
+        libvirt_net = None
+        if network != USER_NET:  # checked first: a missing network fails before any disk is made
+            libvirt_net = self._attach_network(conn, network)
+        self.data["network"] = libvirt_net or USER_NET
         storage = self.storage_dir()
+        if self.opt("storage_dir"):
+            self.data["storage_dir"] = str(storage)
         plan = bootplan.plan(self.opt("image"), name=self.ctx.name, storage=storage, seed_path=self.ctx.seed_path,
                              disk_size_mb=int(self.opt("disk_size") or 20) * 1024, cache_dir=self.ctx.cache_dir)
         self.data.update(made=plan.made, ssh_user=plan.ssh_user, image=plan.image, uri=self.uri)
-        if self.opt("storage_dir"):
-            self.data["storage_dir"] = str(storage)
         mac = self.data.setdefault("mac", random_mac())
         virt_type, why = self.virt_type()
         self.data.update(virt_type=virt_type, accel_reason=why)
         qemu_args: tuple[str, ...] = ()
-        libvirt_net = None
-        if network == USER_NET:
-            self.data["network"] = USER_NET
+        if libvirt_net is None:
             self.data.setdefault("ssh_port", free_port())
             self.data.setdefault("engine_host_port", free_port())
             restrict = plan.restrict if (self.opt("restrict") or "auto") == "auto" else self.opt("restrict") == "on"
             qemu_args = user_net_args(self.data["ssh_port"], self.data["engine_host_port"], self.ctx.engine_port, mac,
                                       restrict=restrict)
-        else:
-            libvirt_net = self._attach_network(conn, network)
-            self.data["network"] = libvirt_net
         spec = DomainSpec(
             name=self.domain_name, machine=self.ctx.name, machine_dir=str(self.ctx.machine_dir),
             virt_type=virt_type, memory_mib=int(self.opt("memory") or 1024), cpus=int(self.opt("cpus") or 2),

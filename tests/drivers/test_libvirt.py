@@ -367,7 +367,17 @@ def test_missing_network_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(NotFound) as e:
         drv.create()
     assert "net-list --all" in e.value.hint
+    assert not (drv.ctx.machine_dir / "data.qcow2").exists()  # checked before any disk is made
     drv.remove()
+
+
+def test_failed_create_in_private_mode_leaves_no_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MACHINE_OS_DIR", str(tmp_path / "no-such-build"))
+    drv = make_driver(tmp_path, "p3", network="private")
+    with pytest.raises(Exception, match="not built"):
+        drv.create()
+    drv.remove()  # what the orchestrator does after a failed create
+    assert networks.PRIVATE_NETWORK not in [n.name() for n in lv.connect(TEST_URI).listAllNetworks()]
 
 
 def test_private_network_lives_as_long_as_its_machines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
