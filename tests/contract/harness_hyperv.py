@@ -1,5 +1,5 @@
 """Contract harness for the `hyperv` driver: real pywinrm against the fake WinRM server
-(tests/fakes/winrm: WS-Management shell over HTTPS with a test CA, a fake Hyper-V host that
+(tests/fakes/winrm: WS-Management shell over HTTPS with a test CA and NTLM, a fake Hyper-V host that
 interprets the driver's scripts and keeps real state). With MACHINE_CONTRACT_REAL=hyperv the
 driver talks to the Hyper-V host named by HYPERV_HOST (HYPERV_USER, HYPERV_PASSWORD, ...)."""
 
@@ -29,8 +29,8 @@ def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HypervDriv
         opts = option_values(HypervDriver, {}, environ=dict(os.environ))
         yield HypervDriver(context(tmp_path, name="contract-hv", options=opts))
         return
-    with fake_host(tmp_path, tls=True) as srv:
-        opts = options_for(srv, tmp_path, iso=str(fake_iso(tmp_path / "iso")))
+    with fake_host(tmp_path, tls=True, ntlm=True) as srv:
+        opts = options_for(srv, tmp_path, transport="ntlm", iso=str(fake_iso(tmp_path / "iso")))
         # check_available(option_values(cls, {}, environ={})) must find the fake host: as if the
         # user had set HYPERV_HOST, HYPERV_PORT, ... we make the fake's settings the defaults.
         monkeypatch.setattr(HypervDriver, "options",

@@ -15,7 +15,7 @@ from hv_pytest import context, fake_host, fake_iso, options_for  # noqa: E402
 from machine.drivers.hyperv import HypervDriver, runner  # noqa: E402
 
 from machine.driver import State, option_values  # noqa: E402
-from machine.errors import HostNotUsable  # noqa: E402
+from machine.errors import DriverError, HostNotUsable  # noqa: E402
 
 
 @pytest.fixture
@@ -69,15 +69,32 @@ def test_nothing_listening_is_a_clear_error(tmp_path: Path) -> None:
     assert not verdict.ok and "Cannot reach WinRM" in verdict.message and "5986" in verdict.hint
 
 
-def test_ntlm_over_https(tmp_path: Path) -> None:
-    with fake_host(tmp_path, ntlm=True) as srv:
+@pytest.mark.parametrize("tls", [True, False], ids=["https", "http-encrypted"])
+def test_ntlm(tmp_path: Path, tls: bool) -> None:
+    """NTLM (the default transport) against pyspnego's acceptor; over HTTP pywinrm seals every
+    message with the NTLM session keys (multipart/encrypted) and the fake unseals them."""
+    with fake_host(tmp_path, ntlm=True, tls=tls) as srv:
         opts = options_for(srv, tmp_path, transport="ntlm", iso=str(fake_iso(tmp_path)))
+        assert opts["transport"] == HypervDriver.options[4].default == "ntlm"
         assert HypervDriver.check_available(opts).ok
         d = HypervDriver(context(tmp_path, opts))
-        d.create()
-        assert d.status() == State.STOPPED
+        d.create()  # includes a streamed seed upload (WinRM Send) and an ISO upload
+        d.start()
+        assert d.status() == State.RUNNING
+        d.remove()
         assert "ntlm" in srv.state.auth_seen and "basic" not in srv.state.auth_seen
         assert not HypervDriver.check_available(dict(opts, password="wrong")).ok
+
+
+def test_ntlm_over_http_refuses_unsealed_messages(tmp_path: Path) -> None:
+    with fake_host(tmp_path, ntlm=True) as srv:
+        opts = options_for(srv, tmp_path, transport="ntlm")
+        r = HypervDriver.make_runner(opts)
+        proto = r.protocol()
+        proto.transport.message_encryption = "never"  # what AllowUnencrypted=false rejects
+        with pytest.raises(DriverError, match="answered HTTP 400"):
+            r.call("check")
+        assert srv.state.requests == []
 
 
 @pytest.mark.parametrize(("transport", "port", "scheme", "endpoint", "pywinrm"), [

@@ -58,7 +58,7 @@ def make_tls(folder: Path) -> tuple[Path, Path, Path]:
 def fake_host(tmp_path: Path, *, tls: bool = False, ntlm: bool = False) -> Iterator[FakeWinRMServer]:
     state = tmp_path / "hyperv-host"
     kwargs: dict[str, Any] = {"user": USER, "password": PASSWORD}
-    if tls or ntlm:
+    if tls:
         _ca, cert, key = make_tls(tmp_path / "tls")
         kwargs["tls"] = (cert, key)
     if ntlm:

@@ -6,9 +6,10 @@ stdout/stderr <rsp:Stream> elements, CommandState Running then Done with ExitCod
 terminate, Delete shell; SOAP faults for unknown shells. Envelopes
 follow the recorded responses in pywinrm's own tests (FIXTURES.md). Commands go to a FakeHyperV.
 
-Auth: Basic (HTTP or HTTPS), checked against one user/password; NTLM over HTTPS with pyspnego's
-NTLM acceptor (credentials from an NTLM_USER_FILE). NTLM over plain HTTP would need WinRM message
-encryption (multipart/encrypted), which this fake does not implement: it answers 400 there.
+Auth: Basic (HTTP or HTTPS), checked against one user/password; NTLM with pyspnego's NTLM acceptor
+(credentials from an NTLM_USER_FILE), over HTTPS, or over HTTP with WinRM message encryption
+(multipart/encrypted, sealed with the NTLM session keys); unencrypted SOAP after NTLM over HTTP is
+refused, as WinRM's default AllowUnencrypted=false does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import http.server
 import os
 import socket
 import ssl
+import struct
 import threading
 import uuid
 import xml.etree.ElementTree as ET
@@ -37,6 +39,8 @@ NS = {
 SHELL = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
 CMD_URI = SHELL + "/cmd"
 TRANSFER = "http://schemas.xmlsoap.org/ws/2004/09/transfer"
+BOUNDARY = b"--Encrypted Boundary"
+SPNEGO_ENCRYPTED = "application/HTTP-SPNEGO-session-encrypted"
 STREAM_PIECE = 4096  # bytes of stdout per Receive response (real hosts also split output)
 
 
@@ -127,8 +131,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _ntlm_step(self, scheme: str, token: str) -> bool:
         import spnego
 
-        if not isinstance(self.connection, ssl.SSLSocket):
-            return False
         ctx = getattr(self, "_ntlm_ctx", None)
         if ctx is None:
             ctx = spnego.server(protocol="ntlm")
@@ -156,18 +158,59 @@ class Handler(http.server.BaseHTTPRequestHandler):
             else:
                 self._deny()
             return
-        if not body:
+        if not body:  # pywinrm's encryption setup: an empty POST that only authenticates
+            self._reply(200, b"")
+            return
+        ctype = self.headers.get("Content-Type", "")
+        encrypted = ctype.startswith("multipart/encrypted") and SPNEGO_ENCRYPTED in ctype
+        if encrypted:
+            if not getattr(self, "_ntlm_done", False):
+                self._reply(400, b"")
+                return
+            body = self._unwrap(body)
+        elif not ctype.startswith("application/soap+xml"):
+            self._reply(415, b"")
+            return
+        elif getattr(self, "_ntlm_done", False) and not isinstance(self.connection, ssl.SSLSocket):
+            # WinRM's AllowUnencrypted=false (the default): NTLM over HTTP must seal its messages
             self._reply(400, b"")
             return
-        if not self.headers.get("Content-Type", "").startswith("application/soap+xml"):
-            self._reply(415, b"")  # encrypted (multipart/encrypted) messages are not supported by this fake
-            return
         status, reply = self.server.state_handle(body)
-        self._reply(status, reply)
+        self._reply(status, reply, encrypt=encrypted)
 
-    def _reply(self, status: int, payload: bytes) -> None:
+    # [MS-WSMV] 2.2.9.1.1: SPNEGO/NTLM session encryption (multipart/encrypted), as pywinrm's
+    # winrm/encryption.py builds and parses it, with pyspnego's wrap_winrm/unwrap_winrm.
+    def _unwrap(self, body: bytes) -> bytes:
+        parts = [p for p in body.split(BOUNDARY + b"\r\n") if p]
+        out = b""
+        for i in range(0, len(parts) - 1, 2):
+            length = int(parts[i].split(b"Length=")[1].strip())
+            payload = parts[i + 1]
+            if payload.endswith(BOUNDARY + b"--\r\n"):
+                payload = payload[: -len(BOUNDARY + b"--\r\n")]
+            data = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
+            sig_len = struct.unpack("<i", data[:4])[0]
+            plain = self._ntlm_ctx.unwrap_winrm(data[4:4 + sig_len], data[4 + sig_len:])
+            if len(plain) != length:
+                raise ValueError("encrypted message length mismatch")
+            out += plain
+        return out
+
+    def _wrap(self, plain: bytes) -> bytes:
+        res = self._ntlm_ctx.wrap_winrm(plain)
+        return (BOUNDARY + b"\r\n\tContent-Type: " + SPNEGO_ENCRYPTED.encode() + b"\r\n"
+                b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=" + str(len(plain)).encode()
+                + b"\r\n" + BOUNDARY + b"\r\n\tContent-Type: application/octet-stream\r\n"
+                + struct.pack("<i", len(res.header)) + res.header + res.data + BOUNDARY + b"--\r\n")
+
+    def _reply(self, status: int, payload: bytes, encrypt: bool = False) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
+        if encrypt:
+            payload = self._wrap(payload)
+            self.send_header("Content-Type", f'multipart/encrypted;protocol="{SPNEGO_ENCRYPTED}";'
+                                             'boundary="Encrypted Boundary"')
+        else:
+            self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
