@@ -102,6 +102,10 @@ def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = F
 
                 provision.provision(store, cfg, driver, progress)
             else:
+                # the client certificates the docker client presents (DOCKER_CERT_PATH, `machine use`)
+                from machine import certs
+
+                certs.copy_client_certs(store.certs_dir, store.machine_dir(req.name))
                 cfg.engine["url"] = driver.url()
             store.save(cfg)
         except BaseException as e:

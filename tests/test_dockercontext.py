@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from machine import dockercontext
-from machine.certs import copy_client_certs
 from machine.cli import cli
 from machine.errors import MachineError
 from machine.store import Store
@@ -47,8 +46,11 @@ def make_machine(store_root: Path, name: str, port: int = 2376, certs: bool = Tr
     code, _, err = run("create", "-d", "none", "--url", f"tcp://127.0.0.1:{port}", name)
     assert code == 0, err
     store = Store(store_root)
-    if certs:
-        copy_client_certs(store.certs_dir, store.machine_dir(name))
+    for pem in ("ca.pem", "cert.pem", "key.pem"):  # create gives every TLS machine its client certs
+        assert (store.machine_dir(name) / pem).is_file()
+    if not certs:  # a machine whose certificates went missing
+        for pem in ("ca.pem", "cert.pem", "key.pem"):
+            (store.machine_dir(name) / pem).unlink()
     return store.machine_dir(name)
 
 

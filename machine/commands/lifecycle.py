@@ -6,7 +6,7 @@ import click
 
 from machine import orchestrator
 from machine.app import App, pass_app
-from machine.errors import MachineError
+from machine.errors import MachineError, NotFound
 
 
 def _each(app: App, names: tuple[str, ...], action) -> None:  # noqa: ANN001
@@ -72,6 +72,9 @@ def status(app: App, name: str | None) -> None:
 def rm(app: App, names: tuple[str, ...], yes: bool, force: bool) -> None:
     """Remove machines: the VM, its disks and the local configuration."""
     resolved = [app.name_or_default(n) for n in names] if names else [app.name_or_default(None)]
+    missing = [n for n in resolved if not app.store.machine_dir(n).exists()]
+    if missing and not (force or yes):
+        raise NotFound(f"Host does not exist: {', '.join(repr(n) for n in missing)}", "See 'machine ls'.")
     if not yes:
         click.echo(f"About to remove {', '.join(resolved)}")
         click.echo("WARNING: This action will delete both local reference and remote instance.")
