@@ -87,7 +87,7 @@ def ensure_hostonly_if(vbm: VBoxManage, iface: ipaddress.IPv4Interface) -> str:
         name = m.group(1)
         vbm.run("hostonlyif", "ipconfig", name, "--ip", str(iface.ip), "--netmask", str(iface.netmask))
     network = f"HostInterfaceNetworking-{name}"
-    servers = {b.get("NetworkName"): b for b in parse_blocks(vbm.run("list", "dhcpservers"))}
+    servers = {b.get("NetworkName"): b for b in parse_blocks(vbm.run("list", "dhcpservers"), start="NetworkName")}
     server, lower, upper = dhcp_range(iface)
     if network not in servers:
         vbm.run("dhcpserver", "add", f"--network={network}", f"--server-ip={server}", f"--netmask={iface.netmask}",

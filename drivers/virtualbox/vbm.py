@@ -142,23 +142,24 @@ def parse_machinereadable(out: str) -> dict[str, str]:
     return info
 
 
-def parse_blocks(out: str) -> list[dict[str, str]]:
-    """`Key:   value` records separated by blank lines (list hostonlyifs, dhcpservers, hostonlynets)."""
+def parse_blocks(out: str, start: str = "Name") -> list[dict[str, str]]:
+    """`Key:   value` records (list hostonlyifs, hostonlynets, dhcpservers). A record begins at its
+    `start` key (`Name`, or `NetworkName` for DHCP servers), not at a blank line: some listings have
+    blank lines inside a record. Indented lines (nested DHCP options) are skipped."""
     blocks: list[dict[str, str]] = []
-    current: dict[str, str] = {}
+    current: dict[str, str] | None = None
     for line in out.splitlines():
-        if not line.strip():
-            if current:
-                blocks.append(current)
-            current = {}
+        if not line.strip() or line[:1].isspace():
             continue
-        if line[:1].isspace():
-            continue  # nested option lines of `list dhcpservers`
         key, sep, value = line.partition(":")
-        if sep:
-            current.setdefault(key.strip(), value.strip())
-    if current:
-        blocks.append(current)
+        if not sep:
+            continue
+        key = key.strip()
+        if key == start:
+            current = {}
+            blocks.append(current)
+        if current is not None:
+            current.setdefault(key, value.strip())
     return blocks
 
 

@@ -77,6 +77,20 @@ def test_parse_blocks_recorded_hostonlyifs() -> None:
     assert blocks[0]["VBoxNetworkName"] == "HostInterfaceNetworking-vboxnet0"
 
 
+def test_parse_blocks_dhcpservers_and_hostonlynets() -> None:
+    dhcp = "".join((FIX / "dhcpserver.txt").read_text().format(
+        network=f"HostInterfaceNetworking-vboxnet{i}", server="192.168.56.100", lower="192.168.56.101",
+        upper="192.168.56.254", mask="255.255.255.0", enabled=("Yes", "No")[i]) for i in range(2))
+    blocks = vbm.parse_blocks(dhcp, start="NetworkName")
+    assert [(b["NetworkName"], b["Enabled"]) for b in blocks] == [
+        ("HostInterfaceNetworking-vboxnet0", "Yes"), ("HostInterfaceNetworking-vboxnet1", "No")]
+    assert "1/legacy" not in blocks[0]  # nested option lines are not fields
+    nets = "".join((FIX / "hostonlynet.txt").read_text().format(
+        name=f"n{i}", guid=f"g{i}", mask="255.255.255.0", lower=f"192.168.5{6 + i}.101", upper="x") for i in range(2))
+    blocks = vbm.parse_blocks(nets)  # a blank line inside each record must not split it
+    assert [(b["Name"], b["LowerIP"]) for b in blocks] == [("n0", "192.168.56.101"), ("n1", "192.168.57.101")]
+
+
 def test_version_after_vboxdrv_warning() -> None:
     assert vbm.parse_version((FIX / "version-vboxdrv-warning.txt").read_text()) == (7, 0, 14)
     assert not vbm.version_ok((6, 0, 24)) and vbm.version_ok((6, 1, 0))
@@ -188,6 +202,22 @@ def test_addresses_only_while_running(fake: Path, tmp_path: Path) -> None:
     ep = d.ssh_endpoint()
     assert (ep.host, ep.port, ep.user) == ("127.0.0.1", d.data["ssh_port"], "root")
     assert d.console_log() == d.ctx.machine_dir / "console.log"
+
+
+def test_virtualbox7_on_macos_uses_hostonlynet(fake: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(VirtualBoxDriver, "host_platform", "darwin")
+    monkeypatch.setenv("HOME", str(tmp_path))  # VBOX_USER_HOME still wins for the leases
+    d = make(tmp_path)
+    d.create()
+    info = d._info()
+    assert info["nic2"] == "hostonlynetwork" and info["hostonly-network2"] == "machine-192.168.56.0"
+    assert state(fake)["hostonlyifs"] == {}
+    net = state(fake)["hostonlynets"]["machine-192.168.56.0"]
+    assert (net["mask"], net["lower"], net["upper"]) == ("255.255.255.0", "192.168.56.101", "192.168.56.254")
+    make(tmp_path, "second").create()  # reuses the network
+    assert list(state(fake)["hostonlynets"]) == ["machine-192.168.56.0"]
+    d.start()
+    assert d.ip() == "192.168.56.101"
 
 
 def test_no_hostonly_uses_forwards(fake: Path, tmp_path: Path) -> None:
