@@ -8,6 +8,7 @@ runs many), closing it with close(). pywinrm is imported only when a remote host
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +58,9 @@ class LocalRunner(Runner):
         from machine import process
 
         encoded = line.rsplit(" ", 1)[1]
-        exe = process.which("powershell.exe") or "powershell.exe"
+        system_root = os.environ.get("SystemRoot", "C:\\Windows")
+        exe = process.which("powershell.exe", [f"{system_root}\\System32\\WindowsPowerShell\\v1.0"]) \
+            or "powershell.exe"
         result = process.run([exe, *scripts.POWERSHELL_ARGS, encoded], timeout=900, what="powershell.exe")
         return result.stdout, result.stderr, result.returncode
 
