@@ -21,6 +21,9 @@ DAEMON_HINT = ("Start the libvirt daemon: 'systemctl start libvirtd' (or, withou
                "as root), then check with: virsh -c {uri} version")
 PERMISSION_HINT = ("Add your user to the libvirt group ('sudo usermod -aG libvirt $USER', then log in again), "
                    "or use your own session daemon: --libvirt-uri qemu:///session")
+FILES_HINT = ("qemu runs as another user (libvirt-qemu) and cannot reach the machine's files in your private "
+              "store. Use --libvirt-uri qemu:///session (qemu runs as you), or --libvirt-storage-dir with a folder "
+              "that user can read; see drivers/libvirt/README.md (Permissions).")
 NETWORK_HINT = "List the libvirt networks with: virsh -c {uri} net-list --all"
 
 _lock = threading.Lock()
@@ -119,6 +122,9 @@ def operation_error(e: Exception, what: str, uri: str) -> MachineError:
         return NotFound(f"{what}: {text}", NETWORK_HINT.format(uri=uri))
     if code == libvirt.VIR_ERR_NO_DOMAIN:
         return NotFound(f"{what}: {text}", "The VM is gone; remove the machine with: machine rm -f NAME")
+    if "permission denied" in text.lower() and code not in (libvirt.VIR_ERR_OPERATION_DENIED,
+                                                              libvirt.VIR_ERR_AUTH_FAILED):
+        return DriverError(f"{what}: {text}", FILES_HINT)
     if code in (libvirt.VIR_ERR_OPERATION_DENIED, libvirt.VIR_ERR_AUTH_FAILED):
         return DriverError(f"{what}: {text}", PERMISSION_HINT)
     if code in (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_NO_CONNECT):

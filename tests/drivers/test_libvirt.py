@@ -453,3 +453,10 @@ def test_restrict_defaults_by_image(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     finally:
         drv.remove()
     assert seen and ("restrict=on" in seen[0]) is want
+
+
+def test_qemu_permission_error_explains_the_file_access_problem() -> None:
+    err = lv.operation_error(lv_error(libvirt.VIR_ERR_INTERNAL_ERROR, "process exited while connecting to monitor: "
+                                      "Could not open '/home/u/.machine/machines/a/data.qcow2': Permission denied"),
+                             "Starting the domain", "qemu:///system")
+    assert isinstance(err, DriverError) and "qemu:///session" in err.hint and "storage-dir" in err.hint
