@@ -219,3 +219,44 @@ def test_libvirt_cli_cycle(store_root: Path) -> None:
     finally:
         if (store_root / "machines" / name).exists():
             _machine("rm", "-y", "-f", name)
+
+
+def test_taken_ports_are_rewritten_in_the_real_daemons_xml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test hypervisor drops <qemu:commandline>; the real daemon keeps it, so moving the forwards
+    at start must rewrite it there. No boot: the domain is only defined."""
+    reason = _skip_reason()
+    if reason and "not built" not in reason:
+        pytest.skip(reason)
+    import json
+    import socket
+
+    from machine.drivers.libvirt import LibvirtDriver
+    from machine.drivers.libvirt.connection import connect
+
+    os_dir = tmp_path / "os"
+    os_dir.mkdir()
+    for f in ("vmlinuz", "initrd.img"):
+        (os_dir / f).write_bytes(b"never booted")
+    (os_dir / "manifest.json").write_text(json.dumps({"cmdline": "console=ttyS0"}))
+    monkeypatch.setenv("MACHINE_OS_DIR", str(os_dir))
+    machine_dir = tmp_path / "m"
+    machine_dir.mkdir()
+    drv = LibvirtDriver(DriverContext(name="ports", machine_dir=machine_dir, cache_dir=tmp_path,
+                                      options={"uri": URI, "accel": "tcg", "network": "user", "disk_size": 1}))
+    try:
+        drv.create()
+        old = drv.data["ssh_port"]
+        dom = connect(URI).lookupByName(drv.data["domain"])
+        assert f"hostfwd=tcp:127.0.0.1:{old}-:22" in dom.XMLDesc(0)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", old))
+            s.listen(1)
+            drv._refresh_ports(dom)
+        new = drv.data["ssh_port"]
+        xml = connect(URI).lookupByName(drv.data["domain"]).XMLDesc(0)
+        assert new != old and f"hostfwd=tcp:127.0.0.1:{new}-:22" in xml
+        assert f"hostfwd=tcp:127.0.0.1:{drv.data['engine_host_port']}-:2376" in xml
+        assert "restrict=on" in xml and "addr=0x10" in xml
+    finally:
+        drv.remove()
+    assert drv.status() == State.NOT_CREATED
