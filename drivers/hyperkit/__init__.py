@@ -156,6 +156,10 @@ class HyperKitDriver(Driver):
         """hyperkit's arguments, as docker-machine-driver-hyperkit builds them (with -M: only print the
         MAC vmnet assigns to `uuid`, then exit)."""
         kernel, initrd, iso, cmdline = self._boot_files()
+        for path in (kernel, initrd, iso, self.ctx.seed_path, self._dir):
+            if path and "," in str(path):  # hyperkit splits -s and -f values at commas
+                raise MachineError(f"HyperKit cannot use a path with a comma: {path}",
+                                   "Move it (or set MACHINE_STORAGE_PATH / MACHINE_OS_DIR) to a path without commas.")
         args = [binary, "-A", "-u"]
         if print_mac:
             args.append("-M")

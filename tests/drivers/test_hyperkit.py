@@ -17,7 +17,7 @@ import pytest
 from machine.drivers.hyperkit import HyperKitDriver, leases
 
 from machine.driver import DriverContext, State
-from machine.errors import HostNotUsable
+from machine.errors import HostNotUsable, MachineError
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes" / "hyperkit"
 RECORDED = FAKES / "dhcpd_leases.recorded"
@@ -151,6 +151,16 @@ def test_command_line(driver: HyperKitDriver) -> None:
         "-s", f"3:0,ahci-cd,{os_dir / 'machine-os.iso'}", "-s", f"4:0,ahci-cd,{d / 'seed.iso'}", "-U", uuid,
         "-l", f"com1,autopty={d / 'tty'},log={d / 'console.log'}",
         "-f", f"kexec,{os_dir / 'vmlinuz'},{os_dir / 'initrd.img'},console=ttyS0 quiet machine.os=1"]
+
+
+def test_paths_with_commas_are_refused(fake: Path, tmp_path: Path) -> None:
+    mdir = tmp_path / "a,b"
+    mdir.mkdir()
+    d = HyperKitDriver(DriverContext(name="c", machine_dir=mdir, options={}))
+    with pytest.raises(MachineError) as e:
+        d.create()
+    assert "comma" in e.value.message
+    assert d.status() == State.NOT_CREATED
 
 
 def test_create_makes_sparse_disk_and_records_mac(driver: HyperKitDriver) -> None:
