@@ -126,7 +126,8 @@ def _extra_sans(cfg: MachineConfig) -> list[str]:
 
 def after_start(store: Store, cfg: MachineConfig, driver: Driver, progress: Progress) -> None:
     """After a start: when the machine's address is not in its server certificate any more, re-issue
-    and re-upload it (restarting the engine); update the URL when the forwarded address changed."""
+    and re-upload it (restarting the engine); update the URL when the forwarded address changed;
+    wait until the engine answers, so `start` ends with a usable engine."""
     if cfg.engine.get("transport", "tls") == "ssh":
         ep = driver.ssh_endpoint()
         if ep:
@@ -145,6 +146,8 @@ def after_start(store: Store, cfg: MachineConfig, driver: Driver, progress: Prog
         progress.info(f"The address of {cfg.name!r} changed; its server certificate was re-issued.")
     host, port = engine_target(cfg, driver)
     _note_url(cfg, f"tcp://{host}:{port}", progress)
+    with progress.step("Waiting for the Docker engine"):
+        tlscheck.wait_version(host, port, store.machine_dir(cfg.name), ENGINE_TIMEOUT)
 
 
 def _note_url(cfg: MachineConfig, new: str, progress: Progress) -> None:

@@ -1,0 +1,113 @@
+"""A real VM: `machine create -d qemu` with the machine OS, the local docker CLI through `machine env`
+(docker version, an imported busybox image run with --rm), `regenerate-certs -f`, `ssh`, `rm`.
+
+Skips when qemu or the built machine OS (MACHINE_OS_DIR, else ~/.cache/machine/machine-os/latest) is
+missing. TCG only here: a create takes about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from machine.images import machine_os_dir
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+BUSYBOX = "/bin/busybox"
+
+
+def _skip_reason() -> str | None:
+    if not shutil.which("qemu-system-x86_64"):
+        return "qemu-system-x86_64 is not installed"
+    d = machine_os_dir()
+    if not ((d / "vmlinuz").is_file() and (d / "initrd.img").is_file()):
+        return f"the machine OS is not built in {d} (python3 isos/build.py, or set MACHINE_OS_DIR)"
+    if not shutil.which("docker"):
+        return "the docker CLI is not installed"
+    return None
+
+
+def machine(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "machine", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def docker_env(name: str, env: dict[str, str]) -> dict[str, str]:
+    res = machine("env", name, env=env)
+    assert res.returncode == 0, res.stderr
+    out = dict(env)
+    for line in res.stdout.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            out[key] = value.strip('"')
+    assert out["DOCKER_TLS_VERIFY"] == "1" and out["DOCKER_HOST"].startswith("tcp://127.0.0.1:")
+    return out
+
+
+def docker(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def busybox_tar(path: Path) -> Path:
+    with tarfile.open(path, "w") as tar:
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for applet in ("sh", "echo", "cat", "uname"):
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(info)
+    return path
+
+
+def test_create_docker_regenerate_rm(store_root: Path, tmp_path: Path) -> None:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    env = dict(os.environ)
+    name = f"pv-{uuid.uuid4().hex[:6]}"
+    try:
+        res = machine("create", "-d", "qemu", name, env=env, timeout=900)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "Docker is up and running!" in res.stderr
+        for step in ("Preparing keys, certificates and seed... done", "Waiting for the Docker engine... done"):
+            assert step in res.stderr
+        cfg = json.loads((store_root / "machines" / name / "config.json").read_text())
+        assert cfg["ssh"]["host_key"].startswith("ssh-ed25519 ") and cfg["ssh"]["os"] == "machine-os"
+
+        denv = docker_env(name, env)
+        ver = docker("version", "--format", "{{.Server.Version}}", env=denv)
+        assert ver.returncode == 0 and ver.stdout.strip(), ver.stderr
+        # without the client certificate the engine refuses (tlsverify)
+        bare = {k: v for k, v in denv.items() if k not in ("DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")}
+        bare["DOCKER_CONFIG"] = str(tmp_path / "empty-docker-config")
+        assert docker("version", "--format", "{{.Server.Version}}", env=bare, timeout=60).returncode != 0
+
+        if os.path.exists(BUSYBOX):
+            imp = docker("import", str(busybox_tar(tmp_path / "bb.tar")), "busybox:machine-test", env=denv)
+            assert imp.returncode == 0, imp.stderr
+            run = docker("run", "--rm", "busybox:machine-test", "/bin/sh", "-c", "echo hello from busybox",
+                         env=denv)
+            assert run.returncode == 0 and run.stdout.strip() == "hello from busybox", run.stderr
+
+        old_cert = (store_root / "machines" / name / "server.pem").read_bytes()
+        res = machine("regenerate-certs", "-f", name, env=env)
+        assert res.returncode == 0 and "Docker is up and running!" in res.stderr, res.stderr
+        assert (store_root / "machines" / name / "server.pem").read_bytes() != old_cert
+        ver = docker("version", "--format", "{{.Server.Version}}", env=docker_env(name, env))
+        assert ver.returncode == 0, ver.stderr
+
+        res = machine("ssh", name, "cat", "/etc/docker/daemon.json", env=env)
+        assert res.returncode == 0 and json.loads(res.stdout)["tlsverify"] is True, res.stderr
+        assert machine("ssh", name, "exit", "3", env=env).returncode == 3
+    finally:
+        res = machine("rm", "-y", "-f", name, env=env, timeout=300)
+        assert res.returncode == 0, res.stderr
+    assert not (store_root / "machines" / name).exists()
