@@ -286,7 +286,9 @@ def qemu_args(cmdline: str) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="rebuild even if this recipe was built already")
-    ap.add_argument("--cache", default=os.environ.get("MACHINE_OS_CACHE") or str(Path.home() / ".cache/machine/machine-os"))
+    ap.add_argument(
+        "--cache", default=os.environ.get("MACHINE_OS_CACHE") or str(Path.home() / ".cache/machine/machine-os")
+    )
     ap.add_argument("--print-hash", action="store_true", help="print the recipe hash and exit")
     args = ap.parse_args()
 
@@ -345,7 +347,7 @@ def main() -> int:
         "version": VERSION,
         "recipe_hash": rh,
         "build_id": build_id,
-        "build_date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "build_date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "build_seconds": round(time.monotonic() - t0, 1),
         "build_times": times,
         "suite": SUITE,

@@ -89,70 +89,34 @@ MD_HOSTNAME=""
 UD_HOSTNAME=""
 UD_ED_PRIV=""
 UD_ED_PUB=""
+DISABLE_ROOT=false
 
 read_seed() {
 	mkdir -p $SEED $RUN/seed-mnt
+	for f in meta-data user-data network-config; do : >"$SEED/$f"; done
 	dev="$(blkid -L cidata 2>/dev/null || blkid -L CIDATA 2>/dev/null)"
 	if [ -z "$dev" ]; then
 		warn "no NoCloud seed (volume labelled cidata)"
-		return 1
-	fi
-	if ! mount -o ro "$dev" $RUN/seed-mnt; then
+	elif ! mount -o ro "$dev" $RUN/seed-mnt; then
 		warn "cannot mount seed $dev"
-		return 1
-	fi
-	for f in meta-data user-data network-config vendor-data; do
-		[ -f "$RUN/seed-mnt/$f" ] && cp "$RUN/seed-mnt/$f" "$SEED/$f"
-	done
-	umount $RUN/seed-mnt
-	echo "$dev" >$RUN/seed-device
-
-	if [ -f $SEED/meta-data ]; then
-		if jq -e 'type == "object"' $SEED/meta-data >/dev/null 2>&1; then
-			cp $SEED/meta-data $SEED/meta-data.json
-		else
-			# simple YAML: top-level `key: value` lines
-			sed -n 's/^\([A-Za-z0-9_-]*\):[[:space:]]*\(.*\)$/\1\t\2/p' $SEED/meta-data |
-				sed 's/\t["'\'']\(.*\)["'\'']$/\t\1/' |
-				jq -R -s 'split("\n") | map(select(length > 0) | split("\t") | {(.[0]): .[1]}) | add // {}' \
-					>$SEED/meta-data.json
-		fi
-		MD_INSTANCE_ID="$(jq -r '."instance-id" // .instance_id // empty' $SEED/meta-data.json)"
-		MD_HOSTNAME="$(jq -r '."local-hostname" // .hostname // empty' $SEED/meta-data.json)"
-	fi
-	if [ -f $SEED/user-data ]; then
-		sed '1{/^#cloud-config/d}' $SEED/user-data >$SEED/user-data.json
-		if [ ! -s $SEED/user-data.json ] || ! [ "$(tr -d ' \t\r\n' <$SEED/user-data.json | head -c1)" ]; then
-			echo '{}' >$SEED/user-data.json
-		elif ! jq -e 'type == "object"' $SEED/user-data.json >/dev/null 2>&1; then
-			warn "user-data is not #cloud-config + JSON; ignored (see isos/README.md)"
-			echo '{}' >$SEED/user-data.json
-		fi
 	else
-		echo '{}' >$SEED/user-data.json
+		for f in meta-data user-data network-config; do
+			[ -f "$RUN/seed-mnt/$f" ] && cp "$RUN/seed-mnt/$f" "$SEED/$f"
+		done
+		umount $RUN/seed-mnt
+		echo "$dev" >$RUN/seed-device
 	fi
-	# one jq run turns the cloud-config into shell commands (values quoted with @sh) for apply_seed
-	jq -r -f /etc/machine-os/user-data.jq $SEED/user-data.json >$SEED/user-data.sh ||
-		{
-			warn "cannot interpret user-data"
-			: >$SEED/user-data.sh
-		}
-	UD_HOSTNAME="$(jq -r '.hostname // .fqdn // empty' $SEED/user-data.json)"
-	UD_ED_PRIV="$(jq -r '.ssh_keys.ed25519_private // empty' $SEED/user-data.json)"
-	UD_ED_PUB="$(jq -r '.ssh_keys.ed25519_public // empty' $SEED/user-data.json)"
-	if [ -f $SEED/network-config ]; then
-		if jq -e 'type == "object"' $SEED/network-config >/dev/null 2>&1; then
-			jq -r -f /etc/machine-os/network-config.jq $SEED/network-config >$SEED/network-config.sh
-		else
-			warn "network-config is not JSON; ignored"
-		fi
+	# one jq run turns the whole seed into shell (values quoted with @sh): variables + apply_* functions
+	if ! jq -n -r --rawfile md $SEED/meta-data --rawfile ud $SEED/user-data --rawfile nc $SEED/network-config \
+		-f /etc/machine-os/seed.jq >$SEED/seed.sh; then
+		warn "cannot interpret the seed"
+		: >$SEED/seed.sh
 	fi
+	. $SEED/seed.sh
 	return 0
 }
 
-# --- commands emitted by user-data.jq ---------------------------------------------------------------------------
-DISABLE_ROOT=false
-
+# --- commands emitted by seed.jq ---------------------------------------------------------------------------
 add_key() { # add_key USER KEY
 	u="$1"
 	k="$2"
@@ -228,9 +192,8 @@ write_file() { # write_file PATH ENCODING PERMISSIONS OWNER APPEND CONTENT   (pe
 }
 
 apply_seed() {
-	[ -s $SEED/user-data.sh ] || return 0
 	: >$RUN/runcmd.sh
-	. $SEED/user-data.sh
+	command -v apply_user_data >/dev/null && apply_user_data
 }
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -330,9 +293,7 @@ setup_network() {
 	ip link set lo up
 	: >$IFMAP
 	: >/etc/resolv.conf
-	if [ -s $SEED/network-config.sh ]; then
-		. $SEED/network-config.sh
-	fi
+	command -v apply_network_config >/dev/null && apply_network_config
 	FIRST="$(first_nic)"
 	tries=0
 	while [ -z "$FIRST" ] && [ $tries -lt 40 ]; do
