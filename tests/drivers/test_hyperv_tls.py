@@ -18,9 +18,11 @@ from machine.driver import State, option_values  # noqa: E402
 from machine.errors import DriverError, HostNotUsable  # noqa: E402
 
 
-@pytest.fixture
-def tls_host(tmp_path: Path):
-    with fake_host(tmp_path, tls=True) as srv:
+@pytest.fixture(params=["ca-signed", "self-signed"])
+def tls_host(tmp_path: Path, request: pytest.FixtureRequest):
+    """WinRM over HTTPS with a certificate from a private CA, or a self-signed one (ca.pem is then
+    the certificate itself, as a user would export it from the host)."""
+    with fake_host(tmp_path, tls=True, self_signed=request.param == "self-signed") as srv:
         yield srv
 
 
@@ -46,7 +48,10 @@ def test_ca_file_makes_the_certificate_trusted(tls_host, tmp_path: Path) -> None
     d.remove()
 
 
-def test_insecure_skips_validation_and_warns(tls_host, tmp_path: Path, capsys) -> None:
+def test_insecure_skips_validation_and_warns(tls_host, tmp_path: Path, capsys, monkeypatch) -> None:
+    import machine.drivers.hyperv as hv
+
+    monkeypatch.setattr(hv, "_warned_insecure", set())  # the warning is given once per process and host
     opts = options_for(tls_host, tmp_path, ca_file=None, insecure=True)
     assert HypervDriver.check_available(opts).ok
     assert "validation for WinRM at 127.0.0.1 is OFF" in capsys.readouterr().err

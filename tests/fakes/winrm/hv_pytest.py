@@ -16,8 +16,10 @@ from hv_winrm_server import FakeWinRMServer
 USER, PASSWORD = "HV01\\builder", "pa'ss w\u00f6rd"
 
 
-def make_tls(folder: Path) -> tuple[Path, Path, Path]:
-    """(ca.pem, server-cert.pem, server-key.pem): a CA and a leaf for 127.0.0.1/localhost signed by it."""
+def make_tls(folder: Path, self_signed: bool = False) -> tuple[Path, Path, Path]:
+    """(ca.pem, server-cert.pem, server-key.pem): a CA and a leaf for 127.0.0.1/localhost signed by it;
+    with self_signed, the leaf signs itself (as New-SelfSignedCertificate makes for WinRM listeners)
+    and ca.pem is that same certificate."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -37,8 +39,11 @@ def make_tls(folder: Path) -> tuple[Path, Path, Path]:
           .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
+    leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    if self_signed:
+        ca_key, ca_name = key, leaf_name
     leaf = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .subject_name(leaf_name)
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
@@ -47,7 +52,7 @@ def make_tls(folder: Path) -> tuple[Path, Path, Path]:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
     ca_pem, cert_pem, key_pem = folder / "ca.pem", folder / "server-cert.pem", folder / "server-key.pem"
-    ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    ca_pem.write_bytes((leaf if self_signed else ca).public_bytes(serialization.Encoding.PEM))
     cert_pem.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                           serialization.NoEncryption()))
@@ -55,11 +60,12 @@ def make_tls(folder: Path) -> tuple[Path, Path, Path]:
 
 
 @contextlib.contextmanager
-def fake_host(tmp_path: Path, *, tls: bool = False, ntlm: bool = False) -> Iterator[FakeWinRMServer]:
+def fake_host(tmp_path: Path, *, tls: bool = False, ntlm: bool = False,
+              self_signed: bool = False) -> Iterator[FakeWinRMServer]:
     state = tmp_path / "hyperv-host"
     kwargs: dict[str, Any] = {"user": USER, "password": PASSWORD}
     if tls:
-        _ca, cert, key = make_tls(tmp_path / "tls")
+        _ca, cert, key = make_tls(tmp_path / "tls", self_signed=self_signed)
         kwargs["tls"] = (cert, key)
     if ntlm:
         domain, user = USER.split("\\")
