@@ -149,8 +149,15 @@ def run(driver: str, name: str, store: Path, idle: float) -> dict:
         t.start()
     created = machine(["create", "-d", driver, name], env)
     result["create_s"] = round(time.monotonic() - start, 2)
-    stop.set()
-    result.update(found)
+    try:
+        return _after_create(result, created, store, name, env, start, idle)
+    finally:
+        stop.set()
+        result.update(found)
+
+
+def _after_create(result: dict, created: process.Result, store: Path, name: str, env: dict[str, str], start: float,
+                  idle: float) -> dict:
     if not created.ok:
         result["error"] = f"create failed: {created.stderr.strip()[-1500:]}"
         return result

@@ -109,3 +109,30 @@ def test_pid_alive_reaps_our_exited_children() -> None:
     assert accel.pid_alive(sleeper)
     accel.kill_pid(sleeper)
     assert not accel.pid_alive(sleeper)
+
+
+def test_doctor_reports_drivers_kvm_and_image(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from machine.cli import cli
+
+    seen = []
+
+    def verdict(cache_dir, recheck=False):
+        seen.append(recheck)
+        return accel.Verdict(False, "failed to set MSR 0x10a", "2026-01-01T00:00:00+00:00", cached=not recheck)
+
+    monkeypatch.setattr(accel, "kvm_verdict", verdict)
+    monkeypatch.setenv("MACHINE_OS_DIR", str(store_root / "no-os"))
+    result = CliRunner().invoke(cli, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    qemu = next(row for row in report["drivers"] if row["driver"] == "qemu")
+    assert set(qemu) == {"driver", "ok", "message", "hint"}
+    assert report["kvm"]["usable"] is False and "MSR 0x10a" in report["kvm"]["reason"]
+    assert report["machine_os"]["ok"] is False and "isos/build.py" in report["machine_os"]["hint"]
+    text = CliRunner().invoke(cli, ["doctor", "--recheck"])
+    assert text.exit_code == 0 and "KVM: NOT usable: failed to set MSR 0x10a" in text.output
+    assert seen == [False, True]
