@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from machine.errors import DriverError, MachineError
@@ -236,17 +236,18 @@ def engine_version_quick(store: Store, cfg: MachineConfig, timeout: float = 2.0)
 
 
 def ssh_transport_hint(store: Store, cfg: MachineConfig) -> str:
-    key = store.machine_dir(cfg.name) / (cfg.ssh.get("key") or "id_ed25519")
+    """What the docker client (which runs the system ssh for ssh:// URLs) needs: the machine's key and
+    pinned host key, given by an ssh_config snippet in the machine dir (written here)."""
     conf = store.machine_dir(cfg.name) / "ssh_config"
     with contextlib.suppress(OSError):
         write_ssh_config(store, cfg)
-    return (f"The engine is reached over SSH ({cfg.engine.get('url')}); the docker client runs the system ssh, "
-            f"which needs the machine's key: ssh-add {shlex.quote(str(key))}  (or add 'Include {conf}' to "
-            "~/.ssh/config).")
+    return (f"The engine is reached over SSH ({cfg.engine.get('url')}): the docker client runs the system ssh, which "
+            f"needs the machine's key and host key. Put this line at the top of ~/.ssh/config: Include {conf}")
 
 
-def write_ssh_config(store: Store, cfg: MachineConfig) -> None:
-    """<machine_dir>/ssh_config and known_hosts for the system ssh client."""
+def write_ssh_config(store: Store, cfg: MachineConfig) -> Path:
+    """<machine_dir>/ssh_config (+ known_hosts from the pin) for the system ssh client. It matches only
+    this machine's host AND port, so the snippets of several machines on 127.0.0.1 can all be included."""
     from urllib.parse import urlsplit
 
     from machine.atomicfile import write_atomic
@@ -259,7 +260,10 @@ def write_ssh_config(store: Store, cfg: MachineConfig) -> None:
         name = host if port == 22 else f"[{host}]:{port}"
         write_atomic(known, f"{name} {cfg.ssh['host_key']}\n", mode=0o644)
     key = mdir / (cfg.ssh.get("key") or "id_ed25519")
-    write_atomic(mdir / "ssh_config", (
-        f"# machine {cfg.name}: Include this file from ~/.ssh/config\n"
-        f"Host {host}\n  Port {port}\n  User {cfg.ssh.get('user', 'root')}\n  IdentityFile \"{key}\"\n"
-        f"  UserKnownHostsFile \"{known}\"\n  StrictHostKeyChecking yes\n"), mode=0o644)
+    path = mdir / "ssh_config"
+    write_atomic(path, (
+        f"# machine {cfg.name}: Include this file at the top of ~/.ssh/config\n"
+        f'Match host {host} exec "test %p = {port}"\n  User {cfg.ssh.get("user", "root")}\n'
+        f'  IdentityFile "{key}"\n  IdentitiesOnly yes\n  UserKnownHostsFile "{known}"\n'
+        "  StrictHostKeyChecking yes\n"), mode=0o644)
+    return path

@@ -111,3 +111,36 @@ def test_create_docker_regenerate_rm(store_root: Path, tmp_path: Path) -> None:
         res = machine("rm", "-y", "-f", name, env=env, timeout=300)
         assert res.returncode == 0, res.stderr
     assert not (store_root / "machines" / name).exists()
+
+
+def test_ssh_transport_has_no_tcp_port_and_docker_works_over_ssh(store_root: Path, tmp_path: Path) -> None:
+    reason = _skip_reason() or (None if shutil.which("ssh") else "no ssh client")
+    if reason:
+        pytest.skip(reason)
+    env = dict(os.environ)
+    name = f"ps-{uuid.uuid4().hex[:6]}"
+    try:
+        res = machine("create", "-d", "qemu", "--engine-transport", "ssh", name, env=env, timeout=900)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "Docker is up and running!" in res.stderr and "Include " in res.stderr
+        cfg = json.loads((store_root / "machines" / name / "config.json").read_text())
+        url = cfg["engine"]["url"]
+        assert url.startswith("ssh://root@127.0.0.1:")
+        listening = machine("ssh", name, "ss -ltnH", env=env).stdout
+        assert ":2376 " not in listening and ":22 " in listening
+        # the docker CLI runs the system ssh; it gets the machine's key and host key from the snippet
+        # (ssh reads ~/.ssh/config from the passwd home, so a wrapper passes -F with the Include line)
+        conf = tmp_path / "ssh-config"
+        conf.write_text(f"Include {store_root / 'machines' / name / 'ssh_config'}\n")
+        wrapper = tmp_path / "bin" / "ssh"
+        wrapper.parent.mkdir()
+        wrapper.write_text(f"#!/bin/sh\nexec {shutil.which('ssh')} -F {conf} \"$@\"\n")
+        wrapper.chmod(0o755)
+        denv = {**env, "DOCKER_HOST": url, "PATH": f"{wrapper.parent}:{env['PATH']}"}
+        denv.pop("DOCKER_TLS_VERIFY", None)
+        denv.pop("DOCKER_CERT_PATH", None)
+        ver = docker("version", "--format", "{{.Server.Version}}", env=denv)
+        assert ver.returncode == 0 and ver.stdout.strip(), ver.stderr
+    finally:
+        res = machine("rm", "-y", "-f", name, env=env, timeout=300)
+        assert res.returncode == 0, res.stderr
