@@ -140,3 +140,17 @@ def test_missing_transport_library_says_what_to_install(monkeypatch) -> None:
         r.run_line("powershell.exe -NoProfile -NonInteractive -EncodedCommand AA==")
     assert "pywinrm[kerberos]" in info.value.hint
     assert runner.EXTRAS["kerberos"] == "pywinrm[kerberos]"
+
+
+def test_password_stays_out_of_debug_logs(tmp_path: Path, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    with fake_host(tmp_path) as srv:
+        opts = options_for(srv, tmp_path, iso=str(fake_iso(tmp_path)))
+        d = HypervDriver(context(tmp_path, opts))
+        d.create()
+        d.start()
+        d.remove()
+    assert "hyperv create-vm" in caplog.text  # the scripts' results are logged...
+    assert opts["password"] not in caplog.text  # ...the password is not
