@@ -267,7 +267,7 @@ def qemu_args(cmdline: str) -> dict:
             "-device", "virtio-rng-pci",
         ],
         "iso_boot_bios": [
-            "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,tb-size=256", "-m", "1024", "-smp", "2",
+            "qemu-system-x86_64", "-machine", "pc", "-accel", "tcg,tb-size=256", "-m", "1024", "-smp", "2",
             "-nodefaults", "-no-user-config", "-display", "none", "-serial", "file:SERIAL.log",
             "-drive", "file=machine-os.iso,if=none,id=cd0,format=raw,readonly=on,media=cdrom",
             "-device", "ide-cd,drive=cd0,bootindex=0",
@@ -276,10 +276,21 @@ def qemu_args(cmdline: str) -> dict:
             "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:SSHPORT-:22",
             "-device", "virtio-net-pci,netdev=n0",
         ],
-        "iso_boot_uefi_extra": [
+        "iso_boot_uefi": [
+            "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,tb-size=256", "-m", "1024", "-smp", "2",
+            "-nodefaults", "-no-user-config", "-display", "none", "-serial", "file:SERIAL.log",
             "-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
-            "-drive", "if=pflash,format=raw,file=OVMF_VARS_COPY.fd",
+            "-drive", "if=pflash,format=raw,file=COPY_OF_OVMF_VARS_4M.fd",
+            "-device", "virtio-scsi-pci,id=scsi0",
+            "-drive", "file=machine-os.iso,if=none,id=cd0,format=raw,readonly=on,media=cdrom",
+            "-device", "scsi-cd,drive=cd0,bootindex=0",
+            "-drive", "file=DATA.qcow2,if=virtio,format=qcow2",
+            "-drive", "file=SEED.iso,if=virtio,format=raw,readonly=on",
+            "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:SSHPORT-:22",
+            "-device", "virtio-net-pci,netdev=n0",
         ],
+        "note": "q35 attaches ide-cd to AHCI, which the cloud kernel lacks: use the pc machine for an IDE CD, "
+                "or a virtio-scsi CD (or the ISO as a read-only virtio disk) on q35",
     }  # fmt: skip
 
 

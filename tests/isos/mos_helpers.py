@@ -138,8 +138,14 @@ class VM:
                   "-append", f"{self.manifest['cmdline']} machine.hostname={self.name}",
                   "-drive", f"file={iso},if=virtio,format=raw,readonly=on"]  # fmt: skip
         else:
-            a += ["-drive", f"file={iso},if=none,id=cd0,format=raw,readonly=on,media=cdrom",
-                  "-device", "ide-cd,drive=cd0,bootindex=0"]  # fmt: skip
+            # The cloud kernel has no AHCI, and q35's CD-ROMs hang off AHCI: BIOS boots an IDE (PIIX) CD on
+            # the `pc` machine (like VirtualBox's PIIX4 IDE); UEFI boots a virtio-scsi CD on q35.
+            cd = f"file={iso},if=none,id=cd0,format=raw,readonly=on,media=cdrom"
+            if self.mode == "bios":
+                a[a.index("q35")] = "pc"
+                a += ["-drive", cd, "-device", "ide-cd,drive=cd0,bootindex=0"]
+            else:
+                a += ["-device", "virtio-scsi-pci,id=scsi0", "-drive", cd, "-device", "scsi-cd,drive=cd0,bootindex=0"]
             if self.mode == "uefi":
                 code = next(
                     (
