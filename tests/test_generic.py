@@ -132,6 +132,12 @@ def test_generic_create_ls_version_ssh_scp_regenerate_rm(store_root: Path, sshd:
     assert (etc / "server.pem").read_bytes() == (mdir / "server.pem").read_bytes()
     assert fake_os.starts == 1
 
+    # provisioning again finds the engine configured: nothing uploaded, no restart
+    code, out = machine("provision", "box")
+    assert code == 0 and "Docker is up and running!" in out and fake_os.starts == 1, out
+    code, out = machine("upgrade", "box")
+    assert code == 1 and "upgraded with the OS image" in out
+
     code, out = machine("ls")
     assert code == 0 and "box" in out and "generic" in out and "Running" in out and "v99.1.0" in out, out
     code, out = machine("version", "box")

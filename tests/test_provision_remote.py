@@ -24,7 +24,7 @@ from machine.drivers.generic import DRIVER as Generic
 from test_provision import FakeEngine
 from test_ssh import SSHServer, free_port, start_sshd, stop_sshd
 
-from machine import certs
+from machine import certs, waiting
 from machine.driver import DriverContext
 from machine.errors import MachineError
 from machine.progress import Progress
@@ -293,3 +293,18 @@ def test_after_start_reissues_for_a_new_address(store_root: Path, guest: Guest) 
     before = len(guest.log())
     after_start(store, cfg, moved, Progress(stream=io.StringIO()))
     assert len(guest.log()) == before
+
+
+def test_upgrade_on_debian(store_root: Path, guest: Guest) -> None:
+    from machine.provision.run import upgrade
+
+    guest.os_release(DEBIAN)
+    store, cfg, driver = _machine(store_root, guest)
+    _check_shims_are_used(guest, store, cfg, driver)
+    _provision(store, cfg, driver)
+    out = io.StringIO()
+    upgrade(store, cfg, driver, Progress(stream=out))
+    assert "Upgrading the Docker engine (debian)... done" in out.getvalue()
+    assert any("install -y -q --only-upgrade docker.io" in x for x in guest.log())
+    assert guest.log()[-1].startswith("systemctl restart docker.service")
+    waiting.until(lambda: guest.starts == 2, timeout=5, what="the engine restart")

@@ -254,3 +254,11 @@ def test_fingerprint_matches_ssh_keygen(tmp_path: Path) -> None:
     keys.write_keypair(tmp_path / "k", pair)
     out = subprocess.run([keygen, "-lf", str(tmp_path / "k.pub")], capture_output=True, text=True, check=True).stdout
     assert out.split()[1] == ssh.fingerprint(pair.public)
+
+
+def test_commands_go_through_sudo_for_other_users(sshd: SSHServer) -> None:
+    with ssh.connect(sshd.target(), timeout=20) as s:
+        assert s.wrap("a; b") == "a; b"
+        other = ssh.Session(s.client, sshd.target(user="debian"), None, [])
+        assert other.wrap("echo 'x'; id") == "sudo -n sh -c 'echo '\"'\"'x'\"'\"'; id'"
+        assert other.wrap("id", sudo=False) == "id"
