@@ -277,8 +277,10 @@ class Session:
             raise MachineError(f"Uploading {remote} to {self.target} failed: {e}",
                                "Check free space on the machine's /tmp.") from None
         q = shlex.quote
+        # restorecon: a file moved from /tmp keeps its SELinux label, which dockerd may not be allowed to read
         self.run(f"mkdir -p {q(parent)} && chmod {mode:o} {q(tmp)} && chown root:root {q(tmp)} && mv -f {q(tmp)} "
-                 f"{q(remote)}", what=f"Installing {remote}")
+                 f"{q(remote)} && {{ command -v restorecon >/dev/null 2>&1 && restorecon {q(remote)} || true; }}",
+                 what=f"Installing {remote}")
 
     def _write(self, path: str, payload: bytes, mode: int) -> None:
         with self.sftp.open(path, "wb") as f:

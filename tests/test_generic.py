@@ -112,10 +112,14 @@ def test_generic_create_ls_version_ssh_scp_regenerate_rm(store_root: Path, sshd:
 
     code, out = machine("create", "-d", "generic", "--generic-ip-address", "127.0.0.1",
                         "--generic-ssh-port", str(sshd.port), "--generic-ssh-key", str(sshd.client_key),
-                        "--generic-engine-port", str(fake_os.port), "--engine-label", "site=lab", "box")
+                        "--generic-engine-port", str(fake_os.port), "--engine-label", "site=lab",
+                        "--engine-env", "HTTPS_PROXY=http://proxy:3128", "box")
     assert code == 0, out
     assert "Docker is up and running!" in out
     assert "Pinned the SSH host key" in out
+    # this OS build (a fake root without /etc/machine-os/engine.run) does not read engine.env: said so
+    assert "does not read /etc/docker/engine.env" in out
+    assert "HTTPS_PROXY=http://proxy:3128" in (fake_os.root / "etc/docker/engine.env").read_text()
     for step in ("Connecting to 'box' over SSH... done", "Detecting the operating system... done",
                  "Configuring the Docker engine... done", "Waiting for the Docker engine... done"):
         assert step in out

@@ -71,6 +71,9 @@ class GenericDriver(Driver):
         raise DriverError(f"A machine with the generic driver cannot be {verb} by machine",
                           "Shut the host down yourself; 'machine rm' forgets it without touching it.")
 
+    # shown by `rm` after removal (needs the orchestrator to print it; see the report)
+    removal_note = "The host itself was left alone: only machine's record of it was removed."
+
     def remove(self) -> None:
         """Nothing to delete on the host: it is not ours. The orchestrator removes the machine dir."""
 

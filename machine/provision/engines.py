@@ -50,6 +50,7 @@ class Provisioner:
         self.store = store
         self.cfg = cfg
         self.mdir = store.machine_dir(cfg.name)
+        self.warnings: list[str] = []  # told to the user after provisioning
 
     # -- what every OS writes ---------------------------------------------------------------
     @property
@@ -140,6 +141,7 @@ class MachineOS(Provisioner):
     def configure(self, force: bool = False) -> bool:
         """Nothing when the seed configured everything; else upload the files, the marker last (the
         OS starts the engine when the marker appears)."""
+        self.check_env_support()
         if not force and self.configured():
             return False
         for path, data, mode in self.files():
@@ -147,6 +149,12 @@ class MachineOS(Provisioner):
                 continue
             self.remote.put(path, data, mode)
         return True
+
+    def check_env_support(self) -> None:
+        """--engine-env lands in /etc/docker/engine.env; say so when this OS build does not read it."""
+        if self.env() and not self.remote.ok(f"grep -qs engine.env {self.remote.q('/etc/machine-os/engine.run')}"):
+            self.warnings.append(f"This machine OS build does not read {ENGINE_ENV}: the --engine-env values are "
+                                 "written there but the engine does not see them yet.")
 
     def restart_engine(self) -> None:
         """The OS's init respawns the engine supervisor (/etc/machine-os/engine.run) when dockerd exits:

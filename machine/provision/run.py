@@ -102,6 +102,8 @@ def provision(store: Store, cfg: MachineConfig, driver: Driver, progress: Progre
         version = wait_engine(store, cfg, driver, remote, progress)
     finally:
         remote.session.close()
+    for warning in prov.warnings:
+        progress.warn(warning)
     progress.info(f"Docker is up and running! (engine {version} at {cfg.engine['url']})")
     if cfg.engine.get("transport") == "ssh":
         progress.info(ssh_transport_hint(store, cfg))
