@@ -17,11 +17,10 @@ import logging
 import posixpath
 import re
 import shlex
-import stat
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
@@ -298,25 +297,3 @@ class Session:
 
     def exists(self, remote: str) -> bool:
         return self.run(f"test -e {shlex.quote(remote)}", check=False, sudo=True).ok
-
-    def walk(self, remote: str) -> Iterator[tuple[str, bool]]:
-        """(path, is_dir) for `remote` and, if it is a directory, everything below it (plain SFTP, as the user)."""
-        st = self.sftp.stat(remote)
-        yield remote, stat.S_ISDIR(st.st_mode or 0)
-        if stat.S_ISDIR(st.st_mode or 0):
-            for entry in self.sftp.listdir_attr(remote):
-                yield from self.walk(posixpath.join(remote, entry.filename))
-
-
-@dataclass
-class Uploads:
-    """Files to put on a machine, in order (the last one may be a marker that must come last)."""
-
-    files: list[tuple[str, bytes, int]] = field(default_factory=list)
-
-    def add(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
-        self.files.append((path, data.encode() if isinstance(data, str) else data, mode))
-
-    def apply(self, session: Session) -> None:
-        for path, data, mode in self.files:
-            session.put(data, path, mode)
