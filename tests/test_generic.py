@@ -60,8 +60,8 @@ class FakeMachineOS:
             assert f"tcp://0.0.0.0:{self.port}" in conf["hosts"] and conf["tlsverify"] is True
             self.engine = FakeEngine(etc / "server.pem", etc / "server-key.pem", etc / "ca.pem", port=self.port)
             self.proc = subprocess.Popen(["sleep", "600"])
-            (self.root / "var/run/docker.pid").write_text(f"{self.proc.pid}\n")
             self.starts += 1
+            (self.root / "var/run/docker.pid").write_text(f"{self.proc.pid}\n")
             while self.proc.poll() is None and not self.stopped.is_set():
                 time.sleep(0.05)
             (self.root / "var/run/docker.pid").unlink(missing_ok=True)
@@ -189,6 +189,16 @@ def test_generic_create_ls_version_ssh_scp_regenerate_rm(store_root: Path, sshd:
     code, out = machine("version", "box")
     assert (code, out.strip()) == (0, "99.1.0")
     assert served_cert(fake_os.port) in (b"", ssl.PEM_cert_to_DER_cert(new_cert.decode()))
+
+    # --client-certs: a new CA; the machine gets it with its new server certificate and still answers
+    old_ca = (store_root / "certs" / "ca.pem").read_bytes()
+    code, out = machine("regenerate-certs", "-f", "--client-certs", "box")
+    assert code == 0 and "Making a new CA and client certificate... done" in out, out
+    new_ca = (store_root / "certs" / "ca.pem").read_bytes()
+    assert new_ca != old_ca and (etc / "ca.pem").read_bytes() == new_ca == (mdir / "ca.pem").read_bytes()
+    assert fake_os.starts == 3
+    code, out = machine("version", "box")
+    assert (code, out.strip()) == (0, "99.1.0")
 
     # the host's power is not ours
     code, out = machine("stop", "box")
