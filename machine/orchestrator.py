@@ -41,10 +41,15 @@ class CreateRequest:
 
 def driver_for(store: Store, cfg: MachineConfig, debug: bool = False) -> Driver:
     cls = registry.get(cfg.driver)
+    options = dict(cfg.driver_options)
+    # secret options (passwords) are never saved: they come from the environment on every command
+    unsaved = {o.key for o in cls.options if o.secret and o.key not in options}
+    if unsaved:
+        options.update({k: v for k, v in option_values(cls, {}).items() if k in unsaved})
     ctx = DriverContext(
         name=cfg.name,
         machine_dir=store.machine_dir(cfg.name),
-        options=dict(cfg.driver_options),
+        options=options,
         data=cfg.driver_data,
         cache_dir=store.cache_dir,
         engine_port=int(cfg.engine.get("port", 2376)),
@@ -82,12 +87,15 @@ def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = F
                              f"Pick another name, or remove it first: machine rm {req.name}")
         check_available(req.driver, options)
         engine = {"transport": "tls", "port": 2376, **req.engine}
-        cfg = MachineConfig(name=req.name, driver=req.driver, driver_options=options, engine=engine,
-                            swarm=dict(req.swarm), labels=dict(req.labels))
+        secrets = {o.key for o in cls.options if o.secret}
+        cfg = MachineConfig(name=req.name, driver=req.driver,
+                            driver_options={k: v for k, v in options.items() if k not in secrets},
+                            engine=engine, swarm=dict(req.swarm), labels=dict(req.labels))
         store.make_machine_dir(req.name)
         driver: Driver | None = None
         try:
             driver = driver_for(store, cfg, debug)
+            driver.ctx.options.update({k: v for k, v in options.items() if k in secrets})
             if cls.wants_seed or cls.uses_ssh:
                 from machine import provision
 

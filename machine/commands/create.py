@@ -26,11 +26,13 @@ def _driver_params() -> list[click.Option]:
             ptype: Any = click.Choice(opt.choices) if opt.choices else (
                 {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(opt.type, click.STRING))
             default_txt = "" if opt.default in (None, "", [], ()) or opt.secret else f" [default: {opt.default}]"
-            params.append(click.Option(
-                [opt.flag(driver), *opt.aliases, f"{driver}__{opt.key}"], type=ptype, multiple=opt.multiple,
-                default=None,
-                help=f"{opt.help}{default_txt} [env {opt.envvar(driver)}]", show_default=False,
-            ))
+            decls = [opt.flag(driver), *opt.aliases, f"{driver}__{opt.key}"]
+            helptext = f"{opt.help}{default_txt} [env {opt.envvar(driver)}]"
+            if opt.type is bool and not opt.multiple:  # a switch: --hyperv-insecure (None when absent)
+                params.append(click.Option(decls, is_flag=True, flag_value=True, default=None, help=helptext))
+            else:
+                params.append(click.Option(decls, type=ptype, multiple=opt.multiple, default=None, help=helptext,
+                                           show_default=False))
     return params
 
 
