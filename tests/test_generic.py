@@ -211,7 +211,8 @@ def test_generic_create_ls_version_ssh_scp_regenerate_rm(store_root: Path, sshd:
     assert (etc / "daemon.json").exists()
 
 
-def test_generic_refuses_a_changed_host_key(store_root: Path, sshd: SSHServer, fake_os: FakeMachineOS) -> None:  # noqa: F811
+def test_generic_refuses_a_changed_host_key(store_root: Path, sshd: SSHServer, fake_os: FakeMachineOS,  # noqa: F811
+                                            capfd: pytest.CaptureFixture) -> None:
 
     code, out = machine("create", "-d", "generic", "--generic-ip-address", "127.0.0.1",
                         "--generic-ssh-port", str(sshd.port), "--generic-ssh-key", str(sshd.client_key),
@@ -226,6 +227,10 @@ def test_generic_refuses_a_changed_host_key(store_root: Path, sshd: SSHServer, f
     for cmd in (["provision", "pinned"], ["regenerate-certs", "-f", "pinned"], ["ssh", "--native", "pinned", "id"]):
         code, out = machine(*cmd)
         assert code == 1 and "does not match the pinned key" in out and "NOT accepted" in out
+    # the system ssh client is held to the same pin
+    capfd.readouterr()
+    code, _ = machine("ssh", "pinned", "id")
+    assert code == 255 and "Host key verification failed" in capfd.readouterr().err
     assert store.load("pinned").ssh["host_key"] == cfg.ssh["host_key"]  # never replaced silently
 
 

@@ -192,6 +192,8 @@ def test_debian_installs_and_configures_systemd_engine(store_root: Path, guest: 
 
 def test_ubuntu_with_an_engine_installs_nothing(store_root: Path, guest: Guest) -> None:
     guest.os_release('NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\n')
+    (guest.root / "etc/docker").mkdir(parents=True)
+    (guest.root / "etc/docker/daemon.json").write_text('{"log-driver": "journald"}\n')
     (guest.root / "usr/bin").mkdir(parents=True)
     (guest.root / "usr/bin/dockerd").write_text("x")
     (guest.root / "usr/bin/dockerd").chmod(0o755)
@@ -200,6 +202,11 @@ def test_ubuntu_with_an_engine_installs_nothing(store_root: Path, guest: Guest) 
     out = _provision(store, cfg, driver)
     assert "Installing" not in out and "Docker is up and running!" in out
     assert not [x for x in guest.log() if x.startswith("apt-get")]
+    # the host's own daemon.json is kept once, not overwritten by later runs
+    backup = guest.root / "etc/docker/daemon.json.before-machine"
+    assert backup.read_text() == '{"log-driver": "journald"}\n'
+    _provision(store, cfg, driver)
+    assert backup.read_text() == '{"log-driver": "journald"}\n'
 
 
 @pytest.mark.parametrize("release,expect", [

@@ -72,6 +72,14 @@ class Provisioner:
         self.remote.put(files.cert, (self.mdir / "server.pem").read_bytes(), 0o644)
         self.remote.put(files.key, (self.mdir / "server-key.pem").read_bytes(), 0o600)
 
+    def put_daemon_json(self) -> None:
+        """Write daemon.json; a host's own daemon.json (not written by machine) is kept once as
+        daemon.json.before-machine."""
+        path, backup = self.remote.q("/etc/docker/daemon.json"), self.remote.q("/etc/docker/daemon.json.before-machine")
+        self.remote.run(f"if [ -e {path} ] && [ ! -e {backup} ] && ! grep -qs '\"provider=' {path}; then "
+                        f"cp -p {path} {backup}; fi", what="Keeping the host's daemon.json")
+        self.remote.put("/etc/docker/daemon.json", self.daemon_json(), 0o644)
+
     # -- steps ------------------------------------------------------------------------------
     def engine_installed(self) -> bool:
         return self.remote.which("dockerd") is not None
@@ -191,7 +199,7 @@ class Systemd(Provisioner):
                         what="Stopping the engine")
         self.remote.run(f"mkdir -p {self.remote.q('/etc/docker')} {self.remote.q(str(Path(DROPIN).parent))}")
         self.put_tls_files()
-        self.remote.put("/etc/docker/daemon.json", self.daemon_json(), 0o644)
+        self.put_daemon_json()
         self.remote.put(DROPIN, engineconfig.systemd_dropin(exec_line, self.env()), 0o644)
         self.remote.run("systemctl unmask --runtime docker.socket >/dev/null 2>&1 || true; systemctl daemon-reload "
                         "&& systemctl enable docker.service >/dev/null 2>&1; systemctl restart docker.service",
@@ -257,7 +265,7 @@ class Alpine(Provisioner):
     def configure(self, force: bool = False) -> bool:
         self.remote.run(f"mkdir -p {self.remote.q('/etc/docker')} {self.remote.q('/etc/conf.d')}")
         self.put_tls_files()
-        self.remote.put("/etc/docker/daemon.json", self.daemon_json(), 0o644)
+        self.put_daemon_json()
         current = self.remote.read(OPENRC_CONF) or ""
         self.remote.put(OPENRC_CONF, replace_block(current, engineconfig.openrc_conf(self.env())), 0o644)
         self.remote.run("rc-update add docker default >/dev/null 2>&1 || true; rc-service docker restart || "
