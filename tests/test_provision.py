@@ -153,6 +153,16 @@ def test_prepare_for_an_existing_host_makes_no_seed_and_no_key(store_root: Path)
     assert (mdir / "server.pem").exists()
 
 
+@pytest.mark.parametrize("engine_port,option,expected", [(2376, 2376, 2376), (3376, 2376, 3376), (2376, 4376, 4376)])
+def test_engine_port_from_engine_port_or_driver_option(store_root: Path, engine_port: int, option: int,
+                                                       expected: int) -> None:
+    store = Store(store_root)
+    cfg = MachineConfig(name="p", driver="generic", engine={"transport": "tls", "port": engine_port})
+    ctx = _ctx(store, cfg, options={"ip_address": "127.0.0.1", "engine_port": option})
+    prepare(store, cfg, ctx)
+    assert cfg.engine["port"] == ctx.engine_port == expected
+
+
 def test_prepare_refuses_bad_engine_options_before_making_anything(store_root: Path, seedy: None) -> None:
     store = Store(store_root)
     cfg = MachineConfig(name="bad", driver="seedy", engine={"transport": "tls", "opts": ["hosts=tcp://0.0.0.0:2375"]})

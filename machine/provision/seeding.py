@@ -24,6 +24,7 @@ LOGIN_KEY = "id_ed25519"
 MARKER = "/etc/docker/machine-ready"
 ENGINE_ENV = "/etc/docker/engine.env"
 MACHINE_OS = "machine-os"
+DEFAULT_PORT = 2376
 
 
 def image_facts(ctx: DriverContext) -> tuple[str | None, str | None]:
@@ -64,9 +65,12 @@ def prepare(store: Store, cfg: MachineConfig, ctx: DriverContext) -> None:
 
     cls = registry.get(cfg.driver)
     mdir = ctx.machine_dir
-    if ctx.options.get("engine_port"):  # a driver that says where the engine listens (generic)
-        cfg.engine["port"] = int(ctx.options["engine_port"])
-        ctx.engine_port = cfg.engine["port"]
+    # a driver option saying where the engine listens (generic's --generic-engine-port) beats the
+    # default --engine-port; an explicit --engine-port beats the option's default
+    driver_port = int(ctx.options.get("engine_port") or DEFAULT_PORT)
+    if driver_port != DEFAULT_PORT or not cfg.engine.get("port"):
+        cfg.engine["port"] = driver_port
+    ctx.engine_port = int(cfg.engine.get("port") or DEFAULT_PORT)
     engineconfig.daemon_config(cfg.engine, cfg.driver)  # bad --engine-opt etc. fail before anything is made
     engineconfig.engine_env(cfg.engine)
     user, kind = image_facts(ctx)
