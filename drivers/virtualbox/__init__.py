@@ -1,7 +1,8 @@
 """Driver `virtualbox`: a VirtualBox VM driven through VBoxManage (VirtualBox >= 6.1).
 
-The VM boots the machine OS ISO from a SATA DVD drive, with a VDI data disk, the NoCloud seed as a
-second DVD and its serial console written to `<machine dir>/console.log`. NIC 1 is NAT (virtio) with
+The VM boots the machine OS ISO from a DVD drive on a PIIX4 IDE controller (Debian's cloud kernel in the
+machine OS has ata_piix but no AHCI driver, so SATA would not find its disks), with a VDI data disk, the
+NoCloud seed as a second DVD and its serial console written to `<machine dir>/console.log`. NIC 1 is NAT (virtio) with
 forwards on 127.0.0.1 for SSH and the engine port; NIC 2 is on a host-only network so the engine also
 has an address of its own. State always comes from `VBoxManage showvminfo --machinereadable`.
 """
@@ -23,7 +24,7 @@ STATES = {"running": State.RUNNING, "poweroff": State.STOPPED, "aborted": State.
           "stopping": State.STOPPING, "saving": State.STOPPING, "gurumeditation": State.ERROR,
           "stuck": State.ERROR, "aborted-saved": State.SAVED}
 NIC_TYPES = ("virtio", "82540EM", "82543GC", "82545EM", "Am79C970A", "Am79C973")
-CONTROLLER = "SATA"
+CONTROLLER = "IDE"
 SSH_USER = "root"
 
 
@@ -149,8 +150,8 @@ class VirtualBoxDriver(Driver):
                 runner.run("modifyvm", uuid, "--nic2", "hostonly", "--hostonlyadapter2", net, "--nictype2", nictype,
                            "--cableconnected2", "on")
             self.data["hostonly"] = net
-        runner.run("storagectl", uuid, "--name", CONTROLLER, "--add", "sata", "--controller", "IntelAhci",
-                   "--portcount", "4", "--bootable", "on")
+        runner.run("storagectl", uuid, "--name", CONTROLLER, "--add", "ide", "--controller", "PIIX4",
+                   "--bootable", "on")
         runner.run("createmedium", "disk", "--filename", self._disk, "--format", "VDI", "--variant", "Standard",
                    "--size", self._option("disk_size"))
         runner.run("storageattach", uuid, "--storagectl", CONTROLLER, "--port", "0", "--device", "0",
@@ -158,7 +159,7 @@ class VirtualBoxDriver(Driver):
         runner.run("storageattach", uuid, "--storagectl", CONTROLLER, "--port", "1", "--device", "0",
                    "--type", "hdd", "--medium", self._disk)
         if self.ctx.seed_path:
-            runner.run("storageattach", uuid, "--storagectl", CONTROLLER, "--port", "2", "--device", "0",
+            runner.run("storageattach", uuid, "--storagectl", CONTROLLER, "--port", "0", "--device", "1",
                        "--type", "dvddrive", "--medium", Path(self.ctx.seed_path).resolve())
 
     def start(self) -> None:

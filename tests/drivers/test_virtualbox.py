@@ -176,9 +176,9 @@ def test_create_builds_the_vm_as_specified(fake: Path, tmp_path: Path) -> None:
     assert (info["nic2"], info["hostonlyadapter2"], info["nictype2"]) == ("hostonly", "vboxnet0", "virtio")
     assert info["uart1"] == "0x03f8,4"
     assert info["uartmode1"] == f"file,{d.ctx.machine_dir / 'console.log'}"
-    assert info['SATA-0-0'].endswith("machine-os.iso")
-    assert info['SATA-1-0'] == str(d.ctx.machine_dir / "disk.vdi")
-    assert info['SATA-2-0'] == str(d.ctx.seed_path)
+    assert info['IDE-0-0'].endswith("machine-os.iso")
+    assert info['IDE-1-0'] == str(d.ctx.machine_dir / "disk.vdi")
+    assert info['IDE-0-1'] == str(d.ctx.seed_path)
     assert (d.ctx.machine_dir / "disk.vdi").is_file()
     assert info["CfgFile"].startswith(str(d.ctx.machine_dir))  # --basefolder is the machine dir
     st = state(fake)
