@@ -127,7 +127,8 @@ def test_status_maps_the_qmp_run_state(running) -> None:
     for qemu_state, expected in [("running", State.RUNNING), ("paused", State.PAUSED),
                                  ("shutdown", State.STOPPING), ("guest-panicked", State.ERROR)]:
         srv.status = qemu_state
-        assert d.status() == expected
+        got = d.status()
+        assert got == expected, (qemu_state, got, d._pid(), pid_alive(pid), srv.commands[-4:])
     assert d.ssh_endpoint() == SSHEndpoint("127.0.0.1", 40022, "root")
 
 
@@ -190,8 +191,9 @@ def test_start_resumes_a_paused_vm(running) -> None:
 def test_remove_kills_and_deletes_everything(running) -> None:
     d, srv, pid = running
     (d.ctx.machine_dir / "console.log").write_text("boot")
+    assert d._pid() == pid
     d.remove()
-    assert not pid_alive(pid)
+    assert not pid_alive(pid), srv.commands
     assert list(d.ctx.machine_dir.iterdir()) == []
     assert d.status() == State.NOT_CREATED
 
