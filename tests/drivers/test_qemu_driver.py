@@ -256,3 +256,22 @@ def test_socket_path_is_short_even_for_deep_machine_dirs(tmp_path: Path) -> None
     assert len(str(path).encode()) <= 100
     assert path == socket_path(deep)  # stable: status() finds it again
     assert socket_path(tmp_path / "a,b") != tmp_path / "a,b" / "qmp.sock"
+
+
+@needs_qemu_img
+def test_disk_image_gets_a_qcow2_overlay_not_a_copy(tmp_path: Path) -> None:
+    base = tmp_path / "cloud.qcow2"
+    process.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "2G"], check=True)
+    d = make_driver(tmp_path, image=str(base), disk_size=1)
+    d.create()
+    overlay = d.ctx.machine_dir / "disk.qcow2"
+    info = json.loads(process.run(["qemu-img", "info", "--output=json", str(overlay)], check=True).stdout)
+    assert info["backing-filename"] == str(base) and info["backing-filename-format"] == "qcow2"
+    assert info["virtual-size"] == 2 << 30  # never smaller than the base image
+    assert overlay.stat().st_size < 1 << 20
+    assert d.data["boot"] == "disk" and d.data["default_restrict"] is False
+    assert not (d.ctx.machine_dir / "data.qcow2").exists()
+    spec = lifecycle.vm_spec(d, "qemu-system-x86_64", platform="linux", arch="x86_64")
+    assert spec.root_disk == overlay and spec.kernel is None and spec.restrict_network is False
+    d.remove()
+    assert base.exists() and not overlay.exists()
