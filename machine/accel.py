@@ -27,6 +27,7 @@ from machine import process
 from machine.atomicfile import write_atomic
 from machine.errors import MachineError
 from machine.filelock import FileLock
+from machine.process import kill_pid, pid_alive  # moved to machine.process; still importable from here
 
 CACHE_FILE = "kvm-verdict.json"
 PAYLOAD_MARKER = "MACHINE-KVM-PROBE-OK"
@@ -76,64 +77,6 @@ def qemu_version(binary: str) -> str:
         return ""
     m = re.search(r"version\s+(\d+\.\d+(?:\.\d+)?)", result.stdout)
     return m.group(1) if m else ""
-
-
-# -- process helpers (the probe's qemu is ours: spawned, watched, killed and reaped) ----------
-
-
-def pid_alive(pid: int) -> bool:
-    """True while process `pid` runs. Reaps it when it is our exited child (no zombie counts as alive)."""
-    if pid <= 0:
-        return False
-    if sys.platform == "win32":  # pragma: no cover - Windows only
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return code.value == 259  # STILL_ACTIVE
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: ask the kernel below
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def kill_pid(pid: int) -> None:
-    """Kill `pid` at once (SIGKILL; TerminateProcess on Windows) and reap it if it is our child."""
-    if pid <= 0:
-        return
-    try:
-        if sys.platform == "win32":  # pragma: no cover - Windows only
-            import signal
-
-            os.kill(pid, signal.SIGTERM)  # TerminateProcess
-        else:
-            import signal
-
-            os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, OSError):
-        return
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and pid_alive(pid):
-        time.sleep(0.02)
 
 
 # -- the probe payload ------------------------------------------------------------------------

@@ -112,13 +112,7 @@ def switch_pid(store: Store, name: str) -> int | None:
         pid = int(_pidfile(store, name).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    return pid if process.pid_alive(pid) else None  # a zombie (exited, not yet reaped) is not running
 
 
 def ensure_switch(store: Store, name: str) -> Path:
@@ -150,5 +144,5 @@ def stop_switch(store: Store, name: str) -> None:
                 break
             time.sleep(0.05)
         else:
-            os.kill(pid, signal.SIGKILL)
+            process.kill_pid(pid)
     _pidfile(store, name).unlink(missing_ok=True)

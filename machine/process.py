@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,3 +113,61 @@ def exec_interactive(args: Sequence[str | os.PathLike[str]], env: Mapping[str, s
         return subprocess.call(argv, env={**os.environ, **env} if env else None)
     except FileNotFoundError:
         raise HostNotUsable(f"{argv[0]} not found", f"Install {Path(argv[0]).name} or put it on PATH.") from None
+
+
+# -- processes we started (qemu, switches): alive? kill and reap ------------------------------
+
+
+def pid_alive(pid: int) -> bool:
+    """True while process `pid` runs. Reaps it when it is our exited child (no zombie counts as alive)."""
+    if pid <= 0:
+        return False
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: ask the kernel below
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def kill_pid(pid: int) -> None:
+    """Kill `pid` at once (SIGKILL; TerminateProcess on Windows) and reap it if it is our child."""
+    if pid <= 0:
+        return
+    try:
+        if sys.platform == "win32":  # pragma: no cover - Windows only
+            import signal
+
+            os.kill(pid, signal.SIGTERM)  # TerminateProcess
+        else:
+            import signal
+
+            os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
+        return
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.02)

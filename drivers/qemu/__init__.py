@@ -128,7 +128,7 @@ class QemuDriver(Driver):
     # -- process --------------------------------------------------------------------------------
     def _pid(self) -> int | None:
         """The pid of our running qemu, or None (a stale pid file or a reused pid does not count)."""
-        from machine.accel import pid_alive
+        from machine.process import pid_alive
 
         try:
             pid = int(self._path(PID_FILE).read_text().strip())
@@ -151,7 +151,7 @@ class QemuDriver(Driver):
         launch(self)
 
     def stop(self, force: bool = False) -> None:
-        from machine.accel import kill_pid, pid_alive
+        from machine.process import kill_pid, pid_alive
 
         pid = self._pid()
         if pid is None:

@@ -140,8 +140,9 @@ def _free_ports(driver: QemuDriver) -> None:
 def launch(driver: QemuDriver) -> None:
     """start(): spawn qemu detached, record its pid, and check for a few seconds that it came up
     (qemu fails at once on bad arguments or a taken port). Does not wait for the guest."""
-    from machine.accel import find_qemu, pid_alive
+    from machine.accel import find_qemu
     from machine.driver import State
+    from machine.process import pid_alive
 
     from . import PID_FILE, QEMU_LOG, install_hint, socket_path
 

@@ -1,0 +1,60 @@
+"""Cluster networks: subnet and address allocation, stable MACs, and the real vde_switch process."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from machine import clusternet, process
+from machine.errors import NotFound
+from machine.store import Store
+
+
+def test_subnets_are_distinct_and_private(store_root: Path) -> None:
+    store = Store(store_root)
+    a = clusternet.new_cluster(store, "a", "qemu")
+    clusternet.save(store, a)
+    b = clusternet.new_cluster(store, "b", "qemu")
+    assert a.subnet != b.subnet
+    assert a.network.is_private and b.network.is_private
+    assert clusternet.names(store) == ["a"]
+
+
+def test_addresses_skip_low_hosts_and_used_ones(store_root: Path) -> None:
+    c = clusternet.Cluster(name="c", subnet="10.77.5.0/24")
+    first = c.next_address()
+    assert first == "10.77.5.10"
+    c.members["n1"] = {"role": "manager", "address": first}
+    assert c.next_address() == "10.77.5.11"
+    assert c.managers() == ["n1"] and c.workers() == []
+
+
+def test_mac_is_stable_local_and_unicast() -> None:
+    mac = clusternet.mac_for("node-1")
+    assert mac == clusternet.mac_for("node-1") != clusternet.mac_for("node-2")
+    first = int(mac.split(":")[0], 16)
+    assert first & 0x02 and not first & 0x01  # locally administered, unicast
+
+
+def test_missing_cluster_is_not_found(store_root: Path) -> None:
+    with pytest.raises(NotFound):
+        clusternet.load(Store(store_root), "nope")
+
+
+@pytest.mark.skipif(not shutil.which("vde_switch"), reason="vde_switch not installed (apt install vde2)")
+def test_switch_starts_once_and_stops(store_root: Path) -> None:
+    store = Store(store_root)
+    sock = clusternet.ensure_switch(store, "sw")
+    pid = clusternet.switch_pid(store, "sw")
+    assert pid and (sock / "ctl").exists()
+    assert clusternet.ensure_switch(store, "sw") == sock
+    assert clusternet.switch_pid(store, "sw") == pid  # not started twice
+    clusternet.stop_switch(store, "sw")
+    assert clusternet.switch_pid(store, "sw") is None
+    # gone, or a zombie its parent (PID 1 here: vde_switch daemonizes) has not reaped yet
+    assert not process.pid_alive(pid)
+    state = Path(f"/proc/{pid}/stat")
+    assert not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    assert not (store_root / "swarms" / "sw" / "switch.pid").exists()
