@@ -60,6 +60,16 @@ def engine_files(cfg: MachineConfig, machine_dir: Any) -> list[SeedFile]:
     return files
 
 
+def cluster_network(cfg: MachineConfig) -> dict[str, Any] | None:
+    """network-config (v2) for a Swarm node's second NIC: its static cluster address, matched by MAC.
+    None for machines outside a cluster (the first NIC uses DHCP either way)."""
+    swarm = cfg.swarm or {}
+    if not (swarm.get("mac") and swarm.get("address")):
+        return None
+    nic = {"match": {"macaddress": swarm["mac"]}, "addresses": [f"{swarm['address']}/{swarm.get('prefix', 24)}"]}
+    return {"version": 2, "ethernets": {"c0": nic}}
+
+
 def prepare(store: Store, cfg: MachineConfig, ctx: DriverContext) -> None:
     from machine import registry
 
@@ -93,6 +103,7 @@ def prepare(store: Store, cfg: MachineConfig, ctx: DriverContext) -> None:
         authorized_keys=[login_pub],
         files=files,
         host_keys={"ed25519_private": host.private, "ed25519_public": host.public},
+        network_config=cluster_network(cfg),
         user=cfg.ssh["user"],
     )
     cfg.ssh["seed_kind"] = kind

@@ -1,0 +1,112 @@
+"""Swarm without VMs: the cluster NIC's network-config in the seed, membership planning, the listing column,
+and the `machine swarm` commands that need no machine."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_provision import _ctx, read_seed, seedy  # noqa: F401 - seedy is a fixture
+
+from machine import clusternet, swarm
+from machine.cli import main
+from machine.errors import UsageError
+from machine.listing import swarm_column
+from machine.provision.seeding import cluster_network, prepare
+from machine.store import MachineConfig, Store
+
+needs_vde = pytest.mark.skipif(not shutil.which("vde_switch"), reason="vde_switch not installed (apt install vde2)")
+
+
+def test_seed_configures_the_cluster_nic_by_mac(store_root: Path, seedy: None) -> None:  # noqa: F811
+    store = Store(store_root)
+    member = {"cluster": "c", "role": "worker", "address": "10.77.1.11", "prefix": 24, "mac": "52:54:01:aa:bb:cc",
+              "switch": "/x/switch"}
+    cfg = MachineConfig(name="c-w1", driver="seedy", engine={"transport": "tls", "port": 2376}, swarm=member)
+    ctx = _ctx(store, cfg)
+    prepare(store, cfg, ctx)
+    net = json.loads(read_seed(ctx.seed_path)["network-config"])
+    assert net == {"version": 2, "ethernets": {"c0": {"match": {"macaddress": "52:54:01:aa:bb:cc"},
+                                                        "addresses": ["10.77.1.11/24"]}}}
+
+
+def test_no_network_config_outside_a_cluster(store_root: Path, seedy: None) -> None:  # noqa: F811
+    store = Store(store_root)
+    cfg = MachineConfig(name="solo", driver="seedy", engine={"transport": "tls", "port": 2376})
+    ctx = _ctx(store, cfg)
+    prepare(store, cfg, ctx)
+    assert "network-config" not in read_seed(ctx.seed_path)
+    # a libvirt-style membership without our NIC (no mac) adds nothing either
+    assert cluster_network(MachineConfig(name="x", driver="d", swarm={"cluster": "c", "role": "worker"})) is None
+
+
+def test_plan_member_allocates_addresses_and_records_roles(store_root: Path) -> None:
+    store = Store(store_root)
+    m = swarm.plan_member(store, "c", "c-m1", "manager", "none")
+    w = swarm.plan_member(store, "c", "c-w1", "worker", "none")
+    assert m["address"] != w["address"]
+    assert m["address"].endswith(".10") and w["address"].endswith(".11")
+    assert m["prefix"] == 24 and m["mac"] == clusternet.mac_for("c-m1") and m["switch"] == ""
+    cluster = clusternet.load(store, "c")
+    assert cluster.managers() == ["c-m1"] and cluster.workers() == ["c-w1"]
+    with pytest.raises(UsageError, match="already in cluster"):
+        swarm.plan_member(store, "c", "c-w1", "worker", "none")
+    swarm.forget_member(store, "c", "c-w1")
+    assert clusternet.load(store, "c").workers() == []
+
+
+def test_joining_a_missing_cluster_is_a_usage_error(store_root: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        swarm.plan_member(Store(store_root), "nope", "n1", "worker", "none")
+    assert clusternet.names(Store(store_root)) == []
+
+
+@needs_vde
+def test_qemu_member_starts_the_switch_and_rm_stops_it(store_root: Path) -> None:
+    store = Store(store_root)
+    m = swarm.plan_member(store, "q", "q-m1", "manager", "qemu")
+    assert m["switch"] == str(clusternet.switch_socket(store, "q"))
+    pid = clusternet.switch_pid(store, "q")
+    assert pid
+    result = CliRunner().invoke(_cli(), ["swarm", "rm", "-y", "q"])
+    assert result.exit_code == 0, result.output
+    assert clusternet.switch_pid(store, "q") is None
+    assert not clusternet.cluster_dir(store, "q").exists()
+
+
+def test_swarm_column(store_root: Path) -> None:
+    assert swarm_column(MachineConfig(name="a", driver="none")) == ""
+    assert swarm_column(MachineConfig(name="a", driver="none", swarm={"cluster": "c", "role": "manager"})) \
+        == "c (manager)"
+    assert swarm_column(MachineConfig(name="a", driver="none", swarm={"cluster": "c", "role": "worker"})) == "c"
+
+
+def test_swarm_ls_json_and_missing_cluster_rm(store_root: Path, capsys: pytest.CaptureFixture) -> None:
+    store = Store(store_root)
+    swarm.plan_member(store, "c", "c-m1", "manager", "none")
+    runner = CliRunner()
+    result = runner.invoke(_cli(), ["swarm", "ls", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert rows == [{"Name": "c", "Managers": ["c-m1"], "Workers": [], "Subnet": clusternet.load(store, "c").subnet,
+                     "Switch": "stopped"}]
+    with pytest.raises(SystemExit) as exit_:
+        main(["swarm", "rm", "-y", "nope"])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert "Swarm cluster 'nope' does not exist" in err and "Traceback" not in err
+
+
+def test_swarm_create_refuses_bad_create_options_before_making_anything(store_root: Path) -> None:
+    result = CliRunner().invoke(_cli(), ["swarm", "create", "c", "--workers", "1", "-d", "qemu", "--no-such-flag"])
+    assert result.exit_code == 2, result.output
+    assert clusternet.names(Store(store_root)) == [] and not Store(store_root).names()
+
+
+def _cli():  # noqa: ANN202
+    from machine.cli import cli
+
+    return cli
