@@ -31,7 +31,7 @@ from machine.process import kill_pid, pid_alive  # moved to machine.process; sti
 
 CACHE_FILE = "kvm-verdict.json"
 PAYLOAD_MARKER = "MACHINE-KVM-PROBE-OK"
-KERNEL_MARKERS = ("Run /init as init process", "Freeing unused kernel")
+KERNEL_MARKERS = ("Run /init as init process", "Freeing unused kernel", "machine-os: ")
 PAYLOAD_TIMEOUT = 6.0
 KERNEL_TIMEOUT = 20.0
 KVM_DEVICE = Path("/dev/kvm")
@@ -132,7 +132,7 @@ def _probe_boot(qemu: str, workdir: Path, boot_args: list[str], markers: tuple[s
                 return True, ""
             if not pid_alive(pid):
                 err = qlog.read_text(errors="replace").strip() if qlog.exists() else ""
-                return False, f"qemu -accel kvm exited during the {what} probe: {_last_line(err) or 'no output'}"
+                return False, f"qemu exited during the {what} probe: {_last_line(err) or 'no output'}"
             if time.monotonic() >= deadline:
                 where = _last_line(text) or "no serial output"
                 return False, f"the {what} probe under KVM did not boot within {timeout:g} s (last output: {where})"
@@ -162,7 +162,7 @@ def probe_kvm(qemu: str, kernel: Path | None = None, initrd: Path | None = None)
         if kernel and initrd and kernel.is_file() and initrd.is_file():
             console = "ttyAMA0" if host_arch() == "aarch64" else "ttyS0"
             ok, why = _probe_boot(qemu, workdir, ["-kernel", str(kernel), "-initrd", str(initrd), "-append",
-                                                  f"console={console} panic=-1 loglevel=6"],
+                                                  f"console={console} panic=-1 loglevel=7"],
                                   KERNEL_MARKERS, KERNEL_TIMEOUT, "kernel")
             if not ok:
                 return False, why

@@ -32,6 +32,24 @@ def test_probe_payload_prints_its_marker_under_tcg(tmp_path: Path) -> None:
     assert ok, why
 
 
+def _os_kernel() -> tuple[Path, Path] | None:
+    from machine.images import machine_os_dir
+
+    d = machine_os_dir()
+    return (d / "vmlinuz", d / "initrd.img") if (d / "vmlinuz").is_file() and (d / "initrd.img").is_file() else None
+
+
+@pytest.mark.skipif(not shutil.which("qemu-system-x86_64") or _os_kernel() is None,
+                    reason="qemu-system-x86_64 or the built machine OS kernel (isos/build.py) is missing")
+def test_kernel_probe_reaches_init_under_tcg(tmp_path: Path) -> None:
+    kernel, initrd = _os_kernel()
+    ok, why = accel._probe_boot(shutil.which("qemu-system-x86_64"), tmp_path,
+                                ["-kernel", str(kernel), "-initrd", str(initrd), "-append",
+                                 "console=ttyS0 panic=-1 loglevel=7"], accel.KERNEL_MARKERS, 60.0, "kernel",
+                                accel_args=["-accel", "tcg"])
+    assert ok, why
+
+
 def test_probe_reports_qemu_exiting(tmp_path: Path) -> None:
     fake = tmp_path / "qemu"
     fake.write_text("#!/bin/sh\necho 'qemu: failed to set MSR 0x10a to 0x0' >&2\nexit 1\n")
