@@ -132,13 +132,21 @@ def _probe_boot(qemu: str, workdir: Path, boot_args: list[str], markers: tuple[s
                 return True, ""
             if not pid_alive(pid):
                 err = qlog.read_text(errors="replace").strip() if qlog.exists() else ""
-                return False, f"qemu exited during the {what} probe: {_last_line(err) or 'no output'}"
+                return False, f"qemu exited during the {what} probe: {_error_line(err) or 'no output'}"
             if time.monotonic() >= deadline:
                 where = _last_line(text) or "no serial output"
                 return False, f"the {what} probe under KVM did not boot within {timeout:g} s (last output: {where})"
             time.sleep(0.05)
     finally:
         kill_pid(pid)
+
+
+def _error_line(text: str) -> str:
+    """qemu's first `error:` line (e.g. failed to set MSR 0x10a), else its last line."""
+    for line in text.splitlines():
+        if "error:" in line:
+            return line.strip()[:200]
+    return _last_line(text)
 
 
 def _last_line(text: str) -> str:
@@ -172,9 +180,10 @@ def probe_kvm(qemu: str, kernel: Path | None = None, initrd: Path | None = None)
         return True, f"a probe boot of {' and '.join(ran)} under KVM (-cpu host) worked"
 
 
-def _cache_key(qemu: str | None) -> str:
+def _cache_key(qemu: str | None, with_kernel: bool) -> str:
     version = qemu_version(qemu) if qemu else ""
-    return f"{platform.system()} {platform.release()} | qemu {version or '?'} | /dev/kvm={KVM_DEVICE.exists()}"
+    key = f"{platform.system()} {platform.release()} | qemu {version or '?'} | /dev/kvm={KVM_DEVICE.exists()}"
+    return key + (" | kernel probe" if with_kernel else "")
 
 
 def _probe_kernel() -> tuple[Path | None, Path | None]:
@@ -199,10 +208,11 @@ def kvm_verdict(cache_dir: Path | None, recheck: bool = False) -> Verdict:
     qemu = find_qemu()
     if not qemu:
         return Verdict(False, f"qemu-system-{host_arch()} is not installed, so KVM cannot be probed", _now())
-    key = _cache_key(qemu)
+    kernel, initrd = _probe_kernel()
+    key = _cache_key(qemu, bool(kernel and initrd and kernel.is_file() and initrd.is_file()))
     cache = Path(cache_dir) / CACHE_FILE if cache_dir else None
     if cache is None:
-        ok, reason = probe_kvm(qemu, *_probe_kernel())
+        ok, reason = probe_kvm(qemu, kernel, initrd)
         return Verdict(ok, reason, _now())
     cache.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(cache.with_name(f".{CACHE_FILE}.lock"), timeout=120.0, what="the KVM probe"):
@@ -211,7 +221,7 @@ def kvm_verdict(cache_dir: Path | None, recheck: bool = False) -> Verdict:
             entry = saved[key]
             return Verdict(bool(entry.get("usable")), str(entry.get("reason", "")), str(entry.get("checked_at", "")),
                            cached=True)
-        ok, reason = probe_kvm(qemu, *_probe_kernel())
+        ok, reason = probe_kvm(qemu, kernel, initrd)
         verdict = Verdict(ok, reason, _now())
         entry = asdict(verdict)
         entry.pop("cached")
