@@ -197,6 +197,10 @@ class Driver(ABC):
         addr = self.engine_address(self.ctx.engine_port)
         return f"tcp://{addr[0]}:{addr[1]}" if addr else None
 
+    def notes(self) -> list[str]:
+        """Things the user should know about this machine's VM (e.g. "KVM unusable, using TCG")."""
+        return []
+
     def console_log(self) -> Path | None:
         """Path of the serial console log, when the driver keeps one."""
         return None

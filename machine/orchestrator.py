@@ -104,6 +104,8 @@ def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = F
             with progress.step(f"Creating {req.driver} machine {req.name!r}"):
                 driver.create()
                 store.save(cfg)
+            for note in driver.notes():
+                progress.warn(note)
             _boot(store, cfg, driver, progress, req.boot_timeout)
             if cls.uses_ssh:
                 from machine import provision

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from machine.accel import TCG_TB_CACHE_MIB
 from machine.driver import Availability, Driver, Option, SSHEndpoint, State
 from machine.errors import DriverError, MachineError
 
@@ -66,7 +67,7 @@ class LibvirtDriver(Driver):
                choices=("auto", "on", "off")),
         Option("accel", "Acceleration: auto (KVM only when a probe boot works), kvm, or tcg", "auto",
                choices=("auto", "kvm", "tcg")),
-        Option("tb-cache", "TCG translation cache in MiB (without KVM)", 256, int),
+        Option("tb-cache", "TCG translation cache in MiB (without KVM)", TCG_TB_CACHE_MIB, int),
         Option("storage-dir", "Folder for the machine's disks (default: the machine directory); must be "
                               "readable by the user libvirt runs qemu as", None),
     )
@@ -183,7 +184,8 @@ class LibvirtDriver(Driver):
             virt_type=virt_type, memory_mib=int(self.opt("memory") or 1024), cpus=int(self.opt("cpus") or 2),
             console_log=str(self.console_log()), disks=tuple(plan.disks), kernel=plan.kernel,
             initrd=plan.initrd, cmdline=plan.cmdline, boot_dev=plan.boot_dev, network=libvirt_net,
-            mac=mac if libvirt_net else None, qemu_args=qemu_args, tb_cache_mib=int(self.opt("tb_cache") or 256),
+            mac=mac if libvirt_net else None, qemu_args=qemu_args,
+            tb_cache_mib=int(self.opt("tb_cache") or TCG_TB_CACHE_MIB),
         )
         try:
             conn.defineXML(render_domain(spec))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from machine.accel import TCG_TB_CACHE_MIB
+
 # Flags whose value we set ourselves; a manifest's recommended args may replace them.
 OWN_FLAGS = ("-machine", "-M", "-cpu")
 
@@ -52,7 +54,7 @@ def escape(value: object) -> str:
 def accel_args(accel: str, arch: str, platform: str) -> list[str]:
     """-accel and -cpu for an accelerator."""
     if accel == "tcg":
-        return ["-accel", "tcg,tb-size=256", "-cpu", "max"]
+        return ["-accel", f"tcg,tb-size={TCG_TB_CACHE_MIB}", "-cpu", "max"]
     if accel in ("kvm", "hvf"):
         return ["-accel", accel, "-cpu", "host"]
     if accel == "whpx":

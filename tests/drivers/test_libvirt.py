@@ -56,7 +56,7 @@ def test_tcg_domain_xml_parses_with_tb_cache_and_user_net_args() -> None:
     assert root.find("memory").text == "768" and root.find("memory").get("unit") == "MiB"
     assert root.findtext("vcpu") == "2"
     tb = root.find("./features/tcg/tb-cache")
-    assert tb is not None and tb.text == "256" and tb.get("unit") == "MiB"
+    assert tb is not None and tb.text == "128" and tb.get("unit") == "MiB"
     assert root.find("cpu") is None  # libvirt's default model under TCG
     assert root.findtext("./os/kernel") == "/os/vmlinuz"
     assert root.findtext("./os/initrd") == "/os/initrd.img"
@@ -121,7 +121,7 @@ def test_rendered_domain_is_accepted_by_libvirt() -> None:
     dom = conn.defineXML(render_domain(spec(name="machine-unit-accept")))
     try:
         xml = dom.XMLDesc(0)
-        assert "<tb-cache unit='KiB'>262144</tb-cache>" in xml
+        assert "<tb-cache unit='KiB'>131072</tb-cache>" in xml
     finally:
         dom.undefine()
 

@@ -32,7 +32,7 @@ def values(args: list[str], flag: str) -> list[str]:
 def test_tcg_kernel_boot_of_the_machine_os() -> None:
     args = cmdline.build_args(spec())
     assert args[0] == "qemu-system-x86_64"
-    assert value(args, "-accel") == "tcg,tb-size=256"
+    assert value(args, "-accel") == "tcg,tb-size=128"
     assert value(args, "-cpu") == "max"
     assert value(args, "-machine") == "q35"
     assert (value(args, "-smp"), value(args, "-m")) == ("2", "1024")
@@ -72,7 +72,7 @@ def test_unrestricted_network_for_cloud_images() -> None:
     ("kvm", "linux", ["-accel", "kvm", "-cpu", "host"]),
     ("hvf", "darwin", ["-accel", "hvf", "-cpu", "host"]),
     ("whpx", "win32", ["-accel", "whpx,kernel-irqchip=off", "-cpu", "max"]),
-    ("tcg", "win32", ["-accel", "tcg,tb-size=256", "-cpu", "max"]),
+    ("tcg", "win32", ["-accel", "tcg,tb-size=128", "-cpu", "max"]),
 ])
 def test_accelerator_arguments(accel: str, platform: str, expected: list[str]) -> None:
     args = cmdline.build_args(spec(accel=accel, platform=platform))
@@ -129,7 +129,7 @@ def test_manifest_args_can_replace_machine_and_cpu() -> None:
     args = cmdline.build_args(spec(extra_args=("-machine", "pc", "-cpu", "qemu64")))
     assert values(args, "-machine") == ["pc"]
     assert values(args, "-cpu") == ["qemu64"]
-    assert value(args, "-accel") == "tcg,tb-size=256"
+    assert value(args, "-accel") == "tcg,tb-size=128"
 
 
 def test_kernel_cmdline_adds_hostname_and_keeps_the_image_console() -> None:
