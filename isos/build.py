@@ -33,7 +33,9 @@ MIRRORS = [
 ISO_LABEL = "MACHINE_OS"
 # Files in isos/ that do not affect the build (docs, benchmark, the image catalogue someone else owns).
 NOT_RECIPE = {"README.md", "bench.py", "images.yaml", "__init__.py"}
-DEFAULT_CMDLINE = f"console=tty0 console=ttyS0,115200n8 quiet apparmor=0 machine.root=LABEL={ISO_LABEL}"
+DEFAULT_CMDLINE = (
+    f"console=tty0 console=ttyS0,115200n8 quiet apparmor=0 scsi_mod.scan=sync machine.root=LABEL={ISO_LABEL}"
+)
 
 t0 = time.monotonic()
 

@@ -141,15 +141,23 @@ def test_direct_boot_provision_persist_docker_and_acpi_poweroff(image, manifest,
     known = tmp_path / "known_hosts"
     known.write_text(f"machine-test {hk_pub}\n")  # the host pins the key it put in the seed
     name = "mos-" + secrets.token_hex(3)
+    # a second NIC with a static address from network-config, matched by MAC (as the Swarm setup does)
+    mac = "52:54:00:6d:6f:02"
+    netcfg = {"version": 2, "ethernets": {"swarm0": {"match": {"macaddress": mac}, "addresses": ["10.77.0.5/24"]}}}
     seed = make_seed(tmp_path / "seed.iso", hostname=name, authorized_key=key.with_suffix(".pub").read_text().strip(),
-                     host_key=(hk_priv, hk_pub))  # fmt: skip
+                     host_key=(hk_priv, hk_pub), network_config=netcfg)  # fmt: skip
     data = tmp_path / "data.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(data), "2G"], check=True)
-    vm = vms(image, manifest, tmp_path, name, seed, data, key, known_hosts=known).start()
+    nic2 = ["-netdev", "user,id=n1,restrict=on", "-device", f"virtio-net-pci,netdev=n1,mac={mac}"]
+    vm = vms(image, manifest, tmp_path, name, seed, data, key, known_hosts=known, extra=nic2).start()
 
     t_ssh = vm.wait_for("machine-os: ssh-ready", BOOT_TIMEOUT)
     assert vm.ssh("hostname").strip() == name
     assert "machine-os: engine-ready" not in vm.console()  # no marker yet: the engine waits
+    addrs = vm.ssh("ip -o -4 addr show")
+    assert "10.0.2.15/24" in addrs  # DHCP on the first NIC
+    nic = vm.ssh(f"grep -l {mac} /sys/class/net/*/address").strip().split("/")[-2]
+    assert any(ln.split()[1] == nic and " 10.77.0.5/24 " in ln for ln in addrs.splitlines()), addrs
     uuid = vm.ssh("blkid -s UUID -o value $(cat /run/machine-os/data-device)")
     assert uuid.strip()
     token = secrets.token_hex(8)
