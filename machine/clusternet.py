@@ -24,6 +24,7 @@ from pathlib import Path
 from machine import process
 from machine.atomicfile import ensure_dir, write_atomic
 from machine.errors import ConfigError, HostNotUsable, NotFound
+from machine.filelock import FileLock
 from machine.names import validate_name
 from machine.store import Store
 
@@ -36,6 +37,7 @@ class Cluster:
     subnet: str  # e.g. 10.77.3.0/24
     members: dict[str, dict] = field(default_factory=dict)  # machine -> {role, address}
     driver: str = "qemu"
+    images: list[dict] = field(default_factory=list)  # what `swarm load` loaded: {path, tag}, for new nodes
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -74,6 +76,16 @@ def load(store: Store, name: str) -> Cluster:
 
 def save(store: Store, cluster: Cluster) -> None:
     write_atomic(ensure_dir(cluster_dir(store, cluster.name)) / "cluster.json", json.dumps(asdict(cluster), indent=2))
+
+
+def lock_path(store: Store, name: str) -> Path:
+    return store.root / "swarms" / f".{validate_name(name)}.lock"
+
+
+def lock(store: Store, name: str) -> FileLock:
+    """Held while a cluster record is read, changed and written (threads and processes)."""
+    ensure_dir(store.root / "swarms")
+    return FileLock(lock_path(store, name), timeout=60, what=f"Swarm cluster {name!r}")
 
 
 def names(store: Store) -> list[str]:
@@ -128,7 +140,7 @@ def ensure_switch(store: Store, name: str) -> Path:
     process.run([binary, "--sock", sock, "--daemon", "--pidfile", _pidfile(store, name), "--mode", "0600",
                  "--dirmode", "0700"], check=True, timeout=15, what="vde_switch")
     deadline = time.monotonic() + 5
-    while not (sock / "ctl").exists():
+    while not ((sock / "ctl").exists() and switch_pid(store, name)):  # the daemon writes its pidfile late
         if time.monotonic() > deadline:
             raise HostNotUsable("vde_switch did not create its socket", "Run with -D to see its output.")
         time.sleep(0.05)

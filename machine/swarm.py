@@ -1,18 +1,29 @@
 """Docker Swarm clusters from machines: Docker's own clustering, driven over SSH.
 
-`create_cluster` makes the machines in parallel (each with a second NIC on the cluster's
-userspace switch, see machine.clusternet), runs `docker swarm init` on the first manager with its
-cluster address as advertise address, joins the others with the right tokens and labels the
-nodes. Removing a worker drains it first. Images can be loaded on every node (no registry needed).
+Node network. Swarm needs the nodes to reach each other (2377/tcp management, 7946/tcp+udp gossip,
+4789/udp VXLAN for overlay networks) on addresses that do not change. Each machine's first NIC is
+qemu user-mode networking: every VM sees itself as 10.0.2.15 behind its own NAT, so those addresses
+cannot carry a cluster. Each cluster therefore gets its own userspace Ethernet switch (VDE's
+`vde_switch`, see machine.clusternet) and every node a second NIC on it, with a static address from the
+cluster's private /24 (10.77.N.0/24) that the seed's network-config sets (matched by MAC). The host never
+has an address on that network: nothing on the host's network stack is touched, no root or bridge is
+needed, and test traffic stays inside the VMs. Nodes advertise and listen on their cluster address;
+the engine API the host uses stays on the first NIC's forwarded port.
+
+`create_cluster` plans every member first (addresses, MACs, the switch), then creates the machines in
+parallel and pipelines the swarm: the first manager runs `docker swarm init` as soon as it is up, the
+others join the moment they are up and the manager is initialised. Removing a worker drains it first
+(its tasks move to other nodes). Images can be loaded on every node (no registry needed).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
-import json
 import shlex
+import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +34,21 @@ from machine.progress import Progress
 from machine.store import Store
 
 SWARM_PORT = 2377
+JOIN_WAIT = 600.0  # how long a node that is up waits for the first manager to initialise the swarm
 
 
 # -- running docker in a node -------------------------------------------------------------------
 
 
 def node_run(store: Store, name: str, command: str, *, input: bytes | None = None, check: bool = True,
-             timeout: float = 120.0) -> str:
+             timeout: float = 120.0, secrets: Sequence[str] = ()) -> str:
     """Run a shell command in machine `name` over SSH (pinned host key) and return its stdout."""
     from machine.provision.remote import open_session
 
     cfg = store.load(name)
     driver = orchestrator.driver_for(store, cfg)
     with open_session(store, cfg, driver, timeout=timeout) as session:
-        res = session.run(command, check=check, input=input)
+        res = session.run(command, check=check, input=input, timeout=max(timeout, 300.0), secrets=secrets)
     return res.stdout
 
 
@@ -47,19 +59,20 @@ def plan_member(store: Store, cluster_name: str, machine: str, role: str, driver
     """Reserve an address on the cluster network for `machine` (creating the cluster record and
     starting its switch if needed); returns what goes into the machine's `swarm` config."""
     validate_name(cluster_name)
-    try:
-        cluster = clusternet.load(store, cluster_name)
-    except MachineError:
-        if role != "manager":
-            raise UsageError(f"Swarm cluster {cluster_name!r} does not exist",
-                             f"Create it first: machine swarm create {cluster_name}, or machine create "
-                             f"--swarm-manager {cluster_name} NAME") from None
-        cluster = clusternet.new_cluster(store, cluster_name, driver)
-    if machine in cluster.members:
-        raise UsageError(f"Machine {machine!r} is already in cluster {cluster_name!r}", "Pick another name.")
-    address = cluster.next_address()
-    cluster.members[machine] = {"role": role, "address": address, "joined": False}
-    clusternet.save(store, cluster)
+    with clusternet.lock(store, cluster_name):
+        try:
+            cluster = clusternet.load(store, cluster_name)
+        except MachineError:
+            if role != "manager":
+                raise UsageError(f"Swarm cluster {cluster_name!r} does not exist",
+                                 f"Create it first: machine swarm create {cluster_name}, or machine create "
+                                 f"--swarm-manager {cluster_name} NAME") from None
+            cluster = clusternet.new_cluster(store, cluster_name, driver)
+        if machine in cluster.members:
+            raise UsageError(f"Machine {machine!r} is already in cluster {cluster_name!r}", "Pick another name.")
+        address = cluster.next_address()
+        cluster.members[machine] = {"role": role, "address": address, "joined": False}
+        clusternet.save(store, cluster)
     switch = clusternet.ensure_switch(store, cluster_name) if driver == "qemu" else None
     return {"cluster": cluster_name, "role": role, "address": address,
             "prefix": cluster.network.prefixlen, "mac": clusternet.mac_for(machine),
@@ -67,64 +80,151 @@ def plan_member(store: Store, cluster_name: str, machine: str, role: str, driver
 
 
 def forget_member(store: Store, cluster_name: str, machine: str) -> None:
-    try:
+    with clusternet.lock(store, cluster_name):
+        try:
+            cluster = clusternet.load(store, cluster_name)
+        except MachineError:
+            return
+        cluster.members.pop(machine, None)
+        clusternet.save(store, cluster)
+
+
+def _mark_joined(store: Store, cluster_name: str, nodes: Sequence[str]) -> None:
+    with clusternet.lock(store, cluster_name):
         cluster = clusternet.load(store, cluster_name)
-    except MachineError:
-        return
-    cluster.members.pop(machine, None)
-    clusternet.save(store, cluster)
+        for n in nodes:
+            if n in cluster.members:
+                cluster.members[n]["joined"] = True
+        clusternet.save(store, cluster)
 
 
-# -- joining -------------------------------------------------------------------------------------
+# -- init, join, label (each one SSH round trip; idempotent) --------------------------------------
+
+_ACTIVE = "[ \"$(docker info --format '{{.Swarm.LocalNodeState}}')\" = active ]"
 
 
-def _swarm_info(store: Store, name: str) -> dict[str, Any]:
-    out = node_run(store, name, "docker info --format '{{json .Swarm}}'")
-    return json.loads(out.strip() or "{}")
+def _init(store: Store, manager: str, address: str) -> dict[str, str]:
+    """`docker swarm init` on `manager` unless it is in a swarm; returns the join tokens by role."""
+    out = node_run(store, manager, f"{_ACTIVE} || docker swarm init --advertise-addr {address} "
+                                   f"--listen-addr {address}:{SWARM_PORT} >/dev/null && "
+                                   "docker swarm join-token -q worker && docker swarm join-token -q manager")
+    worker, manager_token = out.split()[-2:]
+    return {"worker": worker, "manager": manager_token}
 
 
-def _init(store: Store, manager: str, address: str) -> None:
-    if _swarm_info(store, manager).get("LocalNodeState") == "active":
-        return
-    node_run(store, manager, f"docker swarm init --advertise-addr {address} --listen-addr {address}:{SWARM_PORT}")
+def _tokens(store: Store, manager: str) -> dict[str, str]:
+    out = node_run(store, manager, "docker swarm join-token -q worker && docker swarm join-token -q manager")
+    worker, manager_token = out.split()[-2:]
+    return {"worker": worker, "manager": manager_token}
 
 
-def _join(store: Store, node: str, role: str, address: str, manager: str, manager_address: str) -> None:
-    if _swarm_info(store, node).get("LocalNodeState") == "active":
-        return
-    token = node_run(store, manager, f"docker swarm join-token -q {shlex.quote(role)}").strip()
-    node_run(store, node, f"docker swarm join --token {shlex.quote(token)} --advertise-addr {address} "
-                          f"--listen-addr {address}:{SWARM_PORT} {manager_address}:{SWARM_PORT}")
+def _join(store: Store, node: str, token: str, address: str, manager_address: str) -> None:
+    node_run(store, node, f"{_ACTIVE} || docker swarm join --token {shlex.quote(token)} --advertise-addr {address} "
+                          f"--listen-addr {address}:{SWARM_PORT} {manager_address}:{SWARM_PORT}", secrets=[token])
 
 
-def _label(store: Store, manager: str, node: str, cluster: str, role: str) -> None:
-    node_run(store, manager, f"docker node update --label-add machine.cluster={shlex.quote(cluster)} "
-                             f"--label-add machine.role={role} --label-add machine.name={shlex.quote(node)} "
-                             f"{shlex.quote(node)}")
+def _label(store: Store, manager: str, cluster: str, nodes: dict[str, str]) -> None:
+    """Label nodes (name -> role) with machine.cluster/role/name, in one round trip."""
+    cmds = [f"docker node update --label-add machine.cluster={shlex.quote(cluster)} --label-add machine.role={role} "
+            f"--label-add machine.name={shlex.quote(node)} {shlex.quote(node)} >/dev/null"
+            for node, role in nodes.items()]
+    node_run(store, manager, " && ".join(cmds))
 
 
 def join_on_create(store: Store, cfg: Any, progress: Progress) -> None:
     """After `machine create --swarm-manager/--swarm-join CLUSTER`: init or join the swarm."""
     cluster = clusternet.load(store, cfg.swarm["cluster"])
     member = cluster.members[cfg.name]
-    managers = [m for m in cluster.managers() if cluster.members[m].get("joined") and m != cfg.name]
+    lead = _live_manager(store, cluster, exclude=cfg.name)
     with progress.step(f"Joining {cfg.name!r} to swarm {cluster.name!r} as {member['role']}"):
-        if not managers:
+        if not lead:
             if member["role"] != "manager":
                 raise UsageError(f"Cluster {cluster.name!r} has no manager yet",
                                  f"Create one first: machine create --swarm-manager {cluster.name} NAME")
             _init(store, cfg.name, member["address"])
             lead = cfg.name
         else:
-            lead = managers[0]
-            _join(store, cfg.name, member["role"], member["address"], lead, cluster.members[lead]["address"])
-        _label(store, lead, cfg.name, cluster.name, member["role"])
-        cluster = clusternet.load(store, cluster.name)
-        cluster.members[cfg.name]["joined"] = True
-        clusternet.save(store, cluster)
+            token = _tokens(store, lead)[member["role"]]
+            _join(store, cfg.name, token, member["address"], cluster.members[lead]["address"])
+        _label(store, lead, cluster.name, {cfg.name: member["role"]})
+        _mark_joined(store, cluster.name, [cfg.name])
 
 
 # -- cluster commands -----------------------------------------------------------------------------
+
+
+class _Swarming:
+    """Creates nodes in parallel; each joins as soon as it is up and the swarm has been initialised."""
+
+    def __init__(self, store: Store, cluster: str, progress: Progress, debug: bool, made: list[str]) -> None:
+        self.store, self.cluster, self.progress, self.debug, self.made = store, cluster, progress, debug, made
+        self.ready = threading.Event()  # set once tokens are known (or the lead failed: see self.failed)
+        self.failed = threading.Event()
+        self.tokens: dict[str, str] = {}
+        self.lead = ""
+        self.lead_address = ""
+        self.manager_joins = threading.Lock()  # raft: one manager joins at a time
+        self.reload_images = False  # load what `swarm load` loaded before a node joins (scale)
+
+    def use_existing(self, lead: str) -> None:
+        self.lead = lead
+        self.lead_address = clusternet.load(self.store, self.cluster).members[lead]["address"]
+        self.tokens = _tokens(self.store, lead)
+        self.reload_images = True
+        self.ready.set()
+
+    def node(self, req: Any, role: str, initialise: bool) -> None:
+        name = req.name
+        try:
+            started = time.monotonic()
+            orchestrator.create(self.store, req, Progress(quiet=True), debug=self.debug)
+            self.made.append(name)
+            self.progress.info(f"Created {role} {name!r} ({time.monotonic() - started:.1f}s)")
+            address = req.swarm["address"]
+            if initialise:
+                self.tokens = _init(self.store, name, address)
+                self.lead, self.lead_address = name, address
+                self.progress.info(f"Swarm initialised on {name!r} ({time.monotonic() - started:.1f}s)")
+                self.ready.set()
+                return
+            if self.reload_images:
+                _reload_images(self.store, self.cluster, [name], self.progress)
+            deadline = time.monotonic() + JOIN_WAIT
+            while not self.ready.wait(0.2):
+                if self.failed.is_set() or time.monotonic() > deadline:
+                    return
+            if role == "manager":
+                with self.manager_joins:
+                    _join(self.store, name, self.tokens["manager"], address, self.lead_address)
+            else:
+                _join(self.store, name, self.tokens["worker"], address, self.lead_address)
+            self.progress.info(f"{name!r} joined as {role} ({time.monotonic() - started:.1f}s)")
+        except BaseException:
+            self.failed.set()
+            raise
+
+    def run(self, nodes: list[tuple[Any, str]], step: str) -> None:
+        """nodes: (request, role); the first node initialises the swarm unless use_existing was called."""
+        with self.progress.step(step):
+            with futures.ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+                jobs = [pool.submit(self.node, req, role, i == 0 and not self.ready.is_set())
+                        for i, (req, role) in enumerate(nodes)]
+                errors = [j.exception() for j in jobs if j.exception()]
+            if errors:
+                raise errors[0]  # type: ignore[misc]
+        with self.progress.step("Labelling nodes"):
+            _label(self.store, self.lead, self.cluster, {req.name: role for req, role in nodes})
+        _mark_joined(self.store, self.cluster, [req.name for req, _ in nodes])
+
+
+def _plan(store: Store, cluster: str, nodes: list[tuple[str, str]],
+          make_request: Callable[[str], Any]) -> list[tuple[Any, str]]:
+    planned = []
+    for node, role in nodes:
+        req = make_request(node)
+        req.swarm = plan_member(store, cluster, node, role, req.driver)
+        planned.append((req, role))
+    return planned
 
 
 def create_cluster(store: Store, name: str, managers: int, workers: int, make_request: Callable[[str], Any],
@@ -143,56 +243,13 @@ def create_cluster(store: Store, name: str, managers: int, workers: int, make_re
                              f"Remove it, or choose another cluster name than {name!r}.")
     made: list[str] = []
     try:
-        _create_nodes(store, name, nodes, make_request, progress, debug, made)
-        lead = nodes[0][0]
-        cluster = clusternet.load(store, name)
-        with progress.step(f"Initialising swarm on {lead!r}"):
-            _init(store, lead, cluster.members[lead]["address"])
-        _join_all(store, name, [n for n, _ in nodes[1:]], lead, progress)
-        with progress.step("Labelling nodes"):
-            for node, role in nodes:
-                _label(store, lead, node, name, role)
+        planned = _plan(store, name, nodes, make_request)
+        _Swarming(store, name, progress, debug, made).run(planned, f"Creating {len(nodes)} machines in parallel")
     except BaseException:
         progress.info(f"Swarm create failed; removing the machines of {name!r}")
-        remove_cluster(store, name, progress, force=True, debug=debug)
+        remove_cluster(store, name, progress, debug=debug)
         raise
     return made
-
-
-def _create_nodes(store: Store, cluster: str, nodes: list[tuple[str, str]], make_request: Callable[[str], Any],
-                  progress: Progress, debug: bool, made: list[str]) -> None:
-    quiet = Progress(quiet=True)
-
-    def one(node: str, role: str) -> str:
-        req = make_request(node)
-        req.swarm = plan_member(store, cluster, node, role, req.driver)
-        started = time.monotonic()
-        orchestrator.create(store, req, quiet, debug=debug)
-        made.append(node)
-        progress.info(f"Created {role} {node!r} ({time.monotonic() - started:.1f}s)")
-        return node
-
-    with progress.step(f"Creating {len(nodes)} machines in parallel"):
-        with futures.ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-            jobs = [pool.submit(one, n, r) for n, r in nodes]
-            errors = [j.exception() for j in jobs if j.exception()]
-        if errors:
-            raise errors[0]  # type: ignore[misc]
-
-
-def _join_all(store: Store, name: str, nodes: list[str], lead: str, progress: Progress) -> None:
-    cluster = clusternet.load(store, name)
-    lead_addr = cluster.members[lead]["address"]
-    with progress.step(f"Joining {len(nodes)} nodes"):
-        with futures.ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-            jobs = [pool.submit(_join, store, n, cluster.members[n]["role"], cluster.members[n]["address"], lead,
-                                lead_addr) for n in nodes]
-            for j in jobs:
-                j.result()
-    cluster = clusternet.load(store, name)
-    for n in [lead, *nodes]:
-        cluster.members[n]["joined"] = True
-    clusternet.save(store, cluster)
 
 
 def _live_manager(store: Store, cluster: clusternet.Cluster, exclude: str = "") -> str | None:
@@ -203,25 +260,27 @@ def _live_manager(store: Store, cluster: clusternet.Cluster, exclude: str = "") 
 
 
 def drain_and_remove(store: Store, name: str, node: str, progress: Progress, *, force: bool = False,
-                     debug: bool = False, drain_timeout: float = 120.0) -> None:
+                     debug: bool = False, drain_timeout: float = 180.0) -> None:
     """Drain `node` (its tasks move elsewhere), make it leave, drop it from the swarm, remove it."""
     cluster = clusternet.load(store, name)
     manager = _live_manager(store, cluster, exclude=node)
+    q = shlex.quote(node)
     try:
         if manager and store.exists(node):
             with progress.step(f"Draining {node!r}"):
-                node_run(store, manager, f"docker node update --availability drain {shlex.quote(node)}")
-                deadline = time.monotonic() + drain_timeout
-                while time.monotonic() < deadline:
-                    out = node_run(store, manager, f"docker node ps {shlex.quote(node)} --filter desired-state=running "
-                                                   "--format '{{.ID}}'", check=False)
-                    if not out.strip():
-                        break
-                    time.sleep(1)
-            node_run(store, node, "docker swarm leave --force", check=False)
-            node_run(store, manager, f"docker node rm --force {shlex.quote(node)}", check=False)
+                node_run(store, manager, f"docker node update --availability drain {q} >/dev/null")
+                ok = node_run(store, manager, _wait_drained(node, drain_timeout), check=False,
+                              timeout=drain_timeout + 60)
+                if "drained" not in ok:
+                    raise MachineError(f"The tasks of {node!r} did not move to other nodes within "
+                                       f"{drain_timeout:.0f} s", "Check 'docker service ps' on a manager (placement "
+                                       "constraints?); use -f to remove it anyway.")
+            with progress.step(f"Removing {node!r} from the swarm"):
+                node_run(store, node, "docker swarm leave --force", check=False, timeout=30)
+                # a node that left shows as down after a moment; until then `node rm` refuses without --force
+                node_run(store, manager, f"docker node rm --force {q}", check=False)
         elif store.exists(node):
-            node_run(store, node, "docker swarm leave --force", check=False)
+            node_run(store, node, "docker swarm leave --force", check=False, timeout=30)
     except MachineError:
         if not force:
             raise
@@ -230,58 +289,99 @@ def drain_and_remove(store: Store, name: str, node: str, progress: Progress, *, 
     forget_member(store, name, node)
 
 
-def remove_cluster(store: Store, name: str, progress: Progress, *, force: bool = False, debug: bool = False) -> None:
-    """Leave (workers first), remove every machine, stop the switch, delete the cluster record."""
-    cluster = clusternet.load(store, name)
-    for node in cluster.workers() + list(reversed(cluster.managers())):
-        try:
-            if store.exists(node):
-                node_run(store, node, "docker swarm leave --force", check=False, timeout=30)
-        except MachineError as e:
-            progress.warn(f"{node!r} could not leave the swarm: {e}")
-        if store.machine_dir(node).exists():
-            orchestrator.remove(store, node, progress, force=True, debug=debug)
-    clusternet.stop_switch(store, name)
-    import shutil
+def _wait_drained(node: str, timeout: float) -> str:
+    """A guest shell loop (one SSH round trip) that prints `drained` once no task of `node` runs any more
+    and every replicated service is back at its replica count (the moved tasks run elsewhere)."""
+    q = shlex.quote(node)
+    check = (f"test -z \"$(docker node ps {q} -q -f desired-state=running)\" && "
+             f"! docker node ps {q} --format '{{{{.CurrentState}}}}' | grep -qE '^(Running|Starting|Preparing)' && "
+             "docker service ls --format '{{.Mode}} {{.Replicas}}' | "
+             "awk '$1 == \"replicated\" { split($2, r, \"/\"); if (r[1] != r[2]) bad = 1 } END { exit bad }'")
+    return (f"end=$(($(date +%s) + {int(timeout)})); while [ $(date +%s) -lt $end ]; do "
+            f"if {check}; then echo drained; exit 0; fi; sleep 1; done")
 
+
+def remove_cluster(store: Store, name: str, progress: Progress, *, force: bool = False, debug: bool = False) -> None:
+    """Remove every machine of the cluster (in parallel), stop its switch, delete the cluster record.
+    Nodes do not leave the swarm first: the whole swarm goes away with them."""
+    cluster = clusternet.load(store, name)
+    members = [n for n in cluster.members if store.machine_dir(n).exists()]
+
+    def remove(node: str) -> None:
+        orchestrator.remove(store, node, progress, force=True, debug=debug)
+
+    errors: list[BaseException] = []
+    with futures.ThreadPoolExecutor(max_workers=max(1, len(members))) as pool:
+        for job in [pool.submit(remove, n) for n in members]:
+            if job.exception():
+                errors.append(job.exception())  # type: ignore[arg-type]
+    if errors and not force:
+        raise errors[0]
+    clusternet.stop_switch(store, name)
     shutil.rmtree(clusternet.cluster_dir(store, name), ignore_errors=True)
+    clusternet.lock_path(store, name).unlink(missing_ok=True)
 
 
 def scale(store: Store, name: str, workers: int, make_request: Callable[[str], Any], progress: Progress,
           debug: bool = False) -> None:
+    """Add workers (created in parallel, joined as each comes up) or remove the newest ones (drained first)."""
     cluster = clusternet.load(store, name)
-    current = sorted(cluster.workers(), key=lambda n: int(n.rsplit("-w", 1)[-1]) if "-w" in n else 0)
+    current = sorted(cluster.workers(), key=_worker_number)
     if workers > len(current):
-        used = {int(n.rsplit("-w", 1)[-1]) for n in current if n.rsplit("-w", 1)[-1].isdigit()}
-        new = []
-        i = 1
-        while len(new) < workers - len(current):
-            if i not in used:
-                new.append((f"{name}-w{i}", "worker"))
-            i += 1
-        made: list[str] = []
-        _create_nodes(store, name, new, make_request, progress, debug, made)
-        lead = _live_manager(store, clusternet.load(store, name))
+        lead = _live_manager(store, cluster)
         if not lead:
             raise MachineError(f"Cluster {name!r} has no reachable manager", "Check 'machine swarm ls'.")
-        _join_all(store, name, [n for n, _ in new], lead, progress)
-        for n, _ in new:
-            _label(store, lead, n, name, "worker")
+        used = {_worker_number(n) for n in current}
+        numbers = [i for i in range(1, workers + len(used) + 1) if i not in used][:workers - len(current)]
+        made: list[str] = []
+        planned = _plan(store, name, [(f"{name}-w{i}", "worker") for i in numbers], make_request)
+        swarming = _Swarming(store, name, progress, debug, made)
+        swarming.use_existing(lead)
+        try:
+            swarming.run(planned, f"Adding {len(planned)} workers")
+        except BaseException:
+            for req, _ in planned:
+                if store.machine_dir(req.name).exists():
+                    orchestrator.remove(store, req.name, progress, force=True, debug=debug)
+                forget_member(store, name, req.name)
+            raise
     else:
         for node in reversed(current[workers:]):
             drain_and_remove(store, name, node, progress, debug=debug)
 
 
-def load_image(store: Store, name: str, tarball: Path, progress: Progress, tag: str | None = None) -> None:
-    """Put an image on every node of the cluster, in parallel: `docker load` of a `docker save`
-    archive, or with `tag`, `docker import` of a root filesystem tarball."""
+def _worker_number(node: str) -> int:
+    tail = node.rsplit("-w", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def load_image(store: Store, name: str, tarball: Path, progress: Progress, tag: str | None = None,
+               nodes: Sequence[str] | None = None) -> None:
+    """Put an image on every node of the cluster (or on `nodes`), in parallel: `docker load` of a
+    `docker save` archive, or with `tag`, `docker import` of a root filesystem tarball. The load is
+    remembered (path and tag) so that `scale` loads it on workers it adds, while the file exists."""
+    tarball = Path(tarball).resolve()
     data = tarball.read_bytes()
-    command = f"docker import - {shlex.quote(tag)}" if tag else "docker load"
-    nodes = list(clusternet.load(store, name).members)
-    with progress.step(f"Loading {tarball.name} on {len(nodes)} nodes"):
-        with futures.ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-            for j in [pool.submit(node_run, store, n, command, input=data) for n in nodes]:
+    command = f"docker import - {shlex.quote(tag)} >/dev/null" if tag else "docker load >/dev/null"
+    targets = [n for n in (nodes or clusternet.load(store, name).members) if store.exists(n)]
+    with progress.step(f"Loading {tarball.name} on {len(targets)} node(s)"):
+        with futures.ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+            for j in [pool.submit(node_run, store, n, command, input=data) for n in targets]:
                 j.result()
+    if nodes is None:
+        with clusternet.lock(store, name):
+            cluster = clusternet.load(store, name)
+            entry = {"path": str(tarball), "tag": tag or ""}
+            cluster.images = [i for i in cluster.images if i != entry] + [entry]
+            clusternet.save(store, cluster)
+
+
+def _reload_images(store: Store, name: str, nodes: Sequence[str], progress: Progress) -> None:
+    for image in clusternet.load(store, name).images:
+        if Path(image["path"]).is_file():
+            load_image(store, name, Path(image["path"]), progress, tag=image["tag"] or None, nodes=nodes)
+        else:
+            progress.warn(f"{image['path']} is gone: not loaded on {', '.join(nodes)}")
 
 
 def describe(store: Store) -> list[dict[str, Any]]:

@@ -75,6 +75,7 @@ def test_qemu_member_starts_the_switch_and_rm_stops_it(store_root: Path) -> None
     assert result.exit_code == 0, result.output
     assert clusternet.switch_pid(store, "q") is None
     assert not clusternet.cluster_dir(store, "q").exists()
+    assert list((store_root / "swarms").iterdir()) == []  # no lock file left either
 
 
 def test_swarm_column(store_root: Path) -> None:
