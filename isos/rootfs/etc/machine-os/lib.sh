@@ -2,6 +2,20 @@
 DATA_LABEL=machine-os-data
 SEED=$RUN/seed
 
+# One blkid probe of all block devices per boot (each `blkid -L` would probe them all again).
+BLKID=$RUN/blkid.txt
+blkid_scan() { blkid -c /dev/null >$BLKID 2>/dev/null; }
+by_label() { # by_label LABEL... -> first device carrying one of the labels
+	for l in "$@"; do
+		d="$(sed -n "s|^\(/dev/[^:]*\):.* LABEL=\"$l\".*|\1|p" $BLKID | head -n1)"
+		[ -n "$d" ] && {
+			echo "$d"
+			return 0
+		}
+	done
+	return 1
+}
+
 # ---------------------------------------------------------------------------------------------------------------
 # Data disk. Found by label; else a BLANK disk is formatted once. A disk is blank only if all of these hold:
 # whole disk (no partitions), writable, not removable, not a CD/loop/ram/md/dm device, not the boot medium or the
@@ -46,9 +60,10 @@ mount_data_disk() {
 	[ "$spec" = none ] && return 1
 	ROOT_BASE="$(base_disk "$(cat $RUN/root-device 2>/dev/null)")"
 	SEED_BASE=""
-	seed_dev="$(blkid -L cidata 2>/dev/null || blkid -L CIDATA 2>/dev/null)"
+	blkid_scan
+	seed_dev="$(by_label cidata CIDATA)"
 	[ -n "$seed_dev" ] && SEED_BASE="$(base_disk "$seed_dev")"
-	dev="$(blkid -L $DATA_LABEL 2>/dev/null)"
+	dev="$(by_label $DATA_LABEL)"
 	if [ -z "$dev" ]; then
 		cand=""
 		if [ "$spec" != auto ]; then
@@ -94,7 +109,8 @@ DISABLE_ROOT=false
 read_seed() {
 	mkdir -p $SEED $RUN/seed-mnt
 	for f in meta-data user-data network-config; do : >"$SEED/$f"; done
-	dev="$(blkid -L cidata 2>/dev/null || blkid -L CIDATA 2>/dev/null)"
+	[ -s $BLKID ] || blkid_scan
+	dev="$(by_label cidata CIDATA)"
 	if [ -z "$dev" ]; then
 		warn "no NoCloud seed (volume labelled cidata)"
 	elif ! mount -o ro "$dev" $RUN/seed-mnt; then
