@@ -241,6 +241,9 @@ def remove(store: Store, name: str, progress: Progress, *, force: bool = False, 
             driver = driver_for(store, cfg, debug)
             with progress.step(f"Removing {name!r}"):
                 driver.remove()
+            note = getattr(driver, "removal_note", "")
+            if note:
+                progress.info(note)
         except MachineError as e:
             if not force:
                 e.hint = (e.hint + "\n" if e.hint else "") + f"Use 'machine rm -f {name}' to remove it anyway."

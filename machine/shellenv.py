@@ -186,10 +186,12 @@ def with_no_proxy(current: str, ip: str) -> str:
 def set_lines(*, name: str, host: str, cert_path: str | None, no_proxy: tuple[str, str] | None = None,
               windows: bool = False) -> list[Assignment]:
     """The variables `machine env NAME` sets. cert_path None means the engine is reached over SSH:
-    no TLS variables (they are unset, so a previous machine's TLS settings do not linger)."""
-    lines = [Assignment("DOCKER_TLS_VERIFY", "1" if cert_path is not None else None),
+    the TLS variables are set empty (the docker CLI treats empty as unset), so a previous machine's TLS
+    settings do not linger. They are not `unset` lines: `eval $(machine env)` joins all lines into one
+    command line, where an `unset` would swallow the `export`s after it."""
+    lines = [Assignment("DOCKER_TLS_VERIFY", "1" if cert_path is not None else ""),
              Assignment("DOCKER_HOST", host),
-             Assignment("DOCKER_CERT_PATH", cert_path),
+             Assignment("DOCKER_CERT_PATH", cert_path if cert_path is not None else ""),
              Assignment("DOCKER_MACHINE_NAME", name)]
     if windows:
         lines.append(Assignment("COMPOSE_CONVERT_WINDOWS_PATHS", "true"))

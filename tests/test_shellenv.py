@@ -183,11 +183,21 @@ def test_escaping_is_invisible_for_ordinary_values() -> None:
         assert value in shellenv.render(shell, [shellenv.Assignment("X", value)], "")
 
 
-def test_ssh_transport_unsets_tls_variables(machine: Path) -> None:
+def test_ssh_transport_empties_tls_variables(machine: Path) -> None:
     make_ssh(machine)
     out = run("env", "--shell", "bash", "quux")[1]
-    assert out.splitlines()[:4] == ["unset DOCKER_TLS_VERIFY", f'export DOCKER_HOST="{SSH_URL}"',
-                                    "unset DOCKER_CERT_PATH", 'export DOCKER_MACHINE_NAME="quux"']
+    assert out.splitlines()[:4] == ['export DOCKER_TLS_VERIFY=""', f'export DOCKER_HOST="{SSH_URL}"',
+                                    'export DOCKER_CERT_PATH=""', 'export DOCKER_MACHINE_NAME="quux"']
+
+
+def test_ssh_transport_survives_eval_of_joined_lines(machine: Path) -> None:
+    """`eval $(machine env NAME)` joins the lines into one command: every variable must still land."""
+    make_ssh(machine)
+    out = run("env", "--shell", "bash", "quux")[1]
+    script = ('export DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=/old; eval $(cat); '
+              'echo "$DOCKER_HOST|$DOCKER_TLS_VERIFY|$DOCKER_CERT_PATH|$DOCKER_MACHINE_NAME"')
+    res = subprocess.run(["bash", "-c", script], input=out, capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == f"{SSH_URL}|||quux"
 
 
 # -- docker-machine's hint table (commands/env_test.go TestHints) --------------------------------

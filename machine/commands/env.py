@@ -37,6 +37,14 @@ def engine_url_for(app: App, cfg: MachineConfig) -> str:
     if not url:
         raise MachineError(f"Machine {cfg.name!r} has no engine URL yet",
                            f"It may not have finished provisioning: machine provision {cfg.name}")
+    if cfg.driver != "none":
+        from machine import provision
+
+        warning = provision.check_certs(app.store, cfg)  # cheap: no SSH, no crypto
+        if warning:
+            click.echo(f"Warning: {warning}", err=True)
+        if cfg.engine.get("transport") == "ssh":
+            click.echo(provision.ssh_transport_hint(app.store, cfg), err=True)
     return url
 
 

@@ -3,7 +3,6 @@ server certificate against the machine's CA and address (standard library only: 
 
 from __future__ import annotations
 
-import http.client
 import json
 import ssl
 import time
@@ -23,6 +22,8 @@ def context(cert_dir: Path) -> ssl.SSLContext:
 
 def get_version(host: str, port: int, cert_dir: Path, timeout: float = 10.0) -> dict[str, Any]:
     """GET /version over TLS; raises OSError / ssl.SSLError / ValueError on failure."""
+    import http.client  # here, not at the top: env/config only need split_url
+
     conn = http.client.HTTPSConnection(host, port, context=context(cert_dir), timeout=timeout)
     try:
         conn.request("GET", "/version", headers={"Host": "docker"})
