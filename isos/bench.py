@@ -60,11 +60,11 @@ def make_seed(d: Path, pub: str) -> Path:
     return out
 
 
-def boot(image: Path, manifest: dict, d: Path, seed: Path, data: Path, key: Path, verbose: bool) -> dict:
+def boot(image: Path, manifest: dict, d: Path, seed: Path, data: Path, key: Path, verbose: bool, mem: int) -> dict:
     serial = d / "serial.log"
     serial.unlink(missing_ok=True)
     port = free_port()
-    args = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,tb-size=256", "-m", "1024", "-smp", "2",
+    args = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,tb-size=256", "-m", str(mem), "-smp", "2",
             "-nodefaults", "-no-user-config", "-display", "none", "-serial", f"file:{serial}",
             "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"),
             "-append", manifest["cmdline"] + " machine.hostname=bench",
@@ -112,6 +112,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--build", action="store_true", help="time a forced rebuild first (python3 isos/build.py --force)")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--memory", type=int, default=1024, help="guest RAM in MiB (default 1024)")
     args = ap.parse_args()
 
     if args.build:
@@ -140,7 +141,7 @@ def main() -> int:
             data = d / "data.qcow2"
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(data), "4G"], check=True)
             for label in ("first boot (blank data disk)", "later boot (same data disk)"):
-                r = boot(image, manifest, d, seed, data, key, args.verbose)
+                r = boot(image, manifest, d, seed, data, key, args.verbose, args.memory)
                 print(f"run {run + 1} {label}: ssh-ready {r.get('ssh', float('nan')):.1f} s, "
                       f"engine-ready {r.get('engine', float('nan')):.1f} s, guest mem used "
                       f"{r.get('mem_used_mib', '?')} MiB (load {os.getloadavg()[0]:.2f})")  # fmt: skip

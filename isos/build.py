@@ -390,9 +390,23 @@ def main() -> int:
     out.rename(final)
     shutil.rmtree(work)
     _link_latest(cache, rh)
+    _prune(cache, rh)
     log(f"done in {time.monotonic() - t0:.1f}s")
     print(final)
     return 0
+
+
+KEEP_BUILDS = 3
+
+
+def _prune(cache: Path, keep: str) -> None:
+    """Keep the newest KEEP_BUILDS build directories (and `keep`), so a CI cache does not grow without bound."""
+    builds = [p for p in cache.iterdir() if p.is_dir() and not p.is_symlink() and (p / "manifest.json").exists()]
+    builds.sort(key=lambda p: (p / "manifest.json").stat().st_mtime, reverse=True)
+    for old in builds[KEEP_BUILDS:]:
+        if old.name != keep:
+            log(f"pruning old build {old.name}")
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _link_latest(cache: Path, rh: str) -> None:
