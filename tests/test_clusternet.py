@@ -46,15 +46,18 @@ def test_missing_cluster_is_not_found(store_root: Path) -> None:
 @pytest.mark.skipif(not shutil.which("vde_switch"), reason="vde_switch not installed (apt install vde2)")
 def test_switch_starts_once_and_stops(store_root: Path) -> None:
     store = Store(store_root)
-    sock = clusternet.ensure_switch(store, "sw")
-    pid = clusternet.switch_pid(store, "sw")
-    assert pid and (sock / "ctl").exists()
-    assert clusternet.ensure_switch(store, "sw") == sock
-    assert clusternet.switch_pid(store, "sw") == pid  # not started twice
-    clusternet.stop_switch(store, "sw")
-    assert clusternet.switch_pid(store, "sw") is None
-    # gone, or a zombie its parent (PID 1 here: vde_switch daemonizes) has not reaped yet
-    assert not process.pid_alive(pid)
-    state = Path(f"/proc/{pid}/stat")
-    assert not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    assert not (store_root / "swarms" / "sw" / "switch.pid").exists()
+    try:
+        sock = clusternet.ensure_switch(store, "sw")
+        pid = clusternet.switch_pid(store, "sw")
+        assert pid and (sock / "ctl").exists()
+        assert clusternet.ensure_switch(store, "sw") == sock
+        assert clusternet.switch_pid(store, "sw") == pid  # not started twice
+        clusternet.stop_switch(store, "sw")
+        assert clusternet.switch_pid(store, "sw") is None
+        # gone, or a zombie its parent (PID 1 here: vde_switch daemonizes) has not reaped yet
+        assert not process.pid_alive(pid)
+        state = Path(f"/proc/{pid}/stat")
+        assert not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        assert not (store_root / "swarms" / "sw" / "switch.pid").exists()
+    finally:
+        clusternet.stop_switch(store, "sw")

@@ -67,15 +67,17 @@ def test_joining_a_missing_cluster_is_a_usage_error(store_root: Path) -> None:
 @needs_vde
 def test_qemu_member_starts_the_switch_and_rm_stops_it(store_root: Path) -> None:
     store = Store(store_root)
-    m = swarm.plan_member(store, "q", "q-m1", "manager", "qemu")
-    assert m["switch"] == str(clusternet.switch_socket(store, "q"))
-    pid = clusternet.switch_pid(store, "q")
-    assert pid
-    result = CliRunner().invoke(_cli(), ["swarm", "rm", "-y", "q"])
-    assert result.exit_code == 0, result.output
-    assert clusternet.switch_pid(store, "q") is None
-    assert not clusternet.cluster_dir(store, "q").exists()
-    assert list((store_root / "swarms").iterdir()) == []  # no lock file left either
+    try:
+        m = swarm.plan_member(store, "q", "q-m1", "manager", "qemu")
+        assert m["switch"] == str(clusternet.switch_socket(store, "q"))
+        assert clusternet.switch_pid(store, "q")
+        result = CliRunner().invoke(_cli(), ["swarm", "rm", "-y", "q"])
+        assert result.exit_code == 0, result.output
+        assert clusternet.switch_pid(store, "q") is None
+        assert not clusternet.cluster_dir(store, "q").exists()
+        assert list((store_root / "swarms").iterdir()) == []  # no lock file left either
+    finally:
+        clusternet.stop_switch(store, "q")  # never leave a switch behind, even when an assertion failed
 
 
 def test_swarm_column(store_root: Path) -> None:
