@@ -212,17 +212,20 @@ class _Swarming:
                 errors = [j.exception() for j in jobs if j.exception()]
             if errors:
                 raise errors[0]  # type: ignore[misc]
-        with self.progress.step("Labelling nodes"):
-            _label(self.store, self.lead, self.cluster, {req.name: role for req, role in nodes})
         _mark_joined(self.store, self.cluster, [req.name for req, _ in nodes])
 
 
 def _plan(store: Store, cluster: str, nodes: list[tuple[str, str]],
           make_request: Callable[[str], Any]) -> list[tuple[Any, str]]:
+    """Reserve every member's address before any machine is made. Nodes carry their cluster and role as
+    engine labels (daemon.json, from the seed): placement constraints can use `engine.labels.machine.role`
+    and no `docker node update` round trip is needed."""
     planned = []
     for node, role in nodes:
         req = make_request(node)
         req.swarm = plan_member(store, cluster, node, role, req.driver)
+        own = [x for x in req.engine.get("labels") or [] if not x.startswith(("machine.cluster=", "machine.role="))]
+        req.engine["labels"] = [*own, f"machine.cluster={cluster}", f"machine.role={role}"]
         planned.append((req, role))
     return planned
 

@@ -113,3 +113,17 @@ def _cli():  # noqa: ANN202
     from machine.cli import cli
 
     return cli
+
+
+def test_plan_gives_nodes_engine_labels_and_keeps_the_users(store_root: Path) -> None:
+    from machine.commands.create import parse_request
+
+    store = Store(store_root)
+    planned = swarm._plan(store, "c", [("c-m1", "manager"), ("c-w1", "worker")],
+                          lambda node: parse_request(node, ["-d", "none", "--url", "tcp://127.0.0.1:2376",
+                                                            "--engine-label", "team=a"]))
+    (m, m_role), (w, w_role) = planned
+    assert (m_role, w_role) == ("manager", "worker")
+    assert m.engine["labels"] == ["team=a", "machine.cluster=c", "machine.role=manager"]
+    assert w.engine["labels"] == ["team=a", "machine.cluster=c", "machine.role=worker"]
+    assert m.swarm["address"] != w.swarm["address"] and m.swarm["cluster"] == "c"

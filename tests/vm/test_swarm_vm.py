@@ -136,6 +136,8 @@ def test_swarm_service_overlay_scale_rm(store_root: Path, tmp_path: Path) -> Non
         assert sorted(nodes) == sorted([f"{lead} Ready Leader", f"{w1} Ready ", f"{w2} Ready "]), nodes
         advertised = docker(m_env, "node", "inspect", w2, "--format", "{{.Status.Addr}}").strip()
         assert advertised == f"{subnet}.12", advertised
+        labels = json.loads(docker(m_env, "node", "inspect", w2, "--format", "{{json .Description.Engine.Labels}}"))
+        assert labels["machine.cluster"] == cluster and labels["machine.role"] == "worker", labels
 
         # -- an image without a registry, and a 3-replica service on an overlay network
         ok(machine("swarm", "load", cluster, str(rootfs_tar(tmp_path / "rootfs.tar")), "--tag", "bb:1"))
