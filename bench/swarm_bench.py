@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Benchmark a Swarm from nothing to a running service: `machine swarm create` (1 manager + 2 workers, qemu,
-1 vCPU / 512 MiB each) -> `machine swarm load` of a busybox rootfs -> overlay network + 3-replica service ->
-3/3 tasks running. Then `machine swarm rm`.
+"""Benchmark a Swarm from nothing to a running service: `machine swarm create` (1 manager + 2 workers,
+qemu, 1 vCPU / 512 MiB each) -> `machine swarm load` of a busybox rootfs (with --preload: `swarm create
+--load` instead, loading while the nodes come up) -> overlay network + 3-replica service -> 3/3 running.
+Then `machine swarm rm`.
 
-    python3 bench/swarm_bench.py [--workers 2] [--cpus 1] [--memory 512] [--runs 1] [--keep-store DIR]
+    python3 bench/swarm_bench.py [--preload] [--workers 2] [--cpus 1] [--memory 512] [--runs 1]
 
 Runs `machine` as a subprocess in an isolated store (a temp dir unless --keep-store), so the figures are what
 a user waits for. Per-node create/join times come from `swarm create`'s progress lines. Prints a table
@@ -80,10 +81,13 @@ def one_run(args: argparse.Namespace, store: Path, work: Path) -> dict:
     env.pop("DOCKER_HOST", None)
     cluster = "bench"
     replicas = 1 + args.workers
-    result: dict = {"nodes": replicas, "cpus": args.cpus, "memory_mib": args.memory}
+    result: dict = {"nodes": replicas, "cpus": args.cpus, "memory_mib": args.memory,
+                    "image": "swarm create --load" if args.preload else "swarm load after create"}
     t0 = time.monotonic()
     try:
-        res = machine(["swarm", "create", cluster, "--managers", "1", "--workers", str(args.workers),
+        tarball = rootfs_tar(work / "rootfs.tar")
+        preload = ["--load", f"{tarball}=bb:1"] if args.preload else []
+        res = machine(["swarm", "create", cluster, "--managers", "1", "--workers", str(args.workers), *preload,
                        "-d", "qemu", "--qemu-cpus", str(args.cpus), "--qemu-memory", str(args.memory)], env)
         result["swarm_create_s"] = round(time.monotonic() - t0, 1)
         progress = res.stdout + res.stderr
@@ -92,7 +96,8 @@ def one_run(args: argparse.Namespace, store: Path, work: Path) -> dict:
         result["node_in_swarm_s"] = {m.group(1) or m.group(2): float(m.group(3)) for m in re.finditer(
             r"(?:Swarm initialised on '([^']+)'|'([^']+)' joined as \w+) \((\d+\.\d)s\)", progress)}
         t = time.monotonic()
-        machine(["swarm", "load", cluster, str(rootfs_tar(work / "rootfs.tar")), "--tag", "bb:1"], env)
+        if not args.preload:
+            machine(["swarm", "load", cluster, str(tarball), "--tag", "bb:1"], env)
         result["load_s"] = round(time.monotonic() - t, 1)
         t = time.monotonic()
         denv = docker_env(f"{cluster}-m1", env)
@@ -127,6 +132,8 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=1)
     ap.add_argument("--memory", type=int, default=512)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--preload", action="store_true",
+                    help="load the image during the create (swarm create --load) instead of swarm load after it")
     ap.add_argument("--keep-store", type=Path, help="use this store dir (kept) instead of a temp dir")
     args = ap.parse_args()
     for tool in ("qemu-system-x86_64", "vde_switch", "docker"):

@@ -231,8 +231,12 @@ def _plan(store: Store, cluster: str, nodes: list[tuple[str, str]],
 
 
 def create_cluster(store: Store, name: str, managers: int, workers: int, make_request: Callable[[str], Any],
-                   progress: Progress, debug: bool = False) -> list[str]:
-    """Create a cluster of `managers` + `workers` machines named NAME-mN / NAME-wN, in parallel."""
+                   progress: Progress, debug: bool = False, images: Sequence[tuple[Path, str]] = ()) -> list[str]:
+    """Create a cluster of `managers` + `workers` machines named NAME-mN / NAME-wN, in parallel. `images`
+    (tarball, tag or "") are loaded on each node as soon as it is up, before it joins (like `load_image`)."""
+    for tarball, _ in images:
+        if not Path(tarball).is_file():
+            raise UsageError(f"Image tarball {tarball} not found", "Give the path of a docker save or rootfs tarball.")
     validate_name(name)
     if managers < 1:
         raise UsageError("A swarm needs at least one manager", "Use --managers 1 or more.")
@@ -247,7 +251,11 @@ def create_cluster(store: Store, name: str, managers: int, workers: int, make_re
     made: list[str] = []
     try:
         planned = _plan(store, name, nodes, make_request)
-        _Swarming(store, name, progress, debug, made).run(planned, f"Creating {len(nodes)} machines in parallel")
+        if images:
+            _remember_images(store, name, [(Path(t).resolve(), tag) for t, tag in images])
+        swarming = _Swarming(store, name, progress, debug, made)
+        swarming.reload_images = bool(images)
+        swarming.run(planned, f"Creating {len(nodes)} machines in parallel")
     except BaseException:
         progress.info(f"Swarm create failed; removing the machines of {name!r}")
         remove_cluster(store, name, progress, debug=debug)
@@ -372,11 +380,16 @@ def load_image(store: Store, name: str, tarball: Path, progress: Progress, tag: 
             for j in [pool.submit(node_run, store, n, command, input=data) for n in targets]:
                 j.result()
     if nodes is None:
-        with clusternet.lock(store, name):
-            cluster = clusternet.load(store, name)
-            entry = {"path": str(tarball), "tag": tag or ""}
+        _remember_images(store, name, [(tarball, tag or "")])
+
+
+def _remember_images(store: Store, name: str, images: Sequence[tuple[Path, str]]) -> None:
+    with clusternet.lock(store, name):
+        cluster = clusternet.load(store, name)
+        for tarball, tag in images:
+            entry = {"path": str(tarball), "tag": tag}
             cluster.images = [i for i in cluster.images if i != entry] + [entry]
-            clusternet.save(store, cluster)
+        clusternet.save(store, cluster)
 
 
 def _reload_images(store: Store, name: str, nodes: Sequence[str], progress: Progress) -> None:

@@ -127,3 +127,13 @@ def test_plan_gives_nodes_engine_labels_and_keeps_the_users(store_root: Path) ->
     assert m.engine["labels"] == ["team=a", "machine.cluster=c", "machine.role=manager"]
     assert w.engine["labels"] == ["team=a", "machine.cluster=c", "machine.role=worker"]
     assert m.swarm["address"] != w.swarm["address"] and m.swarm["cluster"] == "c"
+
+
+def test_swarm_create_refuses_a_missing_load_tarball_before_making_anything(store_root: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["swarm", "create", "c", "--workers", "1", "--load", "/nonexistent/rootfs.tar=bb:1", "-d", "none",
+              "--url", "tcp://127.0.0.1:2376"])
+    assert exit_.value.code == 2
+    assert "Image tarball /nonexistent/rootfs.tar not found" in capsys.readouterr().err
+    assert clusternet.names(Store(store_root)) == [] and not Store(store_root).names()

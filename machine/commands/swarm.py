@@ -27,16 +27,21 @@ def swarm() -> None:
 @click.argument("cluster")
 @click.option("--managers", type=click.IntRange(1, 7), default=1, show_default=True)
 @click.option("--workers", type=click.IntRange(0, 50), default=2, show_default=True)
+@click.option("--load", "loads", multiple=True, metavar="TARBALL[=TAG]",
+              help="Load an image on every node as it comes up (repeatable): a `docker save` archive, or with "
+                   "=TAG a root filesystem tarball imported as TAG. Like `swarm load`, without waiting for it.")
 @click.argument("create_args", nargs=-1, type=click.UNPROCESSED)
 @pass_app
-def create(app: App, cluster: str, managers: int, workers: int, create_args: tuple[str, ...]) -> None:
+def create(app: App, cluster: str, managers: int, workers: int, loads: tuple[str, ...],
+           create_args: tuple[str, ...]) -> None:
     """Create CLUSTER: machines CLUSTER-m1.. and CLUSTER-w1.. in parallel, joined into one swarm.
 
     Options after the counts are `machine create` options, e.g. `-d qemu --qemu-memory 512`."""
     from machine import swarm as sw
 
+    images = [(Path(path), tag) for path, _, tag in (spec.partition("=") for spec in loads)]
     sw.create_cluster(app.store, cluster, managers, workers, _requests(create_args),
-                      app.progress, app.debug)
+                      app.progress, app.debug, images=images)
     lead = f"{cluster}-m1"
     click.echo(f"Swarm {cluster!r} is ready. Point your docker client at its manager: machine use {lead}")
 
