@@ -181,14 +181,15 @@ class _Swarming:
             self.made.append(name)
             self.progress.info(f"Created {role} {name!r} ({time.monotonic() - started:.1f}s)")
             address = req.swarm["address"]
-            if initialise:
+            if initialise:  # first: the others wait for it
                 self.tokens = _init(self.store, name, address)
                 self.lead, self.lead_address = name, address
                 self.progress.info(f"Swarm initialised on {name!r} ({time.monotonic() - started:.1f}s)")
                 self.ready.set()
-                return
-            if self.reload_images:
+            if self.reload_images:  # before a node joins: no task lands on it without its images
                 _reload_images(self.store, self.cluster, [name], self.progress)
+            if initialise:
+                return
             deadline = time.monotonic() + JOIN_WAIT
             while not self.ready.wait(0.2):
                 if self.failed.is_set() or time.monotonic() > deadline:

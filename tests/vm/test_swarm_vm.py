@@ -1,6 +1,7 @@
 """A real Swarm: `machine swarm create` of 3 qemu TCG VMs (1 vCPU, 512 MiB) on a VDE cluster switch, an image
 loaded with `swarm load` (no registry), a 3-replica service spread over the 3 nodes, its VIP queried over an
-overlay network from a worker, `swarm scale --workers 1` draining a worker, and `swarm rm` leaving nothing.
+overlay network from a worker, `swarm scale --workers 1` draining a worker, `machine create --swarm-join` adding a
+machine to the cluster, and `swarm rm` leaving nothing.
 
 Skips when qemu, vde_switch, the docker CLI, busybox-static or the built machine OS is missing. Takes 5-10
 minutes on 2 cores; run it alone (the VMs need the CPU).
@@ -170,6 +171,15 @@ def test_swarm_service_overlay_scale_rm(store_root: Path, tmp_path: Path) -> Non
         assert w2 not in placed and set(placed) <= {lead, w1}, placed
         assert w2 not in ok(machine("ls", "-q")).split()
         assert not our_processes(str(store_root / "machines" / w2))
+
+        # -- `machine create --swarm-join`: a machine made on its own joins the existing cluster
+        extra = f"{cluster}-x"
+        ok(machine("create", *CREATE, "--swarm-join", cluster, extra, timeout=900))
+        nodes = docker(m_env, "node", "ls", "--format", "{{.Hostname}} {{.Status}}").splitlines()
+        assert f"{extra} Ready" in nodes, nodes
+        labels = json.loads(docker(m_env, "node", "inspect", extra, "--format", "{{json .Spec.Labels}}"))
+        assert labels == {"machine.cluster": cluster, "machine.role": "worker", "machine.name": extra}, labels
+        assert docker(m_env, "node", "inspect", extra, "--format", "{{.Status.Addr}}").strip() == f"{subnet}.12"
     finally:
         res = machine("swarm", "rm", "-y", "-f", cluster, timeout=300)
     ok(res)
