@@ -68,8 +68,9 @@ def plan_member(store: Store, cluster_name: str, machine: str, role: str, driver
                                  f"Create it first: machine swarm create {cluster_name}, or machine create "
                                  f"--swarm-manager {cluster_name} NAME") from None
             cluster = clusternet.new_cluster(store, cluster_name, driver)
-        if machine in cluster.members:
+        if machine in cluster.members and store.exists(machine):
             raise UsageError(f"Machine {machine!r} is already in cluster {cluster_name!r}", "Pick another name.")
+        cluster.members.pop(machine, None)  # a member removed with `machine rm` may come back
         address = cluster.next_address()
         cluster.members[machine] = {"role": role, "address": address, "joined": False}
         clusternet.save(store, cluster)

@@ -52,6 +52,9 @@ def test_plan_member_allocates_addresses_and_records_roles(store_root: Path) -> 
     assert m["prefix"] == 24 and m["mac"] == clusternet.mac_for("c-m1") and m["switch"] == ""
     cluster = clusternet.load(store, "c")
     assert cluster.managers() == ["c-m1"] and cluster.workers() == ["c-w1"]
+    swarm.plan_member(store, "c", "c-w1", "worker", "none")  # no such machine (yet, or `machine rm`ed): planned again
+    assert clusternet.load(store, "c").members["c-w1"]["address"] == w["address"]
+    store.save(MachineConfig(name="c-w1", driver="none"))
     with pytest.raises(UsageError, match="already in cluster"):
         swarm.plan_member(store, "c", "c-w1", "worker", "none")
     swarm.forget_member(store, "c", "c-w1")
