@@ -34,6 +34,9 @@ from machine.progress import Progress
 from machine.store import Store
 
 SWARM_PORT = 2377
+# drivers that plug a node's second NIC into the cluster network (ctx.cluster_nic); others would boot nodes
+# whose advertise address exists nowhere
+CLUSTER_DRIVERS = ("qemu",)
 JOIN_WAIT = 600.0  # how long a node that is up waits for the first manager to initialise the swarm
 
 
@@ -59,6 +62,9 @@ def plan_member(store: Store, cluster_name: str, machine: str, role: str, driver
     """Reserve an address on the cluster network for `machine` (creating the cluster record and
     starting its switch if needed); returns what goes into the machine's `swarm` config."""
     validate_name(cluster_name)
+    if driver not in CLUSTER_DRIVERS:
+        raise UsageError(f"Swarm nodes cannot use the {driver!r} driver yet: it has no cluster network",
+                         f"Use a driver that has one: {', '.join(CLUSTER_DRIVERS)} (see docs/swarm.md).")
     with clusternet.lock(store, cluster_name):
         try:
             cluster = clusternet.load(store, cluster_name)

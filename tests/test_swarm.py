@@ -18,6 +18,13 @@ from machine.listing import swarm_column
 from machine.provision.seeding import cluster_network, prepare
 from machine.store import MachineConfig, Store
 
+
+@pytest.fixture
+def none_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plan members on the `none` driver (no VM, no switch) as if it had a cluster network."""
+    monkeypatch.setattr(swarm, "CLUSTER_DRIVERS", ("qemu", "none"))
+
+
 needs_vde = pytest.mark.skipif(not shutil.which("vde_switch"), reason="vde_switch not installed (apt install vde2)")
 
 
@@ -43,7 +50,7 @@ def test_no_network_config_outside_a_cluster(store_root: Path, seedy: None) -> N
     assert cluster_network(MachineConfig(name="x", driver="d", swarm={"cluster": "c", "role": "worker"})) is None
 
 
-def test_plan_member_allocates_addresses_and_records_roles(store_root: Path) -> None:
+def test_plan_member_allocates_addresses_and_records_roles(store_root: Path, none_nodes: None) -> None:
     store = Store(store_root)
     m = swarm.plan_member(store, "c", "c-m1", "manager", "none")
     w = swarm.plan_member(store, "c", "c-w1", "worker", "none")
@@ -61,7 +68,7 @@ def test_plan_member_allocates_addresses_and_records_roles(store_root: Path) -> 
     assert clusternet.load(store, "c").workers() == []
 
 
-def test_joining_a_missing_cluster_is_a_usage_error(store_root: Path) -> None:
+def test_joining_a_missing_cluster_is_a_usage_error(store_root: Path, none_nodes: None) -> None:
     with pytest.raises(UsageError, match="does not exist"):
         swarm.plan_member(Store(store_root), "nope", "n1", "worker", "none")
     assert clusternet.names(Store(store_root)) == []
@@ -90,7 +97,8 @@ def test_swarm_column(store_root: Path) -> None:
     assert swarm_column(MachineConfig(name="a", driver="none", swarm={"cluster": "c", "role": "worker"})) == "c"
 
 
-def test_swarm_ls_json_and_missing_cluster_rm(store_root: Path, capsys: pytest.CaptureFixture) -> None:
+def test_swarm_ls_json_and_missing_cluster_rm(store_root: Path, capsys: pytest.CaptureFixture,
+                                              none_nodes: None) -> None:
     store = Store(store_root)
     swarm.plan_member(store, "c", "c-m1", "manager", "none")
     runner = CliRunner()
@@ -118,7 +126,7 @@ def _cli():  # noqa: ANN202
     return cli
 
 
-def test_plan_gives_nodes_engine_labels_and_keeps_the_users(store_root: Path) -> None:
+def test_plan_gives_nodes_engine_labels_and_keeps_the_users(store_root: Path, none_nodes: None) -> None:
     from machine.commands.create import parse_request
 
     store = Store(store_root)
@@ -140,3 +148,9 @@ def test_swarm_create_refuses_a_missing_load_tarball_before_making_anything(stor
     assert exit_.value.code == 2
     assert "Image tarball /nonexistent/rootfs.tar not found" in capsys.readouterr().err
     assert clusternet.names(Store(store_root)) == [] and not Store(store_root).names()
+
+
+def test_drivers_without_a_cluster_network_are_refused(store_root: Path) -> None:
+    with pytest.raises(UsageError, match="cannot use the 'none' driver"):
+        swarm.plan_member(Store(store_root), "c", "c-m1", "manager", "none")
+    assert clusternet.names(Store(store_root)) == []
