@@ -74,9 +74,11 @@ def test_create_docker_regenerate_rm(store_root: Path, tmp_path: Path) -> None:
     env = dict(os.environ)
     name = f"pv-{uuid.uuid4().hex[:6]}"
     try:
-        res = machine("create", "-d", "qemu", name, env=env, timeout=900)
+        res = machine("create", "-d", "qemu", "--engine-env", "HTTP_PROXY=http://proxy.invalid:3128", name,
+                      env=env, timeout=900)
         assert res.returncode == 0, res.stdout + res.stderr
         assert "Docker is up and running!" in res.stderr
+        assert "does not read /etc/docker/engine.env" not in res.stderr
         for step in ("Preparing keys, certificates and seed... done", "Waiting for the Docker engine... done"):
             assert step in res.stderr
         cfg = json.loads((store_root / "machines" / name / "config.json").read_text())
@@ -85,6 +87,8 @@ def test_create_docker_regenerate_rm(store_root: Path, tmp_path: Path) -> None:
         denv = docker_env(name, env)
         ver = docker("version", "--format", "{{.Server.Version}}", env=denv)
         assert ver.returncode == 0 and ver.stdout.strip(), ver.stderr
+        proxy = docker("info", "--format", "{{.HTTPProxy}}", env=denv)
+        assert proxy.stdout.strip() == "http://proxy.invalid:3128", proxy.stderr  # --engine-env reached dockerd
         # without the client certificate the engine refuses (tlsverify)
         bare = {k: v for k, v in denv.items() if k not in ("DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")}
         bare["DOCKER_CONFIG"] = str(tmp_path / "empty-docker-config")
