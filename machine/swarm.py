@@ -19,6 +19,7 @@ others join the moment they are up and the manager is initialised. Removing a wo
 from __future__ import annotations
 
 import concurrent.futures as futures
+import re
 import shlex
 import shutil
 import threading
@@ -107,27 +108,37 @@ def _mark_joined(store: Store, cluster_name: str, nodes: Sequence[str]) -> None:
 
 # -- init, join, label (each one SSH round trip; idempotent) --------------------------------------
 
-_ACTIVE = "[ \"$(docker info --format '{{.Swarm.LocalNodeState}}')\" = active ]"
+_TOKEN = re.compile(r"SWMTKN-[0-9A-Za-z-]+")
+# every docker CLI start costs about a second of guest CPU under TCG: no `docker info` checks first; a node that
+# is already in a swarm (a retried command) is recognised from the error message instead
+_ALREADY = "already part of a swarm"
 
 
-def _init(store: Store, manager: str, address: str) -> dict[str, str]:
-    """`docker swarm init` on `manager` unless it is in a swarm; returns the join tokens by role."""
-    out = node_run(store, manager, f"{_ACTIVE} || docker swarm init --advertise-addr {address} "
-                                   f"--listen-addr {address}:{SWARM_PORT} >/dev/null && "
-                                   "docker swarm join-token -q worker && docker swarm join-token -q manager")
-    worker, manager_token = out.split()[-2:]
-    return {"worker": worker, "manager": manager_token}
+def _init(store: Store, manager: str, address: str) -> str:
+    """`docker swarm init` on `manager` (unless it is in a swarm already); returns the worker join token."""
+    out = node_run(store, manager, f"out=$(docker swarm init --advertise-addr {address} --listen-addr "
+                                   f"{address}:{SWARM_PORT} 2>&1) && echo \"$out\" || case \"$out\" in "
+                                   f"*'{_ALREADY}'*) docker swarm join-token -q worker ;; "
+                                   "*) echo \"$out\" >&2; exit 1 ;; esac")
+    tokens = _TOKEN.findall(out)
+    if not tokens:
+        raise MachineError(f"docker swarm init on {manager!r} printed no join token", out.strip()[-300:])
+    return tokens[0]
 
 
-def _tokens(store: Store, manager: str) -> dict[str, str]:
-    out = node_run(store, manager, "docker swarm join-token -q worker && docker swarm join-token -q manager")
-    worker, manager_token = out.split()[-2:]
-    return {"worker": worker, "manager": manager_token}
+def _token(store: Store, manager: str, role: str) -> str:
+    out = node_run(store, manager, f"docker swarm join-token -q {role}")
+    tokens = _TOKEN.findall(out)
+    if not tokens:
+        raise MachineError(f"No {role} join token from {manager!r}", out.strip()[-300:])
+    return tokens[0]
 
 
 def _join(store: Store, node: str, token: str, address: str, manager_address: str) -> None:
-    node_run(store, node, f"{_ACTIVE} || docker swarm join --token {shlex.quote(token)} --advertise-addr {address} "
-                          f"--listen-addr {address}:{SWARM_PORT} {manager_address}:{SWARM_PORT}", secrets=[token])
+    node_run(store, node, f"out=$(docker swarm join --token {shlex.quote(token)} --advertise-addr {address} "
+                          f"--listen-addr {address}:{SWARM_PORT} {manager_address}:{SWARM_PORT} 2>&1) || "
+                          f"case \"$out\" in *'{_ALREADY}'*) ;; *) echo \"$out\" >&2; exit 1 ;; esac",
+             secrets=[token])
 
 
 def _label(store: Store, manager: str, cluster: str, nodes: dict[str, str]) -> None:
@@ -151,7 +162,7 @@ def join_on_create(store: Store, cfg: Any, progress: Progress) -> None:
             _init(store, cfg.name, member["address"])
             lead = cfg.name
         else:
-            token = _tokens(store, lead)[member["role"]]
+            token = _token(store, lead, member["role"])
             _join(store, cfg.name, token, member["address"], cluster.members[lead]["address"])
         _label(store, lead, cluster.name, {cfg.name: member["role"]})
         _mark_joined(store, cluster.name, [cfg.name])
@@ -176,7 +187,7 @@ class _Swarming:
     def use_existing(self, lead: str) -> None:
         self.lead = lead
         self.lead_address = clusternet.load(self.store, self.cluster).members[lead]["address"]
-        self.tokens = _tokens(self.store, lead)
+        self.tokens = {"worker": _token(self.store, lead, "worker")}
         self.reload_images = True
         self.ready.set()
 
@@ -189,7 +200,7 @@ class _Swarming:
             self.progress.info(f"Created {role} {name!r} ({time.monotonic() - started:.1f}s)")
             address = req.swarm["address"]
             if initialise:  # first: the others wait for it
-                self.tokens = _init(self.store, name, address)
+                self.tokens = {"worker": _init(self.store, name, address)}
                 self.lead, self.lead_address = name, address
                 self.progress.info(f"Swarm initialised on {name!r} ({time.monotonic() - started:.1f}s)")
                 self.ready.set()
@@ -202,7 +213,9 @@ class _Swarming:
                 if self.failed.is_set() or time.monotonic() > deadline:
                     return
             if role == "manager":
-                with self.manager_joins:
+                with self.manager_joins:  # raft: one manager joins at a time; its token only when one is needed
+                    if "manager" not in self.tokens:
+                        self.tokens["manager"] = _token(self.store, self.lead, "manager")
                     _join(self.store, name, self.tokens["manager"], address, self.lead_address)
             else:
                 _join(self.store, name, self.tokens["worker"], address, self.lead_address)

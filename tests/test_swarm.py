@@ -13,7 +13,7 @@ from test_provision import _ctx, read_seed, seedy  # noqa: F401 - seedy is a fix
 
 from machine import clusternet, swarm
 from machine.cli import main
-from machine.errors import UsageError
+from machine.errors import MachineError, UsageError
 from machine.listing import swarm_column
 from machine.provision.seeding import cluster_network, prepare
 from machine.store import MachineConfig, Store
@@ -154,3 +154,68 @@ def test_drivers_without_a_cluster_network_are_refused(store_root: Path) -> None
     with pytest.raises(UsageError, match="cannot use the 'none' driver"):
         swarm.plan_member(Store(store_root), "c", "c-m1", "manager", "none")
     assert clusternet.names(Store(store_root)) == []
+
+
+FAKE_DOCKER = r"""#!/bin/sh
+# a docker CLI stand-in: swarm init/join succeed once, then say the node is in a swarm already
+echo "$*" >>"$STATE/calls"
+already() { echo "Error response from daemon: This node is already part of a swarm." >&2; exit 1; }
+case "$1 $2" in
+"swarm init")
+    [ -e "$STATE/active" ] && already
+    touch "$STATE/active"
+    echo "Swarm initialized: current node (abc) is now a manager."
+    echo "    docker swarm join --token SWMTKN-1-worker0token 10.77.1.10:2377"
+    ;;
+"swarm join-token") echo "SWMTKN-1-$4token" ;;
+"swarm join")
+    [ -e "$STATE/active" ] && already
+    case "$*" in *--token*bad*) echo "Error response from daemon: invalid join token" >&2; exit 1 ;; esac
+    touch "$STATE/active"; echo "This node joined a swarm as a worker."
+    ;;
+esac
+"""
+
+
+@pytest.fixture
+def local_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """node_run runs its shell command here, with a fake docker on PATH (state per node in tmp_path/NODE)."""
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+
+    def node_run(store, name, command, *, input=None, check=True, timeout=120.0, secrets=()):  # noqa: ANN001, ANN202
+        state = tmp_path / name
+        state.mkdir(exist_ok=True)
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STATE": str(state)}
+        res = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env, timeout=10)
+        if check and res.returncode:
+            raise MachineError(f"failed on {name}: {res.stderr.strip()}")
+        return res.stdout
+
+    monkeypatch.setattr(swarm, "node_run", node_run)
+    return tmp_path
+
+
+def test_init_returns_the_worker_token_and_is_idempotent(store_root: Path, local_nodes: Path) -> None:
+    store = Store(store_root)
+    assert swarm._init(store, "m1", "10.77.1.10") == "SWMTKN-1-worker0token"
+    assert swarm._init(store, "m1", "10.77.1.10") == "SWMTKN-1-workertoken"  # already a manager: asks for it
+    calls = (local_nodes / "m1" / "calls").read_text().splitlines()
+    assert calls[0] == "swarm init --advertise-addr 10.77.1.10 --listen-addr 10.77.1.10:2377"
+    assert calls[-1] == "swarm join-token -q worker"
+    assert swarm._token(store, "m1", "manager") == "SWMTKN-1-managertoken"
+
+
+def test_join_is_idempotent_and_reports_real_errors(store_root: Path, local_nodes: Path) -> None:
+    store = Store(store_root)
+    swarm._join(store, "w1", "SWMTKN-1-x", "10.77.1.11", "10.77.1.10")
+    swarm._join(store, "w1", "SWMTKN-1-x", "10.77.1.11", "10.77.1.10")  # already in: fine
+    assert (local_nodes / "w1" / "calls").read_text().splitlines()[0] == \
+        "swarm join --token SWMTKN-1-x --advertise-addr 10.77.1.11 --listen-addr 10.77.1.11:2377 10.77.1.10:2377"
+    with pytest.raises(MachineError, match="invalid join token"):
+        swarm._join(store, "w2", "SWMTKN-1-bad", "10.77.1.12", "10.77.1.10")
