@@ -18,17 +18,22 @@ import json
 import os
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from machine import process
 from machine.atomicfile import ensure_dir, write_atomic
-from machine.errors import ConfigError, HostNotUsable, NotFound
+from machine.errors import ConfigError, HostNotUsable, NotFound, UsageError
 from machine.filelock import FileLock
 from machine.names import validate_name
 from machine.store import Store
 
 BASE_NET = ipaddress.ip_network("10.77.0.0/16")
+# drivers that plug a node's second NIC into the cluster network (ctx.cluster_nic); others would boot nodes
+# whose advertise address exists nowhere
+CLUSTER_DRIVERS = ("qemu",)
 
 
 @dataclass
@@ -106,6 +111,57 @@ def mac_for(machine: str) -> str:
     """A stable, locally administered MAC for a machine's cluster NIC."""
     digest = hashlib.sha256(machine.encode()).digest()
     return "52:54:01:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+# -- membership planning ------------------------------------------------------------------------
+
+
+def plan_member(store: Store, cluster_name: str, machine: str, role: str, driver: str) -> dict[str, Any]:
+    """Reserve an address on the cluster network for `machine` (creating the cluster record and
+    starting its switch if needed); returns what goes into the machine's `swarm` config."""
+    validate_name(cluster_name)
+    if driver not in CLUSTER_DRIVERS:
+        raise UsageError(f"Swarm nodes cannot use the {driver!r} driver yet: it has no cluster network",
+                         f"Use a driver that has one: {', '.join(CLUSTER_DRIVERS)} (see docs/swarm.md).")
+    with lock(store, cluster_name):
+        try:
+            cluster = load(store, cluster_name)
+        except NotFound:
+            if role != "manager":
+                raise UsageError(f"Swarm cluster {cluster_name!r} does not exist",
+                                 f"Create it first: machine swarm create {cluster_name}, or machine create "
+                                 f"--swarm-manager {cluster_name} NAME") from None
+            cluster = new_cluster(store, cluster_name, driver)
+        if machine in cluster.members and store.exists(machine):
+            raise UsageError(f"Machine {machine!r} is already in cluster {cluster_name!r}", "Pick another name.")
+        cluster.members.pop(machine, None)  # a member removed with `machine rm` may come back
+        address = cluster.next_address()
+        cluster.members[machine] = {"role": role, "address": address, "joined": False}
+        save(store, cluster)
+    switch = ensure_switch(store, cluster_name) if driver == "qemu" else None
+    return {"cluster": cluster_name, "role": role, "address": address,
+            "prefix": cluster.network.prefixlen, "mac": mac_for(machine),
+            "switch": str(switch) if switch else ""}
+
+
+def forget_member(store: Store, cluster_name: str, machine: str) -> None:
+    """Drop `machine` from the cluster record (its address becomes free)."""
+    with lock(store, cluster_name):
+        try:
+            cluster = load(store, cluster_name)
+        except NotFound:
+            return
+        cluster.members.pop(machine, None)
+        save(store, cluster)
+
+
+def mark_joined(store: Store, cluster_name: str, nodes: Sequence[str]) -> None:
+    with lock(store, cluster_name):
+        cluster = load(store, cluster_name)
+        for n in nodes:
+            if n in cluster.members:
+                cluster.members[n]["joined"] = True
+        save(store, cluster)
 
 
 # -- the switch process -------------------------------------------------------------------------

@@ -29,15 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from machine import clusternet, orchestrator
+from machine.clusternet import forget_member, plan_member  # the membership records (create.py uses them)
 from machine.errors import MachineError, UsageError
 from machine.names import validate_name
 from machine.progress import Progress
 from machine.store import Store
 
 SWARM_PORT = 2377
-# drivers that plug a node's second NIC into the cluster network (ctx.cluster_nic); others would boot nodes
-# whose advertise address exists nowhere
-CLUSTER_DRIVERS = ("qemu",)
 JOIN_WAIT = 600.0  # how long a node that is up waits for the first manager to initialise the swarm
 
 
@@ -54,56 +52,6 @@ def node_run(store: Store, name: str, command: str, *, input: bytes | None = Non
     with open_session(store, cfg, driver, timeout=timeout) as session:
         res = session.run(command, check=check, input=input, timeout=max(timeout, 300.0), secrets=secrets)
     return res.stdout
-
-
-# -- membership planning ------------------------------------------------------------------------
-
-
-def plan_member(store: Store, cluster_name: str, machine: str, role: str, driver: str) -> dict[str, Any]:
-    """Reserve an address on the cluster network for `machine` (creating the cluster record and
-    starting its switch if needed); returns what goes into the machine's `swarm` config."""
-    validate_name(cluster_name)
-    if driver not in CLUSTER_DRIVERS:
-        raise UsageError(f"Swarm nodes cannot use the {driver!r} driver yet: it has no cluster network",
-                         f"Use a driver that has one: {', '.join(CLUSTER_DRIVERS)} (see docs/swarm.md).")
-    with clusternet.lock(store, cluster_name):
-        try:
-            cluster = clusternet.load(store, cluster_name)
-        except MachineError:
-            if role != "manager":
-                raise UsageError(f"Swarm cluster {cluster_name!r} does not exist",
-                                 f"Create it first: machine swarm create {cluster_name}, or machine create "
-                                 f"--swarm-manager {cluster_name} NAME") from None
-            cluster = clusternet.new_cluster(store, cluster_name, driver)
-        if machine in cluster.members and store.exists(machine):
-            raise UsageError(f"Machine {machine!r} is already in cluster {cluster_name!r}", "Pick another name.")
-        cluster.members.pop(machine, None)  # a member removed with `machine rm` may come back
-        address = cluster.next_address()
-        cluster.members[machine] = {"role": role, "address": address, "joined": False}
-        clusternet.save(store, cluster)
-    switch = clusternet.ensure_switch(store, cluster_name) if driver == "qemu" else None
-    return {"cluster": cluster_name, "role": role, "address": address,
-            "prefix": cluster.network.prefixlen, "mac": clusternet.mac_for(machine),
-            "switch": str(switch) if switch else ""}
-
-
-def forget_member(store: Store, cluster_name: str, machine: str) -> None:
-    with clusternet.lock(store, cluster_name):
-        try:
-            cluster = clusternet.load(store, cluster_name)
-        except MachineError:
-            return
-        cluster.members.pop(machine, None)
-        clusternet.save(store, cluster)
-
-
-def _mark_joined(store: Store, cluster_name: str, nodes: Sequence[str]) -> None:
-    with clusternet.lock(store, cluster_name):
-        cluster = clusternet.load(store, cluster_name)
-        for n in nodes:
-            if n in cluster.members:
-                cluster.members[n]["joined"] = True
-        clusternet.save(store, cluster)
 
 
 # -- init, join, label (each one SSH round trip; idempotent) --------------------------------------
@@ -165,7 +113,7 @@ def join_on_create(store: Store, cfg: Any, progress: Progress) -> None:
             token = _token(store, lead, member["role"])
             _join(store, cfg.name, token, member["address"], cluster.members[lead]["address"])
         _label(store, lead, cluster.name, {cfg.name: member["role"]})
-        _mark_joined(store, cluster.name, [cfg.name])
+        clusternet.mark_joined(store, cluster.name, [cfg.name])
 
 
 # -- cluster commands -----------------------------------------------------------------------------
@@ -233,7 +181,7 @@ class _Swarming:
                 errors = [j.exception() for j in jobs if j.exception()]
             if errors:
                 raise errors[0]  # type: ignore[misc]
-        _mark_joined(self.store, self.cluster, [req.name for req, _ in nodes])
+        clusternet.mark_joined(self.store, self.cluster, [req.name for req, _ in nodes])
 
 
 def _plan(store: Store, cluster: str, nodes: list[tuple[str, str]],

@@ -22,7 +22,7 @@ from machine.store import MachineConfig, Store
 @pytest.fixture
 def none_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Plan members on the `none` driver (no VM, no switch) as if it had a cluster network."""
-    monkeypatch.setattr(swarm, "CLUSTER_DRIVERS", ("qemu", "none"))
+    monkeypatch.setattr(clusternet, "CLUSTER_DRIVERS", ("qemu", "none"))
 
 
 needs_vde = pytest.mark.skipif(not shutil.which("vde_switch"), reason="vde_switch not installed (apt install vde2)")
