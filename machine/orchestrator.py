@@ -236,8 +236,10 @@ def remove(store: Store, name: str, progress: Progress, *, force: bool = False, 
             from machine.errors import NotFound
 
             raise NotFound(f"Host does not exist: {name!r}", "See 'machine ls'.")
+        cluster = ""
         try:
             cfg = store.load(name)
+            cluster = str(cfg.swarm.get("cluster") or "")
             driver = driver_for(store, cfg, debug)
             with progress.step(f"Removing {name!r}"):
                 driver.remove()
@@ -255,6 +257,11 @@ def remove(store: Store, name: str, progress: Progress, *, force: bool = False, 
                                   f"Use 'machine rm -f {name}' to remove it anyway.") from e
             progress.warn(f"{e}; removing the machine directory anyway (-f)")
         store.remove(name)
+    if cluster:
+        from machine import clusternet
+
+        if clusternet.cluster_dir(store, cluster).exists():
+            clusternet.forget_member(store, cluster, name)  # its cluster address becomes free
     from machine import dockercontext
 
     dockercontext.forget_machine(name, store.root)

@@ -61,3 +61,20 @@ def test_switch_starts_once_and_stops(store_root: Path) -> None:
         assert not (store_root / "swarms" / "sw" / "switch.pid").exists()
     finally:
         clusternet.stop_switch(store, "sw")
+
+
+def test_rm_of_a_member_frees_its_cluster_address(store_root: Path) -> None:
+    from machine import orchestrator
+    from machine.progress import Progress
+    from machine.store import MachineConfig
+
+    store = Store(store_root)
+    cluster = clusternet.Cluster(name="c", subnet="10.77.9.0/24")
+    cluster.members["a"] = {"role": "worker", "address": "10.77.9.10"}
+    clusternet.save(store, cluster)
+    store.make_machine_dir("a")
+    store.save(MachineConfig(name="a", driver="none", driver_options={"url": "tcp://127.0.0.1:2376"},
+                             swarm={"cluster": "c", "role": "worker"}))
+    orchestrator.remove(store, "a", Progress(quiet=True))
+    assert "a" not in clusternet.load(store, "c").members
+    assert clusternet.load(store, "c").next_address() == "10.77.9.10"
