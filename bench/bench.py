@@ -15,18 +15,18 @@ Prints a table (stderr) and JSON (stdout). No registry is needed.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import rootfs  # noqa: E402  (bench/rootfs.py, beside this script)
 
 from machine import process  # noqa: E402
 
@@ -41,20 +41,10 @@ def machine(args: list[str], env: dict[str, str], timeout: float = 600) -> proce
 
 def busybox_rootfs() -> bytes:
     """A tar of a minimal root filesystem: /bin/busybox (static) and /bin/sh."""
-    busybox = shutil.which("busybox")
-    if not busybox:
-        raise SystemExit("busybox (busybox-static) is needed for the test image: apt install busybox-static")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for d in ("bin", "tmp", "etc"):
-            info = tarfile.TarInfo(d)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        tar.add(busybox, arcname="bin/busybox")
-        link = tarfile.TarInfo("bin/sh")
-        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-        tar.addfile(link)
-    return buf.getvalue()
+    try:
+        return rootfs.busybox_rootfs(("sh",))
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
 
 
 def parse_env(text: str) -> dict[str, str]:

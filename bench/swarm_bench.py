@@ -20,10 +20,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+import rootfs  # bench/rootfs.py, beside this script
 
 TARGET_S = 90.0
 BUSYBOX = "/bin/busybox"
@@ -50,17 +51,7 @@ def docker_env(name: str, env: dict[str, str]) -> dict[str, str]:
 
 
 def rootfs_tar(path: Path) -> Path:
-    with tarfile.open(path, "w") as tar:
-        for d in ("bin", "etc", "tmp", "proc", "sys", "dev"):
-            info = tarfile.TarInfo(d)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        tar.add(BUSYBOX, arcname="bin/busybox")
-        for applet in ("sh", "nc", "hostname"):
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(info)
-    return path
+    return rootfs.write_busybox_rootfs(path, ("sh", "nc", "hostname"))
 
 
 def qemu_rss_mib(marker: str) -> float:

@@ -7,17 +7,17 @@ The image is not built here (CI builds it first with `python3 isos/build.py`): M
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import shutil
 import socket
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
 import pytest
+
+from bench.rootfs import busybox_rootfs
 
 
 def image_dir() -> Path:
@@ -85,21 +85,7 @@ def make_seed(
 
 def busybox_rootfs_tar() -> bytes:
     """A tiny container rootfs: busybox-static and a few applet links."""
-    bb = shutil.which("busybox") or "/bin/busybox"
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for d in ("bin", "tmp", "etc", "proc", "sys", "dev"):
-            ti = tarfile.TarInfo(d)
-            ti.type = tarfile.DIRTYPE
-            ti.mode = 0o755
-            tar.addfile(ti)
-        tar.add(bb, arcname="bin/busybox")
-        for applet in ("sh", "echo", "cat", "ls"):
-            ti = tarfile.TarInfo(f"bin/{applet}")
-            ti.type = tarfile.SYMTYPE
-            ti.linkname = "busybox"
-            tar.addfile(ti)
-    return buf.getvalue()
+    return busybox_rootfs(("sh", "echo", "cat", "ls"))
 
 
 class VM:

@@ -12,12 +12,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import uuid
 from pathlib import Path
 
 import pytest
 
+from bench.rootfs import write_busybox_rootfs
 from machine.images import machine_os_dir
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
@@ -58,13 +58,7 @@ def docker(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.
 
 
 def busybox_tar(path: Path) -> Path:
-    with tarfile.open(path, "w") as tar:
-        tar.add(BUSYBOX, arcname="bin/busybox")
-        for applet in ("sh", "echo", "cat", "uname"):
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(info)
-    return path
+    return write_busybox_rootfs(path, ("sh", "echo", "cat", "uname"))
 
 
 def test_create_docker_regenerate_rm(store_root: Path, tmp_path: Path) -> None:

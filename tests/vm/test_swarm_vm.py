@@ -14,13 +14,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from bench.rootfs import write_busybox_rootfs
 from machine.images import machine_os_dir
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
@@ -65,17 +65,7 @@ def docker(env: dict[str, str], *args: str, timeout: float = 300) -> str:
 
 
 def rootfs_tar(path: Path) -> Path:
-    with tarfile.open(path, "w") as tar:
-        for d in ("bin", "etc", "tmp", "proc", "sys", "dev"):
-            info = tarfile.TarInfo(d)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        tar.add(BUSYBOX, arcname="bin/busybox")
-        for applet in APPLETS:
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(info)
-    return path
+    return write_busybox_rootfs(path, APPLETS)
 
 
 def running_tasks(env: dict[str, str], service: str) -> list[tuple[str, str]]:
