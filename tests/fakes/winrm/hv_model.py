@@ -307,7 +307,9 @@ class FakeHyperV:
         present = f.is_file() and self._sha(f) == Sha256.upper()
         return {"Path": Path, "present": present, "part_size": part.stat().st_size if part.is_file() else 0}
 
-    def op_iso_chunk(self, Path: str, Offset: int, Data: str) -> dict[str, Any]:  # noqa: N803
+    def _part_at(self, Path: str, Offset: int) -> tuple[Any, int]:  # noqa: N803
+        """The upload's .part file (truncated when a transfer starts at 0) and its current size; the
+        scripts refuse to append anywhere but at the offset they were given."""
         part = self.local(Path + ".part")
         if Offset == 0:
             part.parent.mkdir(parents=True, exist_ok=True)
@@ -315,7 +317,10 @@ class FakeHyperV:
         if not part.is_file():
             raise PSError(rec.PATH_NOT_FOUND.format(path=Path + ".part"), "ObjectNotFound",
                           rec.PATH_NOT_FOUND_ID.format(cmd="GetItemCommand"))
-        size = part.stat().st_size
+        return part, part.stat().st_size
+
+    def op_iso_chunk(self, Path: str, Offset: int, Data: str) -> dict[str, Any]:  # noqa: N803
+        part, size = self._part_at(Path, Offset)
         if size != Offset:
             return {"size": size, "written": 0}
         try:
@@ -328,14 +333,7 @@ class FakeHyperV:
         return {"size": Offset + len(data), "written": len(data)}
 
     def op_iso_stream(self, Path: str, Offset: int, stdin: bytes) -> dict[str, Any]:  # noqa: N803
-        part = self.local(Path + ".part")
-        if Offset == 0:
-            part.parent.mkdir(parents=True, exist_ok=True)
-            part.write_bytes(b"")
-        if not part.is_file():
-            raise PSError(rec.PATH_NOT_FOUND.format(path=Path + ".part"), "ObjectNotFound",
-                          rec.PATH_NOT_FOUND_ID.format(cmd="GetItemCommand"))
-        size = part.stat().st_size
+        part, size = self._part_at(Path, Offset)
         if size != Offset:
             return {"size": size, "written": 0}
         written = 0
