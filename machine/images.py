@@ -1,20 +1,12 @@
-"""Boot images: the catalogue (isos/images.yaml), name/URL/path resolution, and a verified,
-resumable, content-addressed download cache (`<cache>/images/sha256-<digest>.<ext>`).
+"""Boot images: the catalogue (isos/images.yaml), name/URL/path resolution, and `fetch`, which
+hands URL images to the verified, resumable download cache in `machine.downloadcache`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import json
-import logging
 import os
-import re
-import sys
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -22,23 +14,21 @@ from typing import Any
 
 import yaml
 
-from machine.atomicfile import ensure_dir, write_atomic
+# the download cache's public names (`as` re-exports) stay importable from here, where callers find them
+from machine.downloadcache import SHA256_HEX as _HEX
+from machine.downloadcache import cached as cached
+from machine.downloadcache import download
+from machine.downloadcache import expected_digest as expected_digest
+from machine.downloadcache import parse_checksums as parse_checksums
+from machine.downloadcache import read_index as read_index
 from machine.errors import ConfigError, MachineError, NotFound
-from machine.filelock import FileLock
-
-log = logging.getLogger("machine.images")
 
 FORMATS = ("qcow2", "raw", "iso", "kernel+initrd")
 SEEDS = ("nocloud", "machine-os")
 ALGOS = ("sha256", "sha512")
 BUILD_COMMAND = "python3 isos/build.py"
-USER_AGENT = "machine/0.1 (+https://github.com/docker/machine lineage)"
-CHUNK = 1 << 20
-NET_TIMEOUT = 30.0
-LOCK_TIMEOUT = 6 * 3600.0  # another process may be downloading the same image
 
 _EXTS = {".qcow2": "qcow2", ".img": "img", ".iso": "iso", ".raw": "raw"}
-_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -228,191 +218,7 @@ def resolve(spec: str, catalogue: dict[str, Image] | None = None) -> Image:
     )
 
 
-# -- download cache ---------------------------------------------------------------------------
-
-
-class _Report:
-    """A progress bar on a TTY; otherwise a few plain lines; nothing when disabled."""
-
-    def __init__(self, label: str, enabled: bool) -> None:
-        self.label, self.enabled = label, enabled
-        self.tty = enabled and sys.stderr.isatty()
-        self.last, self.quarter, self.start = 0.0, -1, time.monotonic()
-
-    def __call__(self, done: int, total: int | None) -> None:
-        if not self.enabled:
-            return
-        mib = done / (1 << 20)
-        if self.tty:
-            now = time.monotonic()
-            if now - self.last < 0.1 and done != total:
-                return
-            self.last = now
-            rate = mib / max(now - self.start, 1e-6)
-            pct = f"{100 * done // total:3d}% " if total else ""
-            size = f"/{total / (1 << 20):.1f}" if total else ""
-            print(f"\r{self.label}: {pct}{mib:.1f}{size} MiB {rate:.1f} MiB/s ", end="", file=sys.stderr, flush=True)
-        elif total:
-            q = 4 * done // total
-            if q > self.quarter:
-                self.quarter = q
-                print(f"{self.label}: {25 * q}% of {total / (1 << 20):.1f} MiB", file=sys.stderr, flush=True)
-
-    def done(self) -> None:
-        if self.tty:
-            print(file=sys.stderr, flush=True)
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
-    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
-    return urllib.request.urlopen(req, timeout=NET_TIMEOUT)  # noqa: S310 - http(s) only, checked
-
-
-def parse_checksums(text: str, filename: str) -> str | None:
-    """The digest for `filename` in a SHA256SUMS / SHA512SUMS (GNU or BSD style) file."""
-    for line in text.splitlines():
-        m = re.match(r"^([0-9a-fA-F]{64,128})\s+[ *]?(?:\./)?(\S.*?)\s*$", line)
-        if m and m.group(2) == filename:
-            return m.group(1).lower()
-        m = re.match(r"^SHA\d+\s*\((?:\./)?(.+)\)\s*=\s*([0-9a-fA-F]{64,128})\s*$", line)
-        if m and m.group(1) == filename:
-            return m.group(2).lower()
-    return None
-
-
-def expected_digest(image: Image) -> tuple[str, str] | None:
-    """(algorithm, hex digest) the download must match; None for an unverified URL image."""
-    if image.sha256:
-        return "sha256", image.sha256
-    if not image.checksum_url:
-        return None
-    filename = Path(urllib.parse.urlparse(image.url or "").path).name
-    try:
-        with _get(image.checksum_url) as resp:
-            text = resp.read(4 << 20).decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException) as e:
-        raise MachineError(
-            f"Could not fetch the checksum list {image.checksum_url}: {e}",
-            "Check the network connection and try again.",
-        ) from e
-    digest = parse_checksums(text, filename)
-    if digest is None:
-        raise MachineError(
-            f"{image.checksum_url} lists no checksum for {filename}",
-            "The image was probably renamed upstream; update isos/images.yaml.",
-        )
-    return image.checksum_algo, digest
-
-
-class _Incomplete(OSError):
-    pass
-
-
-def _download_once(url: str, part: Path, report: _Report) -> None:
-    have = part.stat().st_size if part.exists() else 0
-    meta_path = part.with_name(part.name + ".json")
-    validator = ""
-    if have:
-        try:
-            validator = json.loads(meta_path.read_text()).get("validator", "")
-        except (OSError, ValueError):
-            validator = ""
-    headers = {"Range": f"bytes={have}-"} if have else {}
-    if have and validator:
-        headers["If-Range"] = validator
-    try:
-        resp = _get(url, headers)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and have:  # our part is bigger than the file: start again
-            part.unlink(missing_ok=True)
-            raise _Incomplete(f"{url}: range not satisfiable, restarting") from e
-        raise
-    with resp:
-        m = re.match(r"bytes (\d+)-\d+/(\d+|\*)", resp.headers.get("Content-Range", ""))
-        if have and resp.status == 206 and m and int(m.group(1)) == have:
-            mode, total = "ab", int(m.group(2)) if m.group(2) != "*" else None
-            log.info("resuming %s at %d bytes", url, have)
-        else:
-            mode, have = "wb", 0
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-        validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified") or ""
-        write_atomic(meta_path, json.dumps({"url": url, "validator": validator}))
-        with open(part, mode) as f:
-            while chunk := resp.read(CHUNK):
-                f.write(chunk)
-                have += len(chunk)
-                report(have, total)
-            f.flush()
-            os.fsync(f.fileno())
-    if total is not None and have != total:
-        raise _Incomplete(f"connection closed after {have} of {total} bytes")
-
-
-def _download(url: str, part: Path, report: _Report, attempts: int) -> None:
-    last: Exception | None = None
-    for attempt in range(1, attempts + 1):
-        try:
-            _download_once(url, part, report)
-            return
-        except urllib.error.HTTPError as e:
-            if 400 <= e.code < 500 and e.code != 408 and e.code != 429:
-                raise MachineError(
-                    f"Download of {url} failed: HTTP {e.code} {e.reason}",
-                    "Check the image URL; the catalogue entry may be out of date.",
-                ) from e
-            last = e
-        except (OSError, http.client.HTTPException) as e:
-            last = e
-        log.warning("download of %s interrupted (attempt %d/%d): %s", url, attempt, attempts, last)
-        if attempt < attempts:
-            time.sleep(min(0.5 * 2 ** (attempt - 1), 10.0))
-    raise MachineError(
-        f"Download of {url} failed after {attempts} attempt(s): {last}",
-        "Check the network connection and run the command again; the partial download is kept and resumed.",
-    )
-
-
-def _hash_file(path: Path, algos: set[str]) -> dict[str, str]:
-    hashers = {a: hashlib.new(a) for a in algos | {"sha256"}}
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            for h in hashers.values():
-                h.update(chunk)
-    return {a: h.hexdigest() for a, h in hashers.items()}
-
-
-def _index_path(images: Path) -> Path:
-    return images / "index.json"
-
-
-def read_index(cache_dir: Path) -> dict[str, dict[str, Any]]:
-    """The cache index: URL -> {"sha256", "file", "size", "fetched"}."""
-    try:
-        data = json.loads(_index_path(Path(cache_dir) / "images").read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _record(images: Path, url: str, final: Path, digest: str) -> None:
-    with FileLock(images / ".index.lock", timeout=60.0, what="the image cache index"):
-        index = read_index(images.parent)
-        index[url] = {"sha256": digest, "file": final.name, "size": final.stat().st_size, "fetched": int(time.time())}
-        write_atomic(_index_path(images), json.dumps(index, indent=2, sort_keys=True) + "\n", mode=0o644)
-
-
-def cached(image: Image, cache_dir: Path) -> Path | None:
-    """The cached file for `image`, without touching the network; None when not cached."""
-    if not image.url:
-        return None
-    images = Path(cache_dir) / "images"
-    digest = image.sha256 or read_index(cache_dir).get(image.url, {}).get("sha256")
-    if digest and _HEX.match(digest):
-        path = images / f"sha256-{digest}.{image.ext}"
-        if path.is_file():
-            return path
-    return None
+# -- fetch ------------------------------------------------------------------------------------
 
 
 def fetch(image: Image, cache_dir: Path, *, progress: bool = True, refresh: bool = False, attempts: int = 3) -> Path:
@@ -422,38 +228,4 @@ def fetch(image: Image, cache_dir: Path, *, progress: bool = True, refresh: bool
         if image.path is None or not image.path.exists():
             raise NotFound(f"Image {image.name!r} has no local file", f"Build it with: {BUILD_COMMAND}")
         return image.path
-    if not refresh and (hit := cached(image, cache_dir)):
-        return hit
-    images = ensure_dir(Path(cache_dir) / "images", 0o755)
-    key = hashlib.sha256(image.url.encode()).hexdigest()[:16]
-    with FileLock(images / f".{key}.lock", timeout=LOCK_TIMEOUT, what=f"the download of {image.url}"):
-        if not refresh and (hit := cached(image, cache_dir)):  # another process fetched it meanwhile
-            return hit
-        expected = expected_digest(image)
-        if expected and expected[0] == "sha256":
-            final = images / f"sha256-{expected[1]}.{image.ext}"
-            if final.is_file():
-                _record(images, image.url, final, expected[1])
-                return final
-        if expected is None:
-            log.warning("no checksum known for %s: the download cannot be verified", image.url)
-        part = images / f".{key}.{image.ext}.part"
-        report = _Report(f"Downloading {image.name}", progress)
-        try:
-            _download(image.url, part, report, attempts)
-        finally:
-            report.done()
-        digests = _hash_file(part, {expected[0]} if expected else set())
-        if expected and digests[expected[0]] != expected[1]:
-            part.unlink(missing_ok=True)
-            part.with_name(part.name + ".json").unlink(missing_ok=True)
-            raise MachineError(
-                f"Checksum mismatch for {image.url}: expected {expected[0]} {expected[1]}, got {digests[expected[0]]}",
-                "The download was corrupted or the file changed upstream; the bad file was deleted. "
-                "Run the command again; if it keeps failing, the catalogue entry may be out of date.",
-            )
-        final = images / f"sha256-{digests['sha256']}.{image.ext}"
-        os.replace(part, final)
-        part.with_name(part.name + ".json").unlink(missing_ok=True)
-        _record(images, image.url, final, digests["sha256"])
-        return final
+    return download(image, cache_dir, progress=progress, refresh=refresh, attempts=attempts)

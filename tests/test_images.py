@@ -1,4 +1,5 @@
-"""Image catalogue, resolution and the verified, resumable download cache (127.0.0.1 only)."""
+"""Image catalogue and resolution (machine.images) and the verified, resumable download cache
+(machine.downloadcache), against a server on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from machine import images
+from machine import downloadcache, images
 from machine.errors import MachineError, NotFound
 from machine.images import Image, fetch, load_catalogue, parse_checksums, resolve
 
-PAYLOAD = os.urandom(300_000)  # tests shrink images.CHUNK so this spans many reads
+PAYLOAD = os.urandom(300_000)  # tests shrink downloadcache.CHUNK so this spans many reads
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
 
 
@@ -101,8 +102,8 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture(autouse=True)
 def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(images.time, "sleep", lambda s: None)
-    monkeypatch.setattr(images, "CHUNK", 16_384)
+    monkeypatch.setattr(downloadcache.time, "sleep", lambda s: None)
+    monkeypatch.setattr(downloadcache, "CHUNK", 16_384)
 
 
 def _img(server: Server, **kw: object) -> Image:
