@@ -19,7 +19,6 @@ others join the moment they are up and the manager is initialised. Removing a wo
 from __future__ import annotations
 
 import concurrent.futures as futures
-import re
 import shlex
 import shutil
 import threading
@@ -28,73 +27,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from machine import clusternet, orchestrator
+from machine import clusternet, orchestrator, swarmnode
 from machine.clusternet import forget_member, plan_member  # the membership records (create.py uses them)
 from machine.errors import MachineError, UsageError
 from machine.names import validate_name
 from machine.progress import Progress
 from machine.store import Store
 
-SWARM_PORT = 2377
 JOIN_WAIT = 600.0  # how long a node that is up waits for the first manager to initialise the swarm
 
 
-# -- running docker in a node -------------------------------------------------------------------
-
-
-def node_run(store: Store, name: str, command: str, *, input: bytes | None = None, check: bool = True,
-             timeout: float = 120.0, secrets: Sequence[str] = ()) -> str:
-    """Run a shell command in machine `name` over SSH (pinned host key) and return its stdout."""
-    from machine.provision.remote import open_session
-
-    cfg = store.load(name)
-    driver = orchestrator.driver_for(store, cfg)
-    with open_session(store, cfg, driver, timeout=timeout) as session:
-        res = session.run(command, check=check, input=input, timeout=max(timeout, 300.0), secrets=secrets)
-    return res.stdout
-
-
-# -- init, join, label (each one SSH round trip; idempotent) --------------------------------------
-
-_TOKEN = re.compile(r"SWMTKN-[0-9A-Za-z-]+")
-# every docker CLI start costs about a second of guest CPU under TCG: no `docker info` checks first; a node that
-# is already in a swarm (a retried command) is recognised from the error message instead
-_ALREADY = "already part of a swarm"
-
-
-def _init(store: Store, manager: str, address: str) -> str:
-    """`docker swarm init` on `manager` (unless it is in a swarm already); returns the worker join token."""
-    out = node_run(store, manager, f"out=$(docker swarm init --advertise-addr {address} --listen-addr "
-                                   f"{address}:{SWARM_PORT} 2>&1) && echo \"$out\" || case \"$out\" in "
-                                   f"*'{_ALREADY}'*) docker swarm join-token -q worker ;; "
-                                   "*) echo \"$out\" >&2; exit 1 ;; esac")
-    tokens = _TOKEN.findall(out)
-    if not tokens:
-        raise MachineError(f"docker swarm init on {manager!r} printed no join token", out.strip()[-300:])
-    return tokens[0]
-
-
-def _token(store: Store, manager: str, role: str) -> str:
-    out = node_run(store, manager, f"docker swarm join-token -q {role}")
-    tokens = _TOKEN.findall(out)
-    if not tokens:
-        raise MachineError(f"No {role} join token from {manager!r}", out.strip()[-300:])
-    return tokens[0]
-
-
-def _join(store: Store, node: str, token: str, address: str, manager_address: str) -> None:
-    node_run(store, node, f"out=$(docker swarm join --token {shlex.quote(token)} --advertise-addr {address} "
-                          f"--listen-addr {address}:{SWARM_PORT} {manager_address}:{SWARM_PORT} 2>&1) || "
-                          f"case \"$out\" in *'{_ALREADY}'*) ;; *) echo \"$out\" >&2; exit 1 ;; esac",
-             secrets=[token])
-
-
-def _label(store: Store, manager: str, cluster: str, nodes: dict[str, str]) -> None:
-    """Label nodes (name -> role) with machine.cluster/role/name, in one round trip."""
-    cmds = [f"docker node update --label-add machine.cluster={shlex.quote(cluster)} --label-add machine.role={role} "
-            f"--label-add machine.name={shlex.quote(node)} {shlex.quote(node)} >/dev/null"
-            for node, role in nodes.items()]
-    node_run(store, manager, " && ".join(cmds))
+# -- membership --------------------------------------------------------------------------------
 
 
 def join_on_create(store: Store, cfg: Any, progress: Progress) -> None:
@@ -107,12 +50,12 @@ def join_on_create(store: Store, cfg: Any, progress: Progress) -> None:
             if member["role"] != "manager":
                 raise UsageError(f"Cluster {cluster.name!r} has no manager yet",
                                  f"Create one first: machine create --swarm-manager {cluster.name} NAME")
-            _init(store, cfg.name, member["address"])
+            swarmnode.init_swarm(store, cfg.name, member["address"])
             lead = cfg.name
         else:
-            token = _token(store, lead, member["role"])
-            _join(store, cfg.name, token, member["address"], cluster.members[lead]["address"])
-        _label(store, lead, cluster.name, {cfg.name: member["role"]})
+            token = swarmnode.join_token(store, lead, member["role"])
+            swarmnode.join_swarm(store, cfg.name, token, member["address"], cluster.members[lead]["address"])
+        swarmnode.label_nodes(store, lead, cluster.name, {cfg.name: member["role"]})
         clusternet.mark_joined(store, cluster.name, [cfg.name])
 
 
@@ -135,7 +78,7 @@ class _Swarming:
     def use_existing(self, lead: str) -> None:
         self.lead = lead
         self.lead_address = clusternet.load(self.store, self.cluster).members[lead]["address"]
-        self.tokens = {"worker": _token(self.store, lead, "worker")}
+        self.tokens = {"worker": swarmnode.join_token(self.store, lead, "worker")}
         self.reload_images = True
         self.ready.set()
 
@@ -148,7 +91,7 @@ class _Swarming:
             self.progress.info(f"Created {role} {name!r} ({time.monotonic() - started:.1f}s)")
             address = req.swarm["address"]
             if initialise:  # first: the others wait for it
-                self.tokens = {"worker": _init(self.store, name, address)}
+                self.tokens = {"worker": swarmnode.init_swarm(self.store, name, address)}
                 self.lead, self.lead_address = name, address
                 self.progress.info(f"Swarm initialised on {name!r} ({time.monotonic() - started:.1f}s)")
                 self.ready.set()
@@ -163,10 +106,10 @@ class _Swarming:
             if role == "manager":
                 with self.manager_joins:  # raft: one manager joins at a time; its token only when one is needed
                     if "manager" not in self.tokens:
-                        self.tokens["manager"] = _token(self.store, self.lead, "manager")
-                    _join(self.store, name, self.tokens["manager"], address, self.lead_address)
+                        self.tokens["manager"] = swarmnode.join_token(self.store, self.lead, "manager")
+                    swarmnode.join_swarm(self.store, name, self.tokens["manager"], address, self.lead_address)
             else:
-                _join(self.store, name, self.tokens["worker"], address, self.lead_address)
+                swarmnode.join_swarm(self.store, name, self.tokens["worker"], address, self.lead_address)
             self.progress.info(f"{name!r} joined as {role} ({time.monotonic() - started:.1f}s)")
         except BaseException:
             self.failed.set()
@@ -248,37 +191,25 @@ def drain_and_remove(store: Store, name: str, node: str, progress: Progress, *, 
     try:
         if manager and store.exists(node):
             with progress.step(f"Draining {node!r}"):
-                node_run(store, manager, f"docker node update --availability drain {q} >/dev/null")
-                ok = node_run(store, manager, _wait_drained(node, drain_timeout), check=False,
+                swarmnode.node_run(store, manager, f"docker node update --availability drain {q} >/dev/null")
+                ok = swarmnode.node_run(store, manager, swarmnode.wait_drained_script(node, drain_timeout), check=False,
                               timeout=drain_timeout + 60)
                 if "drained" not in ok:
                     raise MachineError(f"The tasks of {node!r} did not move to other nodes within "
                                        f"{drain_timeout:.0f} s", "Check 'docker service ps' on a manager (placement "
                                        "constraints?); use -f to remove it anyway.")
             with progress.step(f"Removing {node!r} from the swarm"):
-                node_run(store, node, "docker swarm leave --force", check=False, timeout=30)
+                swarmnode.node_run(store, node, "docker swarm leave --force", check=False, timeout=30)
                 # a node that left shows as down after a moment; until then `node rm` refuses without --force
-                node_run(store, manager, f"docker node rm --force {q}", check=False)
+                swarmnode.node_run(store, manager, f"docker node rm --force {q}", check=False)
         elif store.exists(node):
-            node_run(store, node, "docker swarm leave --force", check=False, timeout=30)
+            swarmnode.node_run(store, node, "docker swarm leave --force", check=False, timeout=30)
     except MachineError:
         if not force:
             raise
     if store.exists(node) or store.machine_dir(node).exists():
         orchestrator.remove(store, node, progress, force=True, debug=debug)
     forget_member(store, name, node)
-
-
-def _wait_drained(node: str, timeout: float) -> str:
-    """A guest shell loop (one SSH round trip) that prints `drained` once no task of `node` runs any more
-    and every replicated service is back at its replica count (the moved tasks run elsewhere)."""
-    q = shlex.quote(node)
-    check = (f"test -z \"$(docker node ps {q} -q -f desired-state=running)\" && "
-             f"! docker node ps {q} --format '{{{{.CurrentState}}}}' | grep -qE '^(Running|Starting|Preparing)' && "
-             "docker service ls --format '{{.Mode}} {{.Replicas}}' | "
-             "awk '$1 == \"replicated\" { split($2, r, \"/\"); if (r[1] != r[2]) bad = 1 } END { exit bad }'")
-    return (f"end=$(($(date +%s) + {int(timeout)})); while [ $(date +%s) -lt $end ]; do "
-            f"if {check}; then echo drained; exit 0; fi; sleep 1; done")
 
 
 def remove_cluster(store: Store, name: str, progress: Progress, *, force: bool = False, debug: bool = False) -> None:
@@ -346,7 +277,7 @@ def load_image(store: Store, name: str, tarball: Path, progress: Progress, tag: 
     targets = [n for n in (nodes or clusternet.load(store, name).members) if store.exists(n)]
     with progress.step(f"Loading {tarball.name} on {len(targets)} node(s)"):
         with futures.ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
-            for j in [pool.submit(node_run, store, n, command, input=data) for n in targets]:
+            for j in [pool.submit(swarmnode.node_run, store, n, command, input=data) for n in targets]:
                 j.result()
     if nodes is None:
         _remember_images(store, name, [(tarball, tag or "")])

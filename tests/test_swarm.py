@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from test_provision import _ctx, read_seed, seedy  # noqa: F401 - seedy is a fixture
 
-from machine import clusternet, swarm
+from machine import clusternet, swarm, swarmnode
 from machine.cli import main
 from machine.errors import MachineError, UsageError
 from machine.listing import swarm_column
@@ -197,25 +197,25 @@ def local_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             raise MachineError(f"failed on {name}: {res.stderr.strip()}")
         return res.stdout
 
-    monkeypatch.setattr(swarm, "node_run", node_run)
+    monkeypatch.setattr(swarmnode, "node_run", node_run)
     return tmp_path
 
 
 def test_init_returns_the_worker_token_and_is_idempotent(store_root: Path, local_nodes: Path) -> None:
     store = Store(store_root)
-    assert swarm._init(store, "m1", "10.77.1.10") == "SWMTKN-1-worker0token"
-    assert swarm._init(store, "m1", "10.77.1.10") == "SWMTKN-1-workertoken"  # already a manager: asks for it
+    assert swarmnode.init_swarm(store, "m1", "10.77.1.10") == "SWMTKN-1-worker0token"
+    assert swarmnode.init_swarm(store, "m1", "10.77.1.10") == "SWMTKN-1-workertoken"  # already a manager: asks for it
     calls = (local_nodes / "m1" / "calls").read_text().splitlines()
     assert calls[0] == "swarm init --advertise-addr 10.77.1.10 --listen-addr 10.77.1.10:2377"
     assert calls[-1] == "swarm join-token -q worker"
-    assert swarm._token(store, "m1", "manager") == "SWMTKN-1-managertoken"
+    assert swarmnode.join_token(store, "m1", "manager") == "SWMTKN-1-managertoken"
 
 
 def test_join_is_idempotent_and_reports_real_errors(store_root: Path, local_nodes: Path) -> None:
     store = Store(store_root)
-    swarm._join(store, "w1", "SWMTKN-1-x", "10.77.1.11", "10.77.1.10")
-    swarm._join(store, "w1", "SWMTKN-1-x", "10.77.1.11", "10.77.1.10")  # already in: fine
+    swarmnode.join_swarm(store, "w1", "SWMTKN-1-x", "10.77.1.11", "10.77.1.10")
+    swarmnode.join_swarm(store, "w1", "SWMTKN-1-x", "10.77.1.11", "10.77.1.10")  # already in: fine
     assert (local_nodes / "w1" / "calls").read_text().splitlines()[0] == \
         "swarm join --token SWMTKN-1-x --advertise-addr 10.77.1.11 --listen-addr 10.77.1.11:2377 10.77.1.10:2377"
     with pytest.raises(MachineError, match="invalid join token"):
-        swarm._join(store, "w2", "SWMTKN-1-bad", "10.77.1.12", "10.77.1.10")
+        swarmnode.join_swarm(store, "w2", "SWMTKN-1-bad", "10.77.1.12", "10.77.1.10")
