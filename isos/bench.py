@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+TCG_ACCEL = "tcg,tb-size=128"  # the drivers' TCG translation cache in MiB (machine/accel.py TCG_TB_CACHE_MIB)
 
 
 def default_image() -> Path:
@@ -64,7 +65,7 @@ def boot(image: Path, manifest: dict, d: Path, seed: Path, data: Path, key: Path
     serial = d / "serial.log"
     serial.unlink(missing_ok=True)
     port = free_port()
-    args = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,tb-size=256", "-m", str(mem), "-smp", "2",
+    args = ["qemu-system-x86_64", "-machine", "q35", "-accel", TCG_ACCEL, "-m", str(mem), "-smp", "2",
             "-nodefaults", "-no-user-config", "-display", "none", "-serial", f"file:{serial}",
             "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"),
             "-append", manifest["cmdline"] + " machine.hostname=bench",
