@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "restart": "lifecycle:restart",
     "rm": "lifecycle:rm",
     "scp": "remote:scp",
+    "set": "set:set_",
     "ssh": "remote:ssh",
     "start": "lifecycle:start",
     "status": "lifecycle:status",

@@ -49,6 +49,8 @@ class Option:
     secret: bool = False
     # Extra flag spellings kept for docker-machine compatibility (e.g. none's --url).
     aliases: tuple[str, ...] = ()
+    # True when `machine set` may change it on a stopped machine (it takes effect at the next start).
+    settable: bool = False
 
     def flag(self, driver: str) -> str:
         return f"--{driver}-{self.name}"
@@ -83,10 +85,9 @@ class Option:
             else:
                 value = self.type(raw)
         except (TypeError, ValueError):
-            raise UsageError(
-                f"Invalid value {raw!r} for {self.flag(driver)}",
-                f"{self.flag(driver)} takes a {self.type.__name__}.",
-            ) from None
+            what = getattr(self.type, "description", f"a {self.type.__name__}")
+            raise UsageError(f"Invalid value {raw!r} for {self.flag(driver)}", f"{self.flag(driver)} takes {what}.") \
+                from None
         if self.choices and value not in self.choices:
             raise UsageError(
                 f"Invalid value {raw!r} for {self.flag(driver)}",
@@ -219,3 +220,24 @@ def option_values(driver_cls: type[Driver], given: dict[str, Any], environ: dict
             raw = opt.default
         values[opt.key] = opt.convert(driver_cls.name, raw)
     return values
+
+
+def settable_changes(driver_cls: type[Driver], current: dict[str, Any], given: dict[str, Any]
+                     ) -> dict[str, tuple[Any, Any]]:
+    """For `machine set`: {key: (old, new)} for the given option values that differ from the saved
+    ones. Options that cannot change after create are refused, naming the ones that can."""
+    by_key = {o.key: o for o in driver_cls.options}
+    changes: dict[str, tuple[Any, Any]] = {}
+    for key, raw in given.items():
+        opt = by_key.get(key)
+        if opt is None or not opt.settable:
+            flag = opt.flag(driver_cls.name) if opt else f"--{driver_cls.name}-{key.replace('_', '-')}"
+            can = ", ".join(o.flag(driver_cls.name) for o in driver_cls.options if o.settable) or "none"
+            raise UsageError(f"{flag} cannot be changed after create",
+                             f"'machine set' can change for driver {driver_cls.name}: {can}. "
+                             "For anything else, recreate the machine.")
+        new = opt.convert(driver_cls.name, raw)
+        old = current.get(key, opt.default)
+        if new != old:
+            changes[key] = (old, new)
+    return changes

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from machine import registry, waiting
-from machine.driver import Driver, DriverContext, State, option_values
+from machine.driver import Driver, DriverContext, State, option_values, settable_changes
 from machine.errors import DriverError, HostNotUsable, MachineError, TimeoutError_, UsageError
 from machine.names import validate_name
 from machine.progress import Progress
@@ -196,6 +196,39 @@ def start(store: Store, name: str, progress: Progress, debug: bool = False) -> N
 
             provision.after_start(store, cfg, driver, progress)
         store.save(cfg)
+        sync_context(store, cfg)
+
+
+def refresh_engine(store: Store, name: str, progress: Progress, debug: bool = False) -> bool:
+    """For env/config/use/ls, which found the machine's address outside its server certificate: re-issue
+    and upload the certificate, update the URL and the machine's docker context (what a start does).
+    Returns False, changing nothing, when the machine is not running."""
+    with store.lock(name):
+        cfg = store.load(name)
+        driver = driver_for(store, cfg, debug)
+        if not driver.uses_ssh or driver.status() != State.RUNNING:
+            return False
+        from machine import provision
+
+        try:
+            provision.after_start(store, cfg, driver, progress)
+        finally:
+            store.save(cfg)
+    sync_context(store, cfg)
+    return True
+
+
+def sync_context(store: Store, cfg: MachineConfig) -> None:
+    """Rewrite the machine's docker context, if `machine use` made one, from its current engine URL and
+    client certificates (after a start moved the URL, or new certificates)."""
+    url = str(cfg.engine.get("url") or "")
+    if not url or cfg.driver == "none":
+        return
+    from machine import dockercontext
+
+    tls = cfg.engine.get("transport", "tls") == "tls"
+    dockercontext.refresh(cfg.name, url, store.machine_dir(cfg.name) if tls else None,
+                          f"machine {cfg.name} ({cfg.driver})")
 
 
 def stop(store: Store, name: str, progress: Progress, *, force: bool = False, debug: bool = False,
@@ -221,6 +254,23 @@ def stop(store: Store, name: str, progress: Progress, *, force: bool = False, de
                 waiting.until(lambda: driver.status() in (State.STOPPED, State.NOT_CREATED), timeout=30,
                               what=f"{name!r} to stop after kill", interval=0.3)
         store.save(cfg)
+
+
+def set_options(store: Store, name: str, given: dict[str, Any], debug: bool = False) -> dict[str, tuple[Any, Any]]:
+    """Change driver options of a stopped machine (`machine set`); they take effect at the next start.
+    Returns {key: (old, new)} for what changed."""
+    with store.lock(name):
+        cfg = store.load(name)
+        changes = settable_changes(registry.get(cfg.driver), cfg.driver_options, given)
+        if not changes:
+            return {}
+        state = driver_for(store, cfg, debug).status()
+        if state != State.STOPPED:
+            raise MachineError(f"Machine {name!r} is {state}: its options can change only while it is stopped",
+                               f"Stop it first: machine stop {name}")
+        cfg.driver_options.update({key: new for key, (_, new) in changes.items()})
+        store.save(cfg)
+    return changes
 
 
 def restart(store: Store, name: str, progress: Progress, debug: bool = False) -> None:

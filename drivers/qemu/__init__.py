@@ -4,8 +4,9 @@ The machine dir holds everything: the disks (a blank qcow2 data disk for the mac
 qcow2 overlay on a cached cloud image), `console.log` (serial console), `qemu.log` (qemu's own
 output), `qemu.pid` and the QMP socket `qmp.sock` (a short path under the temp dir when the
 machine dir is too deep for a unix socket; TCP on 127.0.0.1 on Windows). Networking is qemu's
-user mode: the host reaches the guest through forwards on 127.0.0.1 (SSH and the engine port),
-so ip() is 127.0.0.1. State comes from the process and QMP `query-status`.
+user mode: the host reaches the guest through forwards on 127.0.0.1 (SSH and the engine port;
+`--qemu-host-address` picks another address of this host), so ip() is that address. State comes
+from the process and QMP `query-status`.
 """
 
 from __future__ import annotations
@@ -60,14 +61,18 @@ class QemuDriver(Driver):
     name = "qemu"
     description = "qemu-system run directly (KVM/HVF/WHPX when usable, else TCG); user-mode networking."
     options: ClassVar[tuple[Option, ...]] = (
-        Option("cpus", "Number of virtual CPUs", default=2, type=int),
-        Option("memory", "Memory in MiB", default=1024, type=int),
+        Option("cpus", "Number of virtual CPUs", default=2, type=int, settable=True),
+        Option("memory", "Memory in MiB", default=1024, type=int, settable=True),
         Option("disk-size", "Size of the (sparse) disk in GiB", default=20, type=int),
         Option("image", "Boot image: a catalogue name (machine-os, debian-12, ubuntu-24.04), URL or path",
                default="machine-os"),
-        Option("accel", "Accelerator", default="auto", choices=ACCELS),
+        Option("accel", "Accelerator", default="auto", choices=ACCELS, settable=True),
         Option("restrict", "Cut the guest off from outside networks (auto: on for the machine OS, off for "
-                           "cloud images, which install packages)", default="auto", choices=("auto", "on", "off")),
+                           "cloud images, which install packages)", default="auto", choices=("auto", "on", "off"),
+               settable=True),
+        Option("host-address", "Host address the SSH and engine forwards listen on (another loopback address, "
+                               "or a LAN address to share the engine)", default=ports.HOST, type=ports.HostAddress,
+               settable=True),
     )
 
     # -- paths --------------------------------------------------------------------------------
@@ -200,18 +205,24 @@ class QemuDriver(Driver):
         return RUN_STATES.get(run_state, State.UNKNOWN)
 
     # -- addresses ------------------------------------------------------------------------------
+    @property
+    def host_address(self) -> str:
+        """Where the forwards listen: --qemu-host-address (127.0.0.1 by default)."""
+        return str(self.opt("host_address") or ports.HOST)
+
     def ip(self) -> str | None:
-        """127.0.0.1: the host reaches the guest through user-mode forwards, not a guest address."""
-        return ports.HOST if self.data.get("ssh_port") else None
+        """The host address of the user-mode forwards (127.0.0.1 unless --qemu-host-address), not a guest
+        address."""
+        return self.host_address if self.data.get("ssh_port") else None
 
     def ssh_endpoint(self) -> SSHEndpoint | None:
         if not self.data.get("ssh_port") or self._pid() is None:
             return None
-        return SSHEndpoint(ports.HOST, int(self.data["ssh_port"]), str(self.data.get("ssh_user", "root")))
+        return SSHEndpoint(self.host_address, int(self.data["ssh_port"]), str(self.data.get("ssh_user", "root")))
 
     def engine_address(self, guest_port: int) -> tuple[str, int] | None:
         if guest_port == self.ctx.engine_port and self.data.get("engine_port"):
-            return ports.HOST, int(self.data["engine_port"])
+            return self.host_address, int(self.data["engine_port"])
         return None
 
 

@@ -30,6 +30,7 @@ class VMSpec:
     engine_host_port: int
     engine_guest_port: int = 2376
     restrict_network: bool = True
+    host_address: str = "127.0.0.1"  # where the SSH and engine forwards listen on the host
     # direct kernel boot (the machine OS)
     kernel: Path | None = None
     initrd: Path | None = None
@@ -76,8 +77,8 @@ def _drive(path: Path, ident: str, fmt: str, serial: str, readonly: bool = False
 
 def network_args(spec: VMSpec) -> list[str]:
     forwards = [
-        f"hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22",
-        f"hostfwd=tcp:127.0.0.1:{spec.engine_host_port}-:{spec.engine_guest_port}",
+        f"hostfwd=tcp:{spec.host_address}:{spec.ssh_port}-:22",
+        f"hostfwd=tcp:{spec.host_address}:{spec.engine_host_port}-:{spec.engine_guest_port}",
     ]
     netdev = ",".join(["user", "id=n0", *(["restrict=on"] if spec.restrict_network else []), *forwards])
     args = ["-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]

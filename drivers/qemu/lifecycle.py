@@ -74,7 +74,7 @@ def prepare_machine(driver: QemuDriver) -> None:
     data.update(_image_data(driver))
     if not data.get("ssh_port"):
         count = 3 if sys.platform == "win32" else 2
-        picked = ports.pick_free_ports(count)
+        picked = ports.pick_free_ports(count, driver.host_address)
         data["ssh_port"], data["engine_port"] = picked[0], picked[1]
         if sys.platform == "win32":
             data["qmp"] = qmp.tcp_address(picked[2])
@@ -124,7 +124,7 @@ def vm_spec(driver: QemuDriver, qemu: str, platform: str | None = None, arch: st
         cpus=int(driver.opt("cpus") or 2), memory_mib=int(driver.opt("memory") or 1024),
         console_log=driver._path("console.log"), qmp=qmp_addr, ssh_port=int(data["ssh_port"]),
         engine_host_port=int(data["engine_port"]), engine_guest_port=int(data.get("engine_guest_port", 2376)),
-        restrict_network=_restrict(driver), seed=driver.ctx.seed_path,
+        restrict_network=_restrict(driver), host_address=driver.host_address, seed=driver.ctx.seed_path,
         cluster_switch=str(nic["switch"]) if nic.get("switch") else None, cluster_mac=nic.get("mac"),
         extra_args=tuple(data.get("extra_args") or ()), **boot)
 
@@ -133,8 +133,8 @@ def _free_ports(driver: QemuDriver) -> None:
     """Pick new host ports when another program took ours since the machine last ran."""
     data = driver.data
     for key in ("ssh_port", "engine_port"):
-        if not ports.port_free(int(data[key])):
-            data[key] = ports.pick_free_ports(1)[0]
+        if not ports.port_free(int(data[key]), driver.host_address):
+            data[key] = ports.pick_free_ports(1, driver.host_address)[0]
 
 
 def launch(driver: QemuDriver) -> None:
@@ -157,7 +157,8 @@ def launch(driver: QemuDriver) -> None:
     qemu = find_qemu()
     if not qemu:
         raise DriverError("qemu-system was not found", install_hint())
-    if str(driver.opt("accel") or "auto") == "auto" or not driver.data.get("accel"):
+    choice = str(driver.opt("accel") or "auto")
+    if choice == "auto" or driver.data.get("accel") != choice:  # `machine set` may have changed it
         _choose_accel(driver)
     _free_ports(driver)
     sock = socket_path(driver.dir)

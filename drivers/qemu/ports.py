@@ -1,12 +1,27 @@
-"""Free TCP ports on 127.0.0.1 for the host side of the forwards (SSH, engine, QMP on Windows)."""
+"""Free TCP ports for the host side of the forwards (SSH, engine, QMP on Windows), on 127.0.0.1 unless
+the machine's `--qemu-host-address` says otherwise."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from contextlib import ExitStack
 
 HOST = "127.0.0.1"
+
+
+class HostAddress(str):
+    """A `--qemu-host-address` value: one IPv4 address of this host (not 0.0.0.0: the client and the
+    server certificate need the address the engine is reached at)."""
+
+    description = "an IPv4 address of this host, e.g. 127.0.0.2 or a LAN address"
+
+    def __new__(cls, raw: object) -> HostAddress:
+        addr = ipaddress.IPv4Address(str(raw).strip())  # ValueError when it is not an IPv4 address
+        if addr.is_unspecified or addr.is_multicast:
+            raise ValueError(str(raw))
+        return super().__new__(cls, str(addr))
 
 
 def pick_free_ports(count: int, host: str = HOST) -> list[int]:

@@ -41,11 +41,27 @@ def engine_url_for(app: App, cfg: MachineConfig) -> str:
         from machine import provision
 
         warning = provision.check_certs(app.store, cfg)  # cheap: no SSH, no crypto
+        if warning and _renew(app, cfg.name):
+            cfg = app.store.load(cfg.name)
+            url = str(cfg.engine.get("url") or url)
+            warning = provision.check_certs(app.store, cfg)
         if warning:
             click.echo(f"Warning: {warning}", err=True)
         if cfg.engine.get("transport") == "ssh":
             click.echo(provision.ssh_transport_hint(app.store, cfg), err=True)
     return url
+
+
+def _renew(app: App, name: str) -> bool:
+    """The rare slow path: the saved address is outside the server certificate, so re-issue it now
+    (the machine must be running). Any failure leaves the warning to be shown."""
+    from machine import orchestrator
+
+    try:
+        return orchestrator.refresh_engine(app.store, name, app.progress, app.debug)
+    except MachineError as e:
+        click.echo(f"Could not renew the server certificate of {name!r}: {e.message}", err=True)
+        return False
 
 
 @dataclass(frozen=True)

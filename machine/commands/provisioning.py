@@ -30,6 +30,7 @@ def _each(app: App, names: tuple[str, ...], action: Callable[..., None]) -> None
                     action(app.store, cfg, driver, app.progress)
                 finally:
                     app.store.save(cfg)
+            orchestrator.sync_context(app.store, cfg)  # new URL or client certificates reach its docker context
         except MachineError as e:
             if len(targets) == 1:
                 raise

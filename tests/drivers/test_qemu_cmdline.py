@@ -167,3 +167,9 @@ def test_explicit_choices_are_honoured_with_a_note() -> None:
     assert accel == "tcg" and "TCG" in note
     with pytest.raises(ValueError):
         choose("xen", "linux", None, verdict(True))
+
+
+def test_forwards_listen_on_the_chosen_host_address() -> None:
+    parts = value(cmdline.build_args(spec(host_address="127.0.0.2")), "-netdev").split(",")
+    assert "hostfwd=tcp:127.0.0.2:40022-:22" in parts and "hostfwd=tcp:127.0.0.2:40376-:2376" in parts
+    assert not any("127.0.0.1" in p for p in parts)

@@ -275,3 +275,31 @@ def test_disk_image_gets_a_qcow2_overlay_not_a_copy(tmp_path: Path) -> None:
     assert spec.root_disk == overlay and spec.kernel is None and spec.restrict_network is False
     d.remove()
     assert base.exists() and not overlay.exists()
+
+
+def test_host_address_moves_every_address_the_driver_gives(running, os_dir: Path) -> None:
+    d, _srv, _pid = running
+    d.data.update(kernel=str(os_dir / "vmlinuz"), initrd=str(os_dir / "initrd.img"))
+    d.ctx.options["host_address"] = "127.0.0.2"
+    assert d.ip() == "127.0.0.2"
+    assert d.engine_address(2376) == ("127.0.0.2", 40376)
+    assert d.ssh_endpoint() == SSHEndpoint("127.0.0.2", 40022, "root")
+    spec = lifecycle.vm_spec(d, "qemu-system-x86_64")
+    assert spec.host_address == "127.0.0.2"
+
+
+@pytest.mark.parametrize("raw", ["0.0.0.0", "224.0.0.1", "::1", "host.example", "127.0.0.256"])
+def test_host_address_must_be_one_ipv4_address(raw: str) -> None:
+    with pytest.raises(ValueError):
+        ports.HostAddress(raw)
+    assert ports.HostAddress(" 127.0.0.2 ") == "127.0.0.2"
+
+
+def test_free_ports_are_picked_on_the_host_address() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        assert not ports.port_free(taken, "127.0.0.2")
+        picked = ports.pick_free_ports(2, "127.0.0.2")
+        assert taken not in picked and all(ports.port_free(p, "127.0.0.2") for p in picked)

@@ -1,0 +1,52 @@
+"""`machine set NAME --DRIVER-OPTION VALUE ...`: change a stopped machine's settable driver options
+(as `podman machine set`); the next `machine start` uses them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from machine import orchestrator, registry
+from machine.app import App, pass_app
+from machine.errors import UsageError
+
+
+def _settable_params() -> list[click.Parameter]:
+    from machine.commands.create import _driver_params
+
+    settable: set[str] = set()
+    for driver in registry.names():
+        try:
+            cls = registry.get(driver)
+        except Exception:  # a broken third-party driver must not break `set`
+            continue
+        settable.update(f"{driver}__{o.key}" for o in cls.options if o.settable)
+    return [p for p in _driver_params() if p.name in settable]
+
+
+def _set(app: App, name: str, **flags: Any) -> None:
+    name = app.existing(name)
+    driver = app.store.load(name).driver
+    given = {k: v for k, v in flags.items() if v not in (None, ())}
+    prefix = f"{driver}__"
+    foreign = sorted({k.split("__")[0] for k in given if not k.startswith(prefix)})
+    if foreign:
+        raise UsageError(f"Options for driver(s) {', '.join(foreign)} given, but {name!r} uses driver {driver!r}",
+                         f"Use --{driver}-... options (machine set --help lists them).")
+    if not given:
+        raise UsageError("Nothing to change", f"Give options, e.g. machine set {name} --{driver}-memory 2048 "
+                                              "(machine set --help lists them).")
+    changes = orchestrator.set_options(app.store, name, {k[len(prefix):]: v for k, v in given.items()}, app.debug)
+    if not changes:
+        click.echo(f"Nothing changed: {name!r} already has these options.")
+        return
+    for key, (old, new) in changes.items():
+        click.echo(f"--{driver}-{key.replace('_', '-')}: {old} -> {new}")
+    app.progress.info(f"The changes take effect when {name!r} starts: machine start {name}")
+
+
+set_ = click.Command(
+    "set", params=[click.Argument(["name"]), *_settable_params()], callback=pass_app(_set),
+    help="Change a stopped machine's driver options (memory, CPUs, host address...); they take effect at "
+         "the next start. Only the options listed below can change; for others, recreate the machine.")
