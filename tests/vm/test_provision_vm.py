@@ -1,5 +1,7 @@
-"""A real VM: `machine create -d qemu` with the machine OS, the local docker CLI through `machine env`
-(docker version, an imported busybox image run with --rm), `regenerate-certs -f`, `ssh`, `rm`.
+"""A real VM: `machine create -d qemu` with the machine OS and engine options, the local docker CLI
+through `machine env` and through `machine use` (docker version, docker info, an imported busybox image
+run with --rm), `regenerate-certs -f`, `ssh`; then the machine moves to another host address
+(`machine set --qemu-host-address 127.0.0.2`, start) and its server certificate follows by itself; `rm`.
 
 Skips when qemu or the built machine OS (MACHINE_OS_DIR, else ~/.cache/machine/machine-os/latest) is
 missing. TCG only here: a create takes about a minute.
@@ -26,8 +28,9 @@ def test_create_docker_regenerate_rm(store_root: Path, tmp_path: Path) -> None:
     env = dict(os.environ)
     name = f"pv-{uuid.uuid4().hex[:6]}"
     try:
-        res = machine("create", "-d", "qemu", "--engine-env", "HTTP_PROXY=http://proxy.invalid:3128", name,
-                      env=env, timeout=900)
+        res = machine("create", "-d", "qemu", "--engine-env", "HTTP_PROXY=http://proxy.invalid:3128",
+                      "--engine-label", "team=qa", "--engine-insecure-registry", "registry.invalid:5000",
+                      "--engine-storage-driver", "vfs", name, env=env, timeout=900)
         assert res.returncode == 0, res.stdout + res.stderr
         assert "Docker is up and running!" in res.stderr
         assert "does not read /etc/docker/engine.env" not in res.stderr
@@ -41,6 +44,10 @@ def test_create_docker_regenerate_rm(store_root: Path, tmp_path: Path) -> None:
         assert ver.returncode == 0 and ver.stdout.strip(), ver.stderr
         proxy = docker("info", "--format", "{{.HTTPProxy}}", env=denv)
         assert proxy.stdout.strip() == "http://proxy.invalid:3128", proxy.stderr  # --engine-env reached dockerd
+        info = json.loads(docker("info", "--format", "{{json .}}", env=denv).stdout)
+        assert info["Driver"] == "vfs"  # --engine-storage-driver (the machine OS default is overlay2)
+        assert sorted(info["Labels"]) == ["provider=qemu", "team=qa"]
+        assert info["RegistryConfig"]["IndexConfigs"]["registry.invalid:5000"]["Secure"] is False
         # without the client certificate the engine refuses (tlsverify)
         bare = {k: v for k, v in denv.items() if k not in ("DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")}
         bare["DOCKER_CONFIG"] = str(tmp_path / "empty-docker-config")
@@ -63,6 +70,32 @@ def test_create_docker_regenerate_rm(store_root: Path, tmp_path: Path) -> None:
         res = machine("ssh", name, "cat", "/etc/docker/daemon.json", env=env)
         assert res.returncode == 0 and json.loads(res.stdout)["tlsverify"] is True, res.stderr
         assert machine("ssh", name, "exit", "3", env=env).returncode == 3
+
+        # `machine use`: plain docker (no DOCKER_* variables) talks to the machine through its context
+        res = machine("use", name, env=env)
+        assert res.returncode == 0 and "Current docker context is now" in res.stdout, res.stderr
+        ver = docker("version", "--format", "{{.Server.Version}}", env=env)
+        assert ver.returncode == 0 and ver.stdout.strip(), ver.stderr
+
+        # the machine moves to another host address: the next start re-issues the server certificate,
+        # uploads it and updates the URL and the docker context, with no command from the user
+        assert machine("set", name, "--qemu-memory", "768", env=env).returncode != 0  # running: refused
+        assert machine("stop", name, env=env, timeout=300).returncode == 0
+        res = machine("set", name, "--qemu-host-address", "127.0.0.2", env=env)
+        assert res.returncode == 0 and "127.0.0.1 -> 127.0.0.2" in res.stdout, res.stdout + res.stderr
+        res = machine("start", name, env=env, timeout=900)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "its server certificate was re-issued" in res.stderr, res.stderr
+        ver = docker("version", "--format", "{{.Server.Version}}", env=env)  # the context followed
+        assert ver.returncode == 0 and ver.stdout.strip(), ver.stderr
+        ctx = docker("context", "inspect", "--format", "{{.Endpoints.docker.Host}}", env=env).stdout.strip()
+        assert ctx.startswith("tcp://127.0.0.2:"), ctx
+        moved = docker_env(name, env, host="127.0.0.2")
+        ver = docker("version", "--format", "{{.Server.Version}}", env=moved)
+        assert ver.returncode == 0 and ver.stdout.strip(), ver.stderr
+        assert "Warning" not in machine("env", name, env=env).stderr
+        res = machine("ssh", name, "true", env=env)  # SSH follows the new address too, with the pinned key
+        assert res.returncode == 0, res.stderr
     finally:
         res = machine("rm", "-y", "-f", name, env=env, timeout=300)
         assert res.returncode == 0, res.stderr

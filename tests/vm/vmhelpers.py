@@ -29,7 +29,7 @@ def machine(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess
                           timeout=timeout)
 
 
-def docker_env(name: str, env: dict[str, str]) -> dict[str, str]:
+def docker_env(name: str, env: dict[str, str], host: str = "127.0.0.1") -> dict[str, str]:
     res = machine("env", name, env=env)
     assert res.returncode == 0, res.stderr
     out = dict(env)
@@ -37,7 +37,7 @@ def docker_env(name: str, env: dict[str, str]) -> dict[str, str]:
         if line.startswith("export "):
             key, _, value = line[len("export "):].partition("=")
             out[key] = value.strip('"')
-    assert out["DOCKER_TLS_VERIFY"] == "1" and out["DOCKER_HOST"].startswith("tcp://127.0.0.1:")
+    assert out["DOCKER_TLS_VERIFY"] == "1" and out["DOCKER_HOST"].startswith(f"tcp://{host}:"), out
     return out
 
 
