@@ -206,6 +206,7 @@ class Probe:
     version: str = UNKNOWN_VERSION
     error: str = ""
     took: float = 0.0
+    cert_stale: bool = False  # the driver's address is outside the server certificate
 
 
 def probe(store: Store, cfg: MachineConfig, deadline: float, debug: bool = False) -> Probe:
@@ -219,6 +220,10 @@ def probe(store: Store, cfg: MachineConfig, deadline: float, debug: bool = False
     if state == RUNNING:
         try:
             result.url = str(cfg.engine.get("url") or driver.url() or "")
+            if driver.uses_ssh:
+                from machine import provision
+
+                result.cert_stale = provision.check_certs(store, cfg, driver) is not None
         except MachineError as e:
             result.error = one_line(e.message)
         if result.url:
@@ -231,8 +236,10 @@ def probe(store: Store, cfg: MachineConfig, deadline: float, debug: bool = False
 
 
 def list_machines(store: Store, filters: Filters, timeout: float = DEFAULT_TIMEOUT, debug: bool = False,
-                  active_of: Callable[[], tuple[str, str | None]] | None = None) -> list[HostListItem]:
-    """Rows for every machine passing the filters, querying all machines in parallel."""
+                  active_of: Callable[[], tuple[str, str | None]] | None = None,
+                  stale_certs: list[str] | None = None) -> list[HostListItem]:
+    """Rows for every machine passing the filters, querying all machines in parallel. Running machines
+    whose address is outside their server certificate are appended to `stale_certs` when given."""
     from machine.orchestrator import query_many
 
     entries = [e for e in load_entries(store) if matches_config(e, filters)]
@@ -240,6 +247,8 @@ def list_machines(store: Store, filters: Filters, timeout: float = DEFAULT_TIMEO
     _preload({cfg.driver for cfg in readable.values()})
     deadline = time.monotonic() + timeout
     results = query_many(store, list(readable), lambda n: probe(store, readable[n], deadline, debug), timeout)
+    if stale_certs is not None:
+        stale_certs.extend(n for n, r in results.items() if isinstance(r, Probe) and r.cert_stale)
     docker_host, current = (active_of or active_targets)()
     rows = []
     for entry in entries:

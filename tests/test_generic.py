@@ -234,6 +234,38 @@ def test_generic_refuses_a_changed_host_key(store_root: Path, sshd: SSHServer, f
     assert store.load("pinned").ssh["host_key"] == cfg.ssh["host_key"]  # never replaced silently
 
 
+@pytest.mark.parametrize("command", [["env", "stale"], ["ls"], ["use", "stale"]])
+def test_a_certificate_that_misses_the_address_is_renewed_by_env_ls_and_use(
+        store_root: Path, sshd: SSHServer, fake_os: FakeMachineOS, command: list[str]) -> None:  # noqa: F811
+    """The server certificate no longer names the address the engine is reached at (as after the host's
+    address changed): env, ls and use re-issue it, upload it and restart the engine by themselves, tell
+    the user once, and the engine answers through TLS with the new certificate."""
+    code, out = machine("create", "-d", "generic", "--generic-ip-address", "127.0.0.1",
+                        "--generic-ssh-port", str(sshd.port), "--generic-ssh-key", str(sshd.client_key),
+                        "--generic-engine-port", str(fake_os.port), "stale")
+    assert code == 0, out
+    store = Store(store_root)
+    cfg = store.load("stale")
+    # the certificate on record was issued for another address (the trigger; what follows is all real)
+    cfg.engine["cert_sans"] = {"ips": ["192.0.2.7"], "dns": ["localhost", "stale"]}
+    store.save(cfg)
+    old_cert = (store.machine_dir("stale") / "server.pem").read_bytes()
+    assert fake_os.starts == 1
+
+    code, out = machine(*command)
+    assert code == 0, out
+    assert out.count("its server certificate was re-issued") == 1, out
+    assert "does not cover" not in out  # renewed, so no warning is left
+    new_cert = (store.machine_dir("stale") / "server.pem").read_bytes()
+    assert new_cert != old_cert and (fake_os.root / "etc/docker/server.pem").read_bytes() == new_cert
+    assert fake_os.starts == 2  # the engine restarted with it
+    assert "127.0.0.1" in store.load("stale").engine["cert_sans"]["ips"]
+    code, out = machine("version", "stale")
+    assert (code, out.strip()) == (0, "99.1.0")
+    code, out = machine(*command)  # nothing left to do the second time
+    assert code == 0 and "re-issued" not in out and fake_os.starts == 2, out
+
+
 def test_generic_create_with_a_key_the_host_refuses_rolls_back(store_root: Path, sshd: SSHServer,  # noqa: F811
                                                                tmp_path: Path) -> None:
     from machine.provision import keys

@@ -37,7 +37,10 @@ def ls(app: App, quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str
 
         template = gotemplate.parse(fmt or listing.DEFAULT_FORMAT)
         _check_fields(template.fields())
-    rows = listing.list_machines(app.store, parsed, timeout=timeout, debug=app.debug)
+    stale: list[str] = []
+    rows = listing.list_machines(app.store, parsed, timeout=timeout, debug=app.debug, stale_certs=stale)
+    if stale and _renew_certs(app, stale):
+        rows = listing.list_machines(app.store, parsed, timeout=timeout, debug=app.debug)
     if quiet:
         for row in rows:
             click.echo(row.Name)
@@ -47,6 +50,21 @@ def ls(app: App, quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str
         from machine import gotemplate
 
         click.echo(gotemplate.render_rows(template, rows, listing.HEADERS), nl=False)
+
+
+def _renew_certs(app: App, names: list[str]) -> bool:
+    """Machines whose address moved out of their server certificate get a new one now (the rare slow
+    path of ls); True when any did."""
+    from machine import orchestrator
+    from machine.errors import MachineError
+
+    renewed = False
+    for name in sorted(names):
+        try:
+            renewed = orchestrator.refresh_engine(app.store, name, app.progress, app.debug) or renewed
+        except MachineError as e:
+            click.echo(f"Could not renew the server certificate of {name!r}: {e.message}", err=True)
+    return renewed
 
 
 def _check_fields(fields: list[str]) -> None:
