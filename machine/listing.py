@@ -240,13 +240,13 @@ def list_machines(store: Store, filters: Filters, timeout: float = DEFAULT_TIMEO
                   stale_certs: list[str] | None = None) -> list[HostListItem]:
     """Rows for every machine passing the filters, querying all machines in parallel. Running machines
     whose address is outside their server certificate are appended to `stale_certs` when given."""
-    from machine.orchestrator import query_many
+    from machine.parallel import query_many
 
     entries = [e for e in load_entries(store) if matches_config(e, filters)]
     readable = {e.name: e.cfg for e in entries if e.cfg is not None}
     _preload({cfg.driver for cfg in readable.values()})
     deadline = time.monotonic() + timeout
-    results = query_many(store, list(readable), lambda n: probe(store, readable[n], deadline, debug), timeout)
+    results = query_many(list(readable), lambda n: probe(store, readable[n], deadline, debug), timeout)
     if stale_certs is not None:
         stale_certs.extend(n for n, r in results.items() if isinstance(r, Probe) and r.cert_stale)
     docker_host, current = (active_of or active_targets)()
