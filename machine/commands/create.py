@@ -43,17 +43,35 @@ def _kv(values: tuple[str, ...], flag: str) -> list[str]:
     return list(values)
 
 
+def _engine_archive(path: str | None, version: str | None, install_url: str | None) -> str:
+    """--engine-archive checked on this host (exists, a static archive or a bundle of one package type);
+    its absolute path is saved, so `machine provision` installs from it again. One install source only."""
+    given = [flag for flag, v in (("--engine-archive", path), ("--engine-version", version),
+                                  ("--engine-install-url", install_url)) if v]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} cannot be used together",
+                         "Choose one way to install the engine: a local archive or bundle, a version (static "
+                         "archive download), or an install script.")
+    if not path:
+        return ""
+    from machine.provision.archive import inspect_local
+
+    return str(inspect_local(path).path)
+
+
 def request_from_options(name: str, driver: str, engine_transport: str = "tls", engine_port: int = 2376,
                          engine_label: tuple = (), engine_insecure_registry: tuple = (),
                          engine_registry_mirror: tuple = (), engine_storage_driver: str | None = None,
                          engine_env: tuple = (), engine_opt: tuple = (), engine_install_url: str | None = None,
                          engine_version: str | None = None, tls_san: tuple = (), swarm_manager: str | None = None,
-                         swarm_join: str | None = None, **driver_flags: Any) -> orchestrator.CreateRequest:
+                         swarm_join: str | None = None, engine_archive: str | None = None,
+                         **driver_flags: Any) -> orchestrator.CreateRequest:
     """The CreateRequest that `machine create` options describe (also used by `machine swarm`)."""
     validate_name(name)
     if swarm_manager and swarm_join:
         raise UsageError("--swarm-manager and --swarm-join cannot be used together",
                          "A machine either starts or joins a cluster's managers; use one of them.")
+    engine_archive = _engine_archive(engine_archive, engine_version, engine_install_url)
     cls = registry.get(driver)
     prefix = f"{driver}__"
     own = {k[len(prefix):]: v for k, v in driver_flags.items() if k.startswith(prefix)}
@@ -71,6 +89,7 @@ def request_from_options(name: str, driver: str, engine_transport: str = "tls", 
         "opts": _kv(engine_opt, "--engine-opt"),
         "install_url": engine_install_url or "",
         "version": engine_version or "",
+        "archive": engine_archive,
         "tls_sans": list(tls_san),
     }
     swarm: dict[str, Any] = {}
@@ -126,6 +145,9 @@ def _build() -> click.Command:
         click.Option(["--engine-opt"], multiple=True, metavar="K=V", help="Engine daemon option (repeatable)."),
         click.Option(["--engine-install-url"], metavar="URL", help="get.docker.com-style install script URL."),
         click.Option(["--engine-version"], metavar="VERSION", help="Engine version to install (distro guests)."),
+        click.Option(["--engine-archive"], metavar="PATH", type=click.Path(),
+                     help="Install the engine offline from this host's file: Docker's static docker-VERSION.tgz, or "
+                          "a directory/.tar(.gz) of the engine's .deb/.rpm/.apk packages (distro guests)."),
         click.Option(["--tls-san"], multiple=True, metavar="NAME|IP", help="Extra SAN for the server certificate."),
         click.Option(["--swarm-manager"], metavar="CLUSTER", help="Make this machine a manager of CLUSTER."),
         click.Option(["--swarm-join"], metavar="CLUSTER", help="Join CLUSTER as a worker."),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import uuid
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,6 +25,7 @@ DROPIN = "/etc/systemd/system/docker.service.d/10-machine.conf"
 MARKER = "/etc/docker/machine-ready"
 ENGINE_ENV = "/etc/docker/engine.env"
 OPENRC_CONF = "/etc/conf.d/docker"
+POLICY_RC_D = "/usr/sbin/policy-rc.d"
 _ARGV = re.compile(r"argv\[\]=(.*?) ;")
 _BLOCK = re.compile(r"# BEGIN machine.*?# END machine\n?", re.S)
 
@@ -85,8 +87,10 @@ class Provisioner:
         return self.remote.which("dockerd") is not None
 
     def install(self) -> str:
-        """Install the engine; returns how ('packages', 'script', 'archive')."""
+        """Install the engine; returns how ('packages', 'script', 'archive', 'bundle')."""
         engine = self.cfg.engine
+        if engine.get("archive"):
+            return self.install_local(str(engine["archive"]))
         if engine.get("install_url"):
             self.install_script(engine["install_url"])
             return "script"
@@ -105,16 +109,46 @@ class Provisioner:
                         f"{script} || wget -qO {script} {q}) && sh {script}; rc=$?; rm -f {script}; exit $rc",
                         what=f"Engine install script {url}", timeout=1800)
 
+    def arch(self) -> str:
+        return self.remote.run("uname -m", what="uname").stdout.strip() or "x86_64"
+
     def install_archive(self, version: str) -> None:
         from machine.provision.archive import engine_archive
 
-        arch = self.remote.run("uname -m", what="uname").stdout.strip() or "x86_64"
-        archive = engine_archive(self.store.cache_dir, version, arch)
+        self.install_static(engine_archive(self.store.cache_dir, version, self.arch()))
+
+    def install_static(self, archive: Path) -> None:
+        """Docker's static archive: its docker/* members to /usr/local/bin, plus a service definition."""
         tgz, bindir = self.remote.q("/tmp/docker-engine.tgz"), self.remote.q("/usr/local/bin")
         self.remote.put("/tmp/docker-engine.tgz", archive.read_bytes(), 0o600)
         self.remote.run(f"mkdir -p {bindir} && tar -xzf {tgz} -C {bindir} --strip-components=1; rc=$?; rm -f {tgz}; "
                         "exit $rc", what="Unpacking the engine archive")
         self.install_service("/usr/local/bin/dockerd")
+
+    def install_local(self, value: str) -> str:
+        """`--engine-archive`: a static archive, or a bundle of packages uploaded to a temporary directory
+        and installed by the OS's package tool without network access."""
+        from machine.provision import archive as arc
+
+        local = arc.inspect_local(value)
+        arc.check_fits(local, self.family, self.arch() if local.kind == "static" else "", self.cfg.name)
+        if local.kind == "static":
+            self.install_static(local.path)
+            return "archive"
+        tmp = f"/tmp/machine-engine-{uuid.uuid4().hex[:12]}"
+        try:
+            for name, data in arc.package_files(local):
+                self.remote.put(f"{tmp}/{name}", data, 0o644)
+            self.remote.run(arc.offline_install_command(local.package_type, self.remote.q(tmp),
+                                                        self.remote.q(POLICY_RC_D)),
+                            what=f"Installing the engine packages ({local.package_type}, offline)", timeout=1800)
+        finally:
+            self.remote.run(f"rm -rf {self.remote.q(tmp)}", check=False, what="Removing the uploaded packages")
+        enabled = (self.remote.read("/sys/module/apparmor/parameters/enabled") or "").strip()
+        if enabled == "Y" and not self.remote.which("apparmor_parser"):
+            self.warnings.append("The kernel enforces AppArmor but apparmor_parser is missing: `docker run` fails "
+                                 "until the machine has the apparmor package (add it to the bundle).")
+        return "bundle"
 
     def install_service(self, dockerd: str) -> None:
         raise NotImplementedError
