@@ -367,7 +367,16 @@ def test_offline_deb_bundle_directory(store_root: Path, guest: Guest, tmp_path: 
     assert "policy-rc.d exits 101" in log
     assert not (guest.root / "usr/sbin/policy-rc.d").exists()  # ours is removed again
     assert (guest.root / "usr/sbin/dockerd").exists() and guest.starts == 1
+    # the option is saved: `machine provision` on a machine that lost its engine installs from it again
+    store.save(cfg)
+    cfg = store.load("m")
     assert cfg.engine["archive"] == str(bundle)
+    (guest.root / "usr/sbin/dockerd").unlink()
+    assert "Installing the Docker engine (debian)... done" in _provision(store, cfg, driver)
+    assert len([x for x in guest.log() if x.startswith("apt-get")]) == 2
+    # with the engine present, nothing is installed (configure only)
+    assert "Installing" not in _provision(store, cfg, driver)
+    assert len([x for x in guest.log() if x.startswith("apt-get")]) == 2
 
 
 def test_offline_bundle_tar_gz_keeps_the_hosts_policy_rc_d(store_root: Path, guest: Guest, tmp_path: Path) -> None:
