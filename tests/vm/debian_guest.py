@@ -160,6 +160,19 @@ def _link_latest(cache: Path, rh: str) -> None:
     os.replace(tmp, cache / "latest")
 
 
+KEEP_BUILDS = 2
+
+
+def _prune(cache: Path, keep: str) -> None:
+    """Keep the newest KEEP_BUILDS builds (and `keep`), so a CI cache does not grow without bound."""
+    builds = [p for p in cache.iterdir() if p.is_dir() and not p.is_symlink() and (p / "manifest.json").exists()]
+    builds.sort(key=lambda p: (p / "manifest.json").stat().st_mtime, reverse=True)
+    for old in builds[KEEP_BUILDS:]:
+        if old.name != keep:
+            log(f"pruning old build {old.name}")
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def ensure(cache: Path | None = None, force: bool = False) -> Path:
     """The build directory of this recipe, built first when missing (one builder at a time: a lock file)."""
     import fcntl
@@ -177,6 +190,7 @@ def ensure(cache: Path | None = None, force: bool = False) -> Path:
                 if not shutil.which(tool):
                     raise SystemExit(f"missing host tool {tool} (apt-get install mmdebstrap e2fsprogs util-linux)")
             build(cache, rh)
+            _prune(cache, rh)
         else:
             log(f"recipe {rh} already built")
         _link_latest(cache, rh)
