@@ -39,6 +39,7 @@ SHIMS = {
     "systemctl": """case "$1" in
   show) echo '{ path=/usr/sbin/dockerd ; argv[]=/usr/sbin/dockerd -H fd:// $DOCKER_OPTS ; ignore_errors=no }' ;;
   restart|start) case "$*" in *docker*) gen ;; esac ;;
+  is-enabled) [ -L $R/etc/systemd/system/multi-user.target.wants/docker.service ] || exit 1 ;;
 esac""",
     "apt-get": 'case "$*" in *install*) dockerd usr/sbin ;; esac',
     "dnf": 'case "$*" in "install -y moby-engine"|*docker-ce*|*--disablerepo*) dockerd usr/bin ;; esac',
@@ -178,9 +179,10 @@ def test_debian_installs_and_configures_systemd_engine(store_root: Path, guest: 
         "systemctl show -p ExecStart --value docker.service [daemon.json:no]",
         "systemctl mask --runtime docker.socket [daemon.json:no]",  # socket activation off first
         "systemctl stop docker.socket docker.service [daemon.json:no]",
-        "systemctl unmask --runtime docker.socket [daemon.json:yes]",  # only after the config is written
-        "systemctl daemon-reload [daemon.json:yes]",
-        "systemctl enable docker.service [daemon.json:yes]",
+        "systemctl unmask --no-reload --runtime docker.socket [daemon.json:yes]",  # only after the config is written
+        "systemctl is-enabled -q docker.service [daemon.json:yes]",
+        "systemctl enable --no-reload docker.service [daemon.json:yes]",
+        "systemctl daemon-reload [daemon.json:yes]",  # one reload for all of it
         "systemctl restart docker.service [daemon.json:yes]",
     ]
     dropin = (guest.root / "etc/systemd/system/docker.service.d/10-machine.conf").read_text()
@@ -193,7 +195,8 @@ def test_debian_installs_and_configures_systemd_engine(store_root: Path, guest: 
     assert key.stat().st_mode & 0o777 == 0o600
     assert key.read_bytes() == (store.machine_dir("m") / "server-key.pem").read_bytes()
     assert guest.starts == 1
-    assert "PRIVATE KEY" not in caplog.text and "run: systemctl unmask --runtime docker.socket" in caplog.text
+    assert "PRIVATE KEY" not in caplog.text
+    assert "run: systemctl unmask --no-reload --runtime docker.socket" in caplog.text
 
 
 def test_ubuntu_with_an_engine_installs_nothing(store_root: Path, guest: Guest) -> None:
@@ -203,11 +206,15 @@ def test_ubuntu_with_an_engine_installs_nothing(store_root: Path, guest: Guest) 
     (guest.root / "usr/bin").mkdir(parents=True)
     (guest.root / "usr/bin/dockerd").write_text("x")
     (guest.root / "usr/bin/dockerd").chmod(0o755)
+    wants = guest.root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "docker.service").symlink_to("/lib/systemd/system/docker.service")  # enabled by its package
     store, cfg, driver = _machine(store_root, guest)
     _check_shims_are_used(guest, store, cfg, driver)
     out = _provision(store, cfg, driver)
     assert "Installing" not in out and "Docker is up and running!" in out
     assert not [x for x in guest.log() if x.startswith("apt-get")]
+    assert not [x for x in guest.log() if x.startswith("systemctl enable")]  # enabled already: no sysv sync
     # the host's own daemon.json is kept once, not overwritten by later runs
     backup = guest.root / "etc/docker/daemon.json.before-machine"
     assert backup.read_text() == '{"log-driver": "journald"}\n'

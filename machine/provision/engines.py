@@ -235,8 +235,11 @@ class Systemd(Provisioner):
         self.put_tls_files()
         self.put_daemon_json()
         self.remote.put(DROPIN, engineconfig.systemd_dropin(exec_line, self.env()), 0o644)
-        self.remote.run("systemctl unmask --runtime docker.socket >/dev/null 2>&1 || true; systemctl daemon-reload "
-                        "&& systemctl enable docker.service >/dev/null 2>&1; systemctl restart docker.service",
+        # one daemon-reload for the unmask, the enable (skipped when the package enabled it: on Debian it
+        # also runs systemd-sysv-install, seconds under TCG) and the drop-in
+        self.remote.run("systemctl unmask --no-reload --runtime docker.socket >/dev/null 2>&1 || true; "
+                        "systemctl is-enabled -q docker.service || systemctl enable --no-reload docker.service "
+                        ">/dev/null 2>&1; systemctl daemon-reload && systemctl restart docker.service",
                         what="Starting the engine (see: journalctl -u docker)")
         return True
 
