@@ -3,7 +3,7 @@ gets the engine through the generic driver from an offline package bundle (`--en
 checks of the machine-OS test: docker version and docker run of an imported image through TLS with
 `machine env`, engine options in `docker info`, a client without our certificate refused, the systemd
 drop-in without -H fd://, regenerate-certs, rm leaving the host running. A second `machine create` on the
-same guest (engine present now) takes the configure-only path.
+same guest (engine present now) takes the configure-only path; `machine use` then works with plain docker.
 
 The guest and its bundle are built once by `python3 -m tests.vm.debian_guest` (root, mmdebstrap,
 deb.debian.org; .ci/setup does it) and cached under ~/.cache/machine/test-debian/<recipe hash>/.
@@ -142,6 +142,11 @@ def test_debian_guest_without_docker_gets_the_engine_offline(store_root: Path, t
         if os.path.exists(BUSYBOX):  # the image imported by the first machine is still in the engine
             run = docker("run", "--rm", "bb:t", "/bin/sh", "-c", "echo again", env=denv)
             assert run.returncode == 0 and run.stdout.strip() == "again", run.stderr
+        # `machine use`: plain docker (no DOCKER_* variables) reaches the engine through a docker context
+        res = machine("use", "deb2", env=env)
+        assert res.returncode == 0 and "Current docker context is now" in res.stdout, res.stderr
+        ver = docker("version", "--format", "{{.Server.Version}}", env=env)
+        assert ver.returncode == 0 and ver.stdout.strip().startswith("20.10."), ver.stderr
         assert machine("rm", "-y", "deb2", env=env).returncode == 0
         assert waiting.ssh_banner("127.0.0.1", ssh_port)
     finally:
