@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark the full path for one driver: create -> SSH ready -> engine ready -> first `docker run`
-of an imported image -> rm. Also the machine's disk usage right after create and qemu's RSS when idle.
+of an imported image -> rm. Also the machine's disk usage right after create, qemu's RSS when idle, and
+provisioning time: from SSH answering to the engine answering through TLS (the create steps after
+"Waiting for the machine to boot", as `machine create` prints them), and `machine provision` again on
+the running machine.
 
     python3 bench/bench.py --driver qemu [--name bench] [--keep-store DIR] [--json-only]
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -30,7 +34,9 @@ import rootfs  # noqa: E402  (bench/rootfs.py, beside this script)
 
 from machine import process  # noqa: E402
 
-TARGETS = {"create_to_first_run_s": 20.0, "disk_mib": 20.0, "rss_mib": 600.0}
+TARGETS = {"create_to_first_run_s": 20.0, "disk_mib": 20.0, "rss_mib": 600.0, "provisioning_s": 3.0}
+BOOT_STEP = "Waiting for the machine to boot... done"
+STEP = re.compile(r"^(?P<what>.*?)\.\.\. done \((?P<s>[0-9.]+)s\)$")
 MARKERS = {"ssh_ready_s": "machine-os: ssh-ready", "engine_ready_s": "machine-os: engine-ready"}
 IMAGE = "machine-bench/busybox:latest"
 
@@ -55,6 +61,20 @@ def parse_env(text: str) -> dict[str, str]:
             key, _, value = line[len("export "):].partition("=")
             out[key] = value.strip().strip('"')
     return out
+
+
+def provisioning_steps(create_stderr: str) -> dict[str, float]:
+    """The steps `machine create` timed after the guest answered SSH: {step: seconds}."""
+    steps: dict[str, float] = {}
+    after_boot = False
+    for line in create_stderr.splitlines():
+        m = STEP.match(line.strip())
+        if not m:
+            continue
+        if after_boot:
+            steps[m["what"]] = float(m["s"])
+        after_boot = after_boot or line.strip().startswith(BOOT_STEP)
+    return steps
 
 
 def disk_usage_mib(path: Path) -> float:
@@ -153,6 +173,9 @@ def _after_create(result: dict, created: process.Result, store: Path, name: str,
         return result
     mdir = store / "machines" / name
     result["disk_mib"] = round(disk_usage_mib(mdir), 1)
+    steps = provisioning_steps(created.stderr)
+    result["provisioning_steps"] = steps
+    result["provisioning_s"] = round(sum(steps.values()), 2) if steps else None
     docker_env = parse_env(machine(["env", "--shell", "bash", name], env).stdout)
     docker_env["DOCKER_CONFIG"] = env["DOCKER_CONFIG"]
     t = time.monotonic()
@@ -169,6 +192,9 @@ def _after_create(result: dict, created: process.Result, store: Path, name: str,
     if not ran.ok or "bench-ok" not in ran.stdout:
         result["error"] = f"docker run failed: {ran.stderr.strip()[-800:]}"
         return result
+    t = time.monotonic()
+    again = machine(["provision", name], env)
+    result["provision_again_s"] = round(time.monotonic() - t, 2) if again.ok else None
     time.sleep(idle)
     pid = qemu_pid(mdir, name)
     result["rss_mib"] = round(rss_mib(pid), 1) if pid and rss_mib(pid) else None
@@ -188,7 +214,9 @@ def cleanup(driver: str, name: str, store: Path, result: dict) -> None:
 
 def table(result: dict) -> str:
     rows = [("create (machine create, total)", "create_s"), ("  SSH ready (serial marker)", "ssh_ready_s"),
-            ("  engine ready (serial marker)", "engine_ready_s"), ("docker import", "docker_import_s"),
+            ("  engine ready (serial marker)", "engine_ready_s"),
+            ("  provisioning (SSH -> engine TLS)", "provisioning_s"),
+            ("machine provision (running machine)", "provision_again_s"), ("docker import", "docker_import_s"),
             ("first docker run", "first_docker_run_s"), ("create -> first docker run", "create_to_first_run_s"),
             ("rm", "rm_s"), ("disk after create (MiB)", "disk_mib"), ("qemu RSS idle (MiB)", "rss_mib")]
     lines = [f"driver: {result['driver']}", f"{'phase':<34} {'value':>8}  target"]
