@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# the shim guest of the provisioner tests (fixtures `shim_sshd`, `guest`)
+pytest_plugins = ["provision_guest"]
+
 
 @pytest.fixture
 def store_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
