@@ -260,3 +260,58 @@ def test_taken_ports_are_rewritten_in_the_real_daemons_xml(tmp_path: Path, monke
     finally:
         drv.remove()
     assert drv.status() == State.NOT_CREATED
+
+
+def test_libvirt_create_interrupted_during_boot_leaves_nothing(store_root: Path) -> None:
+    """Ctrl-C while the domain boots: create fails without a traceback and removes the domain, its
+    disk and the machine directory (or leaves a machine that `rm -f` removes completely)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from machine.drivers.libvirt import port_free
+    from machine.drivers.libvirt.connection import connect
+
+    name = "lvint"
+    mdir = store_root / "machines" / name
+    proc = subprocess.Popen([sys.executable, "-m", "machine", "create", "-d", "libvirt", "--libvirt-network", "user",
+                             "--libvirt-memory", "1024", "--libvirt-cpus", "1", "--libvirt-disk-size", "4", name],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    data: dict = {}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until the domain runs (the boot has begun)
+            try:
+                data = json.loads((mdir / "config.json").read_text())["driver_data"]
+                if data.get("domain") and connect(URI).lookupByName(data["domain"]).isActive():
+                    break
+            except Exception:  # noqa: BLE001 - not there yet
+                pass
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            time.sleep(0.2)
+        else:
+            pytest.fail("the domain did not start within 120 s")
+        time.sleep(1.0)  # well inside "Waiting for the machine to boot"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = err.decode(errors="replace")
+    assert proc.returncode != 0, "an interrupted create must not report success"
+    assert "Traceback" not in text, text
+    assert "Create interrupted; removing what was made" in text, text
+    if mdir.exists():  # not rolled back: rm -f must remove it completely
+        assert _machine("rm", "-y", "-f", name).ok
+    domain, ports = data["domain"], (data.get("ssh_port"), data.get("engine_host_port"))
+    assert domain not in [d.name() for d in connect(URI).listAllDomains(0)]
+    assert not mdir.exists()
+    assert not [Path(p) for p in data.get("made", []) if Path(p).exists()]
+    assert not _qemu_pids_mentioning(domain)
+    assert all(port_free(int(p)) for p in ports if p)
