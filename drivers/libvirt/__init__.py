@@ -55,8 +55,8 @@ class LibvirtDriver(Driver):
     description = "A libvirt (qemu/KVM) domain, through libvirt-python."
     options = (
         Option("uri", "libvirt connection URI (qemu:///system, qemu:///session, ...)", DEFAULT_URI),
-        Option("cpus", "Number of virtual CPUs", 2, int),
-        Option("memory", "Memory in MiB", 1024, int),
+        Option("cpus", "Number of virtual CPUs", 2, int, settable=True),
+        Option("memory", "Memory in MiB", 1024, int, settable=True),
         Option("disk-size", "Size of the (sparse) disk in GiB", 20, int),
         Option("image", "Boot image: machine-os (default, built locally), a catalogue name (debian-12, ...), "
                         "an http(s) URL or a local file", "machine-os"),
@@ -224,6 +224,7 @@ class LibvirtDriver(Driver):
                 return
             if self.user_mode:
                 self._refresh_ports(dom)
+            self._apply_resources(dom)
             try:
                 Path(self.console_log()).write_bytes(b"")  # the readiness line must come from this boot
             except OSError:
@@ -243,6 +244,17 @@ class LibvirtDriver(Driver):
         xml = rewrite_user_ports(dom.XMLDesc(lv.import_libvirt().VIR_DOMAIN_XML_INACTIVE), self.data["ssh_port"],
                                  self.data["engine_host_port"])
         self._conn().defineXML(xml)
+
+    def _apply_resources(self, dom: Any) -> None:
+        """Redefine the stopped domain when `machine set` changed its memory or vCPUs."""
+        _, max_kib, _, cpus, _ = dom.info()
+        want_mib, want_cpus = int(self.opt("memory") or 1024), int(self.opt("cpus") or 2)
+        if (int(max_kib), int(cpus)) == (want_mib * 1024, want_cpus):
+            return
+        from .domainxml import rewrite_resources
+
+        xml = dom.XMLDesc(lv.import_libvirt().VIR_DOMAIN_XML_INACTIVE)
+        self._conn().defineXML(rewrite_resources(xml, want_mib, want_cpus))
 
     def stop(self, force: bool = False) -> None:
         libvirt = lv.import_libvirt()

@@ -136,3 +136,13 @@ def rewrite_user_ports(domain_xml: str, ssh_port: int, engine_host_port: int) ->
         return f"hostfwd=tcp:127.0.0.1:{int(host)}-:{m.group(2)}"
 
     return _FWD.sub(repl, domain_xml)
+
+
+_MEMORY = re.compile(r"<(memory|currentMemory)(\s[^>]*)?>\s*\d+\s*</\1>")
+_VCPU = re.compile(r"<vcpu(\s[^>]*)?>\s*\d+\s*</vcpu>")
+
+
+def rewrite_resources(domain_xml: str, memory_mib: int, cpus: int) -> str:
+    """The domain XML with its memory and vCPU count replaced (`machine set` on a stopped machine)."""
+    xml = _MEMORY.sub(lambda m: f"<{m.group(1)} unit='MiB'>{int(memory_mib)}</{m.group(1)}>", domain_xml)
+    return _VCPU.sub(f"<vcpu placement='static'>{int(cpus)}</vcpu>", xml)

@@ -460,3 +460,36 @@ def test_qemu_permission_error_explains_the_file_access_problem() -> None:
                                       "Could not open '/home/u/.machine/machines/a/data.qcow2': Permission denied"),
                              "Starting the domain", "qemu:///system")
     assert isinstance(err, DriverError) and "qemu:///session" in err.hint and "storage-dir" in err.hint
+
+
+def test_set_memory_and_cpus_take_effect_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`machine set --libvirt-memory/--libvirt-cpus` on a stopped machine: start redefines the domain."""
+    from machine.driver import settable_changes
+
+    fake_os(tmp_path, monkeypatch)
+    drv = make_driver(tmp_path, "u3", memory=1024, cpus=2)
+    try:
+        drv.create()
+        assert settable_changes(LibvirtDriver, drv.ctx.options, {"memory": 1536, "cpus": 1}) == {
+            "memory": (1024, 1536), "cpus": (2, 1)}
+        drv.ctx.options.update(memory=1536, cpus=1)
+        drv.start()
+        _, max_kib, _, cpus, _ = drv._domain().info()
+        assert (max_kib, cpus) == (1536 * 1024, 1)
+        drv.stop(force=True)
+        xml = drv._domain().XMLDesc(0)
+        assert "<vcpu placement='static'>1</vcpu>" in xml and "<memory unit='KiB'>1572864</memory>" in xml
+        assert drv.domain_name in xml and "data.qcow2" in xml  # the rest of the definition is kept
+    finally:
+        drv.remove()
+
+
+def test_rewrite_resources_keeps_other_elements() -> None:
+    from machine.drivers.libvirt.domainxml import rewrite_resources
+
+    xml = ("<domain><memory unit='KiB'>1048576</memory><currentMemory unit='KiB'>1048576</currentMemory>"
+           "<memoryBacking><source type='memfd'/></memoryBacking>"
+           "<vcpu placement='static' current='1'>2</vcpu></domain>")
+    out = rewrite_resources(xml, 512, 4)
+    assert out == ("<domain><memory unit='MiB'>512</memory><currentMemory unit='MiB'>512</currentMemory>"
+                   "<memoryBacking><source type='memfd'/></memoryBacking><vcpu placement='static'>4</vcpu></domain>")
