@@ -22,7 +22,10 @@ def _settable_params() -> list[click.Parameter]:
         except Exception:  # a broken third-party driver must not break `set`
             continue
         settable.update(f"{driver}__{o.key}" for o in cls.options if o.settable)
-    return [p for p in _driver_params() if p.name in settable]
+    params = [p for p in _driver_params() if p.name in settable]
+    for p in params:  # set reads flags only: the environment variables create reads do not apply
+        p.help = (p.help or "").split(" [env ")[0]
+    return params
 
 
 def _set(app: App, name: str, **flags: Any) -> None:
