@@ -59,7 +59,10 @@ class Guest:
     def _watch(self) -> None:
         seen = 0
         while not self._stop.wait(0.05):
-            gen = int((self.shims / "gen").read_text() or 0)
+            text = (self.shims / "gen").read_text().strip()
+            if not text.isdigit():  # never half-written (the shim renames it into place); be safe anyway
+                continue
+            gen = int(text)
             if gen != seen:
                 seen = gen
                 if self.engine:
@@ -83,7 +86,7 @@ def shim_sshd(tmp_path_factory: pytest.TempPathFactory):
             f"#!/bin/sh\nS={shims}; R=$(cat $S/ROOT)\n"
             'have() { [ -e $R/etc/docker/daemon.json ] && echo yes || echo no; }\n'
             'echo "$(basename $0) $* [daemon.json:$(have)]" >>$S/log\n'
-            'gen() { echo $(($(cat $S/gen) + 1)) >$S/gen; }\n'
+            'gen() { echo $(($(cat $S/gen) + 1)) >$S/gen.new && mv $S/gen.new $S/gen; }\n'
             'dockerd() { mkdir -p $R/$1 && printf x >$R/$1/dockerd && chmod +x $R/$1/dockerd; }\n'
             # package files given as arguments: name and content, and whether policy-rc.d blocks starts
             'for a; do case "$a" in *.deb|*.rpm|*.apk) echo "file $(basename "$a") $(cat "$a")" >>$S/log ;; esac; '

@@ -196,4 +196,4 @@ def test_upgrade_on_debian(store_root: Path, guest: Guest) -> None:
     assert "Upgrading the Docker engine (debian)... done" in out.getvalue()
     assert any("install -y -q --only-upgrade docker.io" in x for x in guest.log())
     assert guest.log()[-1].startswith("systemctl restart docker.service")
-    waiting.until(lambda: guest.starts == 2, timeout=5, what="the engine restart")
+    waiting.until(lambda: guest.starts == 2, timeout=15, what="the engine restart")
