@@ -399,11 +399,12 @@ def main() -> int:
 KEEP_BUILDS = 3
 
 
-def _prune(cache: Path, keep: str) -> None:
-    """Keep the newest KEEP_BUILDS build directories (and `keep`), so a CI cache does not grow without bound."""
+def _prune(cache: Path, keep: str, keep_builds: int = KEEP_BUILDS) -> None:
+    """Keep the newest `keep_builds` build directories (and `keep`), so a CI cache does not grow without bound.
+    (tests/vm/debian_guest.py prunes its cache with this too.)"""
     builds = [p for p in cache.iterdir() if p.is_dir() and not p.is_symlink() and (p / "manifest.json").exists()]
     builds.sort(key=lambda p: (p / "manifest.json").stat().st_mtime, reverse=True)
-    for old in builds[KEEP_BUILDS:]:
+    for old in builds[keep_builds:]:
         if old.name != keep:
             log(f"pruning old build {old.name}")
             shutil.rmtree(old, ignore_errors=True)

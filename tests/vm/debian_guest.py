@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from isos.build import _link_latest, _prune
+
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("systemd-sysv", "udev", "openssh-server", "linux-image-cloud-amd64", "initramfs-tools", "iproute2",
@@ -152,25 +154,7 @@ def build(cache: Path, rh: str) -> Path:
     return final
 
 
-def _link_latest(cache: Path, rh: str) -> None:
-    tmp = cache / ".latest.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(rh)
-    os.replace(tmp, cache / "latest")
-
-
 KEEP_BUILDS = 2
-
-
-def _prune(cache: Path, keep: str) -> None:
-    """Keep the newest KEEP_BUILDS builds (and `keep`), so a CI cache does not grow without bound."""
-    builds = [p for p in cache.iterdir() if p.is_dir() and not p.is_symlink() and (p / "manifest.json").exists()]
-    builds.sort(key=lambda p: (p / "manifest.json").stat().st_mtime, reverse=True)
-    for old in builds[KEEP_BUILDS:]:
-        if old.name != keep:
-            log(f"pruning old build {old.name}")
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def ensure(cache: Path | None = None, force: bool = False) -> Path:
@@ -190,7 +174,7 @@ def ensure(cache: Path | None = None, force: bool = False) -> Path:
                 if not shutil.which(tool):
                     raise SystemExit(f"missing host tool {tool} (apt-get install mmdebstrap e2fsprogs util-linux)")
             build(cache, rh)
-            _prune(cache, rh)
+            _prune(cache, rh, KEEP_BUILDS)
         else:
             log(f"recipe {rh} already built")
         _link_latest(cache, rh)
