@@ -106,14 +106,19 @@ def machine(*args: str) -> tuple[int, str]:
     return res.exit_code, res.output
 
 
+def create_generic(sshd: SSHServer, fake_os: FakeMachineOS, name: str, *extra: str) -> tuple[int, str]:  # noqa: F811
+    """`machine create -d generic` of the test sshd and fake OS engine as machine `name`."""
+    return machine("create", "-d", "generic", "--generic-ip-address", "127.0.0.1", "--generic-ssh-port",
+                   str(sshd.port), "--generic-ssh-key", str(sshd.client_key), "--generic-engine-port",
+                   str(fake_os.port), *extra, name)
+
+
 def test_generic_create_ls_version_ssh_scp_regenerate_rm(store_root: Path, sshd: SSHServer,  # noqa: F811
                                                           fake_os: FakeMachineOS, tmp_path: Path,
                                                           capfd: pytest.CaptureFixture) -> None:
 
-    code, out = machine("create", "-d", "generic", "--generic-ip-address", "127.0.0.1",
-                        "--generic-ssh-port", str(sshd.port), "--generic-ssh-key", str(sshd.client_key),
-                        "--generic-engine-port", str(fake_os.port), "--engine-label", "site=lab",
-                        "--engine-env", "HTTPS_PROXY=http://proxy:3128", "box")
+    code, out = create_generic(sshd, fake_os, "box", "--engine-label", "site=lab",
+                               "--engine-env", "HTTPS_PROXY=http://proxy:3128")
     assert code == 0, out
     assert "Docker is up and running!" in out
     assert "Pinned the SSH host key" in out
@@ -214,9 +219,7 @@ def test_generic_create_ls_version_ssh_scp_regenerate_rm(store_root: Path, sshd:
 def test_generic_refuses_a_changed_host_key(store_root: Path, sshd: SSHServer, fake_os: FakeMachineOS,  # noqa: F811
                                             capfd: pytest.CaptureFixture) -> None:
 
-    code, out = machine("create", "-d", "generic", "--generic-ip-address", "127.0.0.1",
-                        "--generic-ssh-port", str(sshd.port), "--generic-ssh-key", str(sshd.client_key),
-                        "--generic-engine-port", str(fake_os.port), "pinned")
+    code, out = create_generic(sshd, fake_os, "pinned")
     assert code == 0, out
     store = Store(store_root)
     cfg = store.load("pinned")
@@ -240,9 +243,7 @@ def test_a_certificate_that_misses_the_address_is_renewed_by_env_ls_and_use(
     """The server certificate no longer names the address the engine is reached at (as after the host's
     address changed): env, ls and use re-issue it, upload it and restart the engine by themselves, tell
     the user once, and the engine answers through TLS with the new certificate."""
-    code, out = machine("create", "-d", "generic", "--generic-ip-address", "127.0.0.1",
-                        "--generic-ssh-port", str(sshd.port), "--generic-ssh-key", str(sshd.client_key),
-                        "--generic-engine-port", str(fake_os.port), "stale")
+    code, out = create_generic(sshd, fake_os, "stale")
     assert code == 0, out
     store = Store(store_root)
     cfg = store.load("stale")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vm.vmhelpers import BUSYBOX, busybox_tar, docker, docker_env, machine, skip_reason
+from tests.vm.vmhelpers import check_engine, docker, docker_env, machine, skip_reason
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
@@ -44,21 +44,7 @@ def test_create_docker_regenerate_rm(store_root: Path, tmp_path: Path) -> None:
         assert ver.returncode == 0 and ver.stdout.strip(), ver.stderr
         proxy = docker("info", "--format", "{{.HTTPProxy}}", env=denv)
         assert proxy.stdout.strip() == "http://proxy.invalid:3128", proxy.stderr  # --engine-env reached dockerd
-        info = json.loads(docker("info", "--format", "{{json .}}", env=denv).stdout)
-        assert info["Driver"] == "vfs"  # --engine-storage-driver (the machine OS default is overlay2)
-        assert sorted(info["Labels"]) == ["provider=qemu", "team=qa"]
-        assert info["RegistryConfig"]["IndexConfigs"]["registry.invalid:5000"]["Secure"] is False
-        # without the client certificate the engine refuses (tlsverify)
-        bare = {k: v for k, v in denv.items() if k not in ("DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")}
-        bare["DOCKER_CONFIG"] = str(tmp_path / "empty-docker-config")
-        assert docker("version", "--format", "{{.Server.Version}}", env=bare, timeout=60).returncode != 0
-
-        if os.path.exists(BUSYBOX):
-            imp = docker("import", str(busybox_tar(tmp_path / "bb.tar")), "busybox:machine-test", env=denv)
-            assert imp.returncode == 0, imp.stderr
-            run = docker("run", "--rm", "busybox:machine-test", "/bin/sh", "-c", "echo hello from busybox",
-                         env=denv)
-            assert run.returncode == 0 and run.stdout.strip() == "hello from busybox", run.stderr
+        check_engine(denv, tmp_path, ["provider=qemu", "team=qa"], "hello from busybox")
 
         old_cert = (store_root / "machines" / name / "server.pem").read_bytes()
         res = machine("regenerate-certs", "-f", name, env=env)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -47,3 +49,24 @@ def docker(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.
 
 def busybox_tar(path: Path) -> Path:
     return write_busybox_rootfs(path, ("sh", "echo", "cat", "uname"))
+
+
+def check_engine(denv: dict[str, str], tmp_path: Path, labels: list[str], message: str) -> dict:
+    """What both real-VM provisioning tests check through TLS: the engine options (created with
+    --engine-storage-driver vfs, --engine-insecure-registry registry.invalid:5000 and `labels`) in
+    `docker info`; a client without our certificate refused; an imported busybox image runs and prints
+    `message`. Returns docker info."""
+    info = json.loads(docker("info", "--format", "{{json .}}", env=denv).stdout)
+    assert info["Driver"] == "vfs"  # --engine-storage-driver (the engines' default is overlay2)
+    assert sorted(info["Labels"]) == sorted(labels)
+    assert info["RegistryConfig"]["IndexConfigs"]["registry.invalid:5000"]["Secure"] is False
+    # without the client certificate the engine refuses (tlsverify)
+    bare = {k: v for k, v in denv.items() if k not in ("DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")}
+    bare["DOCKER_CONFIG"] = str(tmp_path / "empty-docker-config")
+    assert docker("version", "--format", "{{.Server.Version}}", env=bare, timeout=60).returncode != 0
+    if os.path.exists(BUSYBOX):
+        imp = docker("import", str(busybox_tar(tmp_path / "bb.tar")), "busybox:machine-test", env=denv)
+        assert imp.returncode == 0, imp.stderr
+        run = docker("run", "--rm", "busybox:machine-test", "/bin/sh", "-c", f"echo {message}", env=denv)
+        assert run.returncode == 0 and run.stdout.strip() == message, run.stderr
+    return info
