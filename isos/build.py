@@ -258,7 +258,7 @@ def build_iso(work: Path, out: Path, squash: Path, cmdline: str, build_id: str) 
 def qemu_args(cmdline: str) -> dict:
     return {
         "direct_boot": [
-            "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,tb-size=256", "-m", "1024", "-smp", "2",
+            "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,tb-size=128", "-m", "1024", "-smp", "2",
             "-nodefaults", "-no-user-config", "-display", "none", "-serial", "file:SERIAL.log",
             "-kernel", "vmlinuz", "-initrd", "initrd.img", "-append", f"{cmdline} machine.hostname=NAME",
             "-drive", "file=machine-os.iso,if=virtio,format=raw,readonly=on",
@@ -269,7 +269,7 @@ def qemu_args(cmdline: str) -> dict:
             "-device", "virtio-rng-pci",
         ],
         "iso_boot_bios": [
-            "qemu-system-x86_64", "-machine", "pc", "-accel", "tcg,tb-size=256", "-m", "1024", "-smp", "2",
+            "qemu-system-x86_64", "-machine", "pc", "-accel", "tcg,tb-size=128", "-m", "1024", "-smp", "2",
             "-nodefaults", "-no-user-config", "-display", "none", "-serial", "file:SERIAL.log",
             "-drive", "file=machine-os.iso,if=none,id=cd0,format=raw,readonly=on,media=cdrom",
             "-device", "ide-cd,drive=cd0,bootindex=0",
@@ -279,7 +279,7 @@ def qemu_args(cmdline: str) -> dict:
             "-device", "virtio-net-pci,netdev=n0",
         ],
         "iso_boot_uefi": [
-            "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,tb-size=256", "-m", "1024", "-smp", "2",
+            "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,tb-size=128", "-m", "1024", "-smp", "2",
             "-nodefaults", "-no-user-config", "-display", "none", "-serial", "file:SERIAL.log",
             "-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
             "-drive", "if=pflash,format=raw,file=COPY_OF_OVMF_VARS_4M.fd",

@@ -115,7 +115,7 @@ class VM:
         self.t_start = 0.0
 
     def args(self) -> list[str]:
-        a = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,tb-size=256", "-m", "1024", "-smp", "2",
+        a = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,tb-size=128", "-m", "1024", "-smp", "2",
              "-nodefaults", "-no-user-config", "-display", "none", "-serial", f"file:{self.serial}",
              "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]  # fmt: skip
         iso = self.image / "machine-os.iso"
