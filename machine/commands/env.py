@@ -41,7 +41,7 @@ def engine_url_for(app: App, cfg: MachineConfig) -> str:
         from machine import provision
 
         warning = provision.check_certs(app.store, cfg)  # cheap: no SSH, no crypto
-        if warning and _renew(app, cfg.name):
+        if warning and renew_certificate(app, cfg.name):
             cfg = app.store.load(cfg.name)
             url = str(cfg.engine.get("url") or url)
             warning = provision.check_certs(app.store, cfg)
@@ -52,9 +52,9 @@ def engine_url_for(app: App, cfg: MachineConfig) -> str:
     return url
 
 
-def _renew(app: App, name: str) -> bool:
-    """The rare slow path: the saved address is outside the server certificate, so re-issue it now
-    (the machine must be running). Any failure leaves the warning to be shown."""
+def renew_certificate(app: App, name: str) -> bool:
+    """The rare slow path of env/config/use and ls: the machine's address is outside its server
+    certificate, so re-issue it now (the machine must be running). A failure is told, not raised."""
     from machine import orchestrator
 
     try:

@@ -55,15 +55,11 @@ def ls(app: App, quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str
 def _renew_certs(app: App, names: list[str]) -> bool:
     """Machines whose address moved out of their server certificate get a new one now (the rare slow
     path of ls); True when any did."""
-    from machine import orchestrator
-    from machine.errors import MachineError
+    from machine.commands.env import renew_certificate
 
     renewed = False
     for name in sorted(names):
-        try:
-            renewed = orchestrator.refresh_engine(app.store, name, app.progress, app.debug) or renewed
-        except MachineError as e:
-            click.echo(f"Could not renew the server certificate of {name!r}: {e.message}", err=True)
+        renewed = renew_certificate(app, name) or renewed
     return renewed
 
 
