@@ -47,16 +47,11 @@ COMMANDS: dict[str, str] = {
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(n for n in COMMANDS if self._available(n))
-
-    @staticmethod
-    def _available(name: str) -> bool:
-        module = COMMANDS[name].split(":")[0]
-        return importlib.util.find_spec(f"machine.commands.{module}") is not None
+        return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = COMMANDS.get(name)
-        if not target or not self._available(name):
+        if not target:
             return None
         module, attr = target.split(":")
         return getattr(importlib.import_module(f"machine.commands.{module}"), attr)
