@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TCG_ACCEL = "tcg,tb-size=128"  # the drivers' TCG translation cache in MiB (machine/accel.py TCG_TB_CACHE_MIB)
+TCG_ACCEL = "tcg,tb-size=128"  # the drivers' TCG translation cache in MiB (drivers/qemu/kvmprobe.py TCG_TB_CACHE_MIB)
 
 
 def default_image() -> Path:

@@ -110,7 +110,7 @@ def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = F
                 provision.provision(store, cfg, driver, progress)
             else:
                 # the client certificates the docker client presents (DOCKER_CERT_PATH, `machine use`)
-                from machine import certs
+                from machine.provision import certs
 
                 certs.copy_client_certs(store.certs_dir, store.machine_dir(req.name))
                 cfg.engine["url"] = driver.url()
@@ -221,7 +221,7 @@ def sync_context(store: Store, cfg: MachineConfig) -> None:
     url = str(cfg.engine.get("url") or "")
     if not url or cfg.driver == "none":
         return
-    from machine import dockercontext
+    from machine.client import dockercontext
 
     tls = cfg.engine.get("transport", "tls") == "tls"
     dockercontext.refresh(cfg.name, url, store.machine_dir(cfg.name) if tls else None,
@@ -305,11 +305,11 @@ def remove(store: Store, name: str, progress: Progress, *, force: bool = False, 
             progress.warn(f"{e}; removing the machine directory anyway (-f)")
         store.remove(name)
     if cluster:
-        from machine import clusternet
+        from machine.swarm import clusternet
 
         if clusternet.cluster_dir(store, cluster).exists():
             clusternet.forget_member(store, cluster, name)  # its cluster address becomes free
-    from machine import dockercontext
+    from machine.client import dockercontext
 
     dockercontext.forget_machine(name, store.root)
 

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from machine import certs
 from machine.errors import ConfigError
+from machine.provision import certs
 
 
 def load(path: Path) -> x509.Certificate:

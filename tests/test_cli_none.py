@@ -321,7 +321,7 @@ def test_active(store: Path) -> None:
 
 
 def test_active_from_the_docker_context(store: Path) -> None:
-    from machine import dockercontext
+    from machine.client import dockercontext
 
     create("a", "tcp://127.0.0.1:2601")
     create("b", "tcp://127.0.0.1:2602")

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from machine import __version__, cliplugin
+from machine import __version__
 from machine.cli import cli
+from machine.client import cliplugin
 from machine.errors import UsageError
 
 DOCKER = "/usr/local/bin/docker"

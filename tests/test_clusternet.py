@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from machine import clusternet, process
+from machine import process
 from machine.errors import NotFound
 from machine.store import Store
+from machine.swarm import clusternet
 
 
 def test_subnets_are_distinct_and_private(store_root: Path) -> None:

@@ -1,4 +1,4 @@
-"""`machine use` and machine.dockercontext, checked by reading the result back with the real docker CLI."""
+"""`machine use` and machine.client.dockercontext, checked by reading the result back with the real docker CLI."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from machine import dockercontext
 from machine.cli import cli
+from machine.client import dockercontext
 from machine.errors import MachineError
 from machine.store import Store
 

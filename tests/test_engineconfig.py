@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from machine import engineconfig as ec
 from machine.errors import UsageError
+from machine.provision import engineconfig as ec
 from machine.provision.engines import packaged_exec_start, replace_block
 
 TLS_KEYS = {"tls": True, "tlsverify": True, "tlscacert": "/etc/docker/ca.pem", "tlscert": "/etc/docker/server.pem",

@@ -1,5 +1,5 @@
-"""Image catalogue and resolution (machine.images) and the verified, resumable download cache
-(machine.downloadcache), against a server on 127.0.0.1 only."""
+"""Image catalogue and resolution (machine.images.catalogue) and the verified, resumable download cache
+(machine.images.downloadcache), against a server on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from machine import downloadcache, images
 from machine.errors import MachineError, NotFound
-from machine.images import Image, fetch, load_catalogue, parse_checksums, resolve
+from machine.images import catalogue, downloadcache
+from machine.images.catalogue import Image, fetch, load_catalogue, parse_checksums, resolve
 
 PAYLOAD = os.urandom(300_000)  # tests shrink downloadcache.CHUNK so this spans many reads
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
@@ -123,8 +123,8 @@ def test_catalogue_entries_have_required_fields() -> None:
     cat = load_catalogue()
     assert {"machine-os", "debian-12", "ubuntu-24.04"} <= set(cat)
     for name, img in cat.items():
-        assert img.format in images.FORMATS, name
-        assert img.arch and img.ssh_user and img.seed in images.SEEDS, name
+        assert img.format in catalogue.FORMATS, name
+        assert img.arch and img.ssh_user and img.seed in catalogue.SEEDS, name
         if img.local:
             assert img.url is None
         else:
@@ -173,7 +173,7 @@ def test_default_image_missing_names_build_command(tmp_path: Path, monkeypatch: 
     monkeypatch.delenv("MACHINE_OS_DIR", raising=False)
     monkeypatch.setenv("MACHINE_OS_CACHE", str(tmp_path / "none"))
     with pytest.raises(MachineError) as e:
-        images.default_image()
+        catalogue.default_image()
     assert "python3 isos/build.py" in e.value.hint
     with pytest.raises(MachineError):
         resolve("machine-os")
@@ -187,7 +187,7 @@ def test_default_image_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     (d / "manifest.json").write_text('{"version": "1.2.3"}')
     monkeypatch.setenv("MACHINE_OS_CACHE", str(tmp_path))
     monkeypatch.delenv("MACHINE_OS_DIR", raising=False)
-    img = images.default_image()
+    img = catalogue.default_image()
     assert img.format == "kernel+initrd" and img.kernel == d / "vmlinuz" and img.iso == d / "machine-os.iso"
     assert img.manifest["version"] == "1.2.3" and img.ssh_user == "root" and img.seed == "machine-os"
     monkeypatch.setenv("MACHINE_OS_DIR", str(d))
@@ -213,7 +213,7 @@ def test_cache_hit_without_network(server: Server, tmp_path: Path) -> None:
     first = fetch(img, tmp_path, progress=False)
     server.close()  # no network from here on
     assert fetch(img, tmp_path, progress=False) == first
-    assert images.cached(img, tmp_path) == first
+    assert catalogue.cached(img, tmp_path) == first
 
 
 def test_checksum_file_sha512(server: Server, tmp_path: Path) -> None:

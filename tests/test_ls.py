@@ -16,8 +16,8 @@ from fakes import slow_driver
 from fakes.cli import run
 from fakes.slow_driver import add_machine
 
-from machine import gotemplate, listing
 from machine.errors import UsageError
+from machine.ls import gotemplate, listing
 from machine.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_process_exits_at_the_timeout_not_when_the_slow_driver_returns(store_roo
         from machine.store import Store
         mp = pytest.MonkeyPatch()
         slow_driver.register(mp)
-        from machine import listing
+        from machine.ls import listing
         mp.setattr(listing, "active_targets", lambda: ("", None))
         store = Store()
         slow_driver.add_machine(store, "quick")
@@ -466,7 +466,7 @@ def serve_engine(certs_dir: Path, work_dir: Path, version: str, hang: bool = Fal
     import ssl
     import threading
 
-    from machine import certs
+    from machine.provision import certs
 
     certs.issue_server_cert(certs_dir, work_dir / "server.pem", work_dir / "server-key.pem",
                             name="engine", ips=["127.0.0.1"], dns=["localhost"])
@@ -510,7 +510,7 @@ def serve_engine(certs_dir: Path, work_dir: Path, version: str, hang: bool = Fal
 
 def engine_machine(store_root: Path, work_dir: Path, name: str, version: str, hang: bool = False):  # noqa: ANN201
     """A none machine pointing at a fake engine, with the client certificates in its directory."""
-    from machine import certs
+    from machine.provision import certs
 
     store = Store(store_root)
     server = serve_engine(store.certs_dir, work_dir, version, hang)

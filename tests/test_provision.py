@@ -19,10 +19,10 @@ import pycdlib
 import pytest
 from cryptography import x509
 
-from machine import certs, registry
+from machine import registry
 from machine.driver import Driver, DriverContext, State
 from machine.errors import MachineError, TimeoutError_, UsageError
-from machine.provision import check_certs, engine_version_quick, osdetect, servercert, tlscheck
+from machine.provision import certs, check_certs, engine_version_quick, osdetect, servercert, tlscheck
 from machine.provision.seeding import prepare
 from machine.store import MachineConfig, Store
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from provision_guest import Guest, MovedGeneric, _check_shims_are_used, _machine, _provision
 
-from machine import certs, waiting
+from machine import waiting
 from machine.errors import MachineError
 from machine.progress import Progress
-from machine.provision import check_certs
+from machine.provision import certs, check_certs
 from machine.provision.run import after_start
 from machine.store import Store
 

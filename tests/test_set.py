@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 from fakes.cli import CliResult, run
+from machine.drivers.qemu.kvmprobe import kill_pid
 
-from machine import dockercontext, orchestrator, process
-from machine.accel import kill_pid
+from machine import orchestrator, process
+from machine.client import dockercontext
 from machine.store import MachineConfig, Store
 
 

@@ -1,4 +1,4 @@
-"""machine.ssh against a real OpenSSH sshd on 127.0.0.1 (started per test module, as root, with a temp
+"""machine.provision.ssh against a real OpenSSH sshd on 127.0.0.1 (started per test module, as root, with a temp
 host key and authorized_keys). The `sshd` fixture is imported by test_generic.py and test_provision_remote.py."""
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from machine import ssh
 from machine.errors import MachineError, TimeoutError_
-from machine.provision import keys
+from machine.provision import keys, ssh
 
 SSHD = "/usr/sbin/sshd"
 
@@ -155,7 +154,7 @@ def test_sftp_upload_is_atomic_with_mode_and_reads_back(sshd: SSHServer, tmp_pat
 
 def test_debug_log_masks_private_keys_and_secrets(sshd: SSHServer, caplog: pytest.LogCaptureFixture) -> None:
     pem = keys.new_ed25519("x").private
-    caplog.set_level(logging.DEBUG, logger="machine.ssh")
+    caplog.set_level(logging.DEBUG, logger="machine.provision.ssh")
     with ssh.connect(sshd.target(), timeout=20, secrets=["hunter2"]) as s:
         s.run("echo token=hunter2")
         s.run(f"printf '%s' '{pem}' | head -c 5000", secrets=["unused"])

@@ -320,7 +320,7 @@ def test_private_even_with_a_permissive_umask(store: Store) -> None:
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
 def test_keys_are_0600_and_certs_dir_0700(store: Store) -> None:
-    from machine import certs
+    from machine.provision import certs
 
     paths = certs.ensure_ca(store.certs_dir)
     assert mode(store.certs_dir) == 0o700

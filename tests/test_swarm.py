@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 from test_provision import _ctx, read_seed, seedy  # noqa: F401 - seedy is a fixture
 
-from machine import clusternet, swarm, swarmnode
 from machine.cli import main
 from machine.errors import MachineError, UsageError
-from machine.listing import swarm_column
+from machine.ls.listing import swarm_column
 from machine.provision.seeding import cluster_network, prepare
 from machine.store import MachineConfig, Store
+from machine.swarm import clusternet, clusters, nodecommands
 
 
 @pytest.fixture
@@ -52,25 +52,26 @@ def test_no_network_config_outside_a_cluster(store_root: Path, seedy: None) -> N
 
 def test_plan_member_allocates_addresses_and_records_roles(store_root: Path, none_nodes: None) -> None:
     store = Store(store_root)
-    m = swarm.plan_member(store, "c", "c-m1", "manager", "none")
-    w = swarm.plan_member(store, "c", "c-w1", "worker", "none")
+    m = clusters.plan_member(store, "c", "c-m1", "manager", "none")
+    w = clusters.plan_member(store, "c", "c-w1", "worker", "none")
     assert m["address"] != w["address"]
     assert m["address"].endswith(".10") and w["address"].endswith(".11")
     assert m["prefix"] == 24 and m["mac"] == clusternet.mac_for("c-m1") and m["switch"] == ""
     cluster = clusternet.load(store, "c")
     assert cluster.managers() == ["c-m1"] and cluster.workers() == ["c-w1"]
-    swarm.plan_member(store, "c", "c-w1", "worker", "none")  # no such machine (yet, or `machine rm`ed): planned again
+    # no such machine (yet, or `machine rm`ed): planned again
+    clusters.plan_member(store, "c", "c-w1", "worker", "none")
     assert clusternet.load(store, "c").members["c-w1"]["address"] == w["address"]
     store.save(MachineConfig(name="c-w1", driver="none"))
     with pytest.raises(UsageError, match="already in cluster"):
-        swarm.plan_member(store, "c", "c-w1", "worker", "none")
-    swarm.forget_member(store, "c", "c-w1")
+        clusters.plan_member(store, "c", "c-w1", "worker", "none")
+    clusters.forget_member(store, "c", "c-w1")
     assert clusternet.load(store, "c").workers() == []
 
 
 def test_joining_a_missing_cluster_is_a_usage_error(store_root: Path, none_nodes: None) -> None:
     with pytest.raises(UsageError, match="does not exist"):
-        swarm.plan_member(Store(store_root), "nope", "n1", "worker", "none")
+        clusters.plan_member(Store(store_root), "nope", "n1", "worker", "none")
     assert clusternet.names(Store(store_root)) == []
 
 
@@ -78,7 +79,7 @@ def test_joining_a_missing_cluster_is_a_usage_error(store_root: Path, none_nodes
 def test_qemu_member_starts_the_switch_and_rm_stops_it(store_root: Path) -> None:
     store = Store(store_root)
     try:
-        m = swarm.plan_member(store, "q", "q-m1", "manager", "qemu")
+        m = clusters.plan_member(store, "q", "q-m1", "manager", "qemu")
         assert m["switch"] == str(clusternet.switch_socket(store, "q"))
         assert clusternet.switch_pid(store, "q")
         result = CliRunner().invoke(_cli(), ["swarm", "rm", "-y", "q"])
@@ -100,7 +101,7 @@ def test_swarm_column(store_root: Path) -> None:
 def test_swarm_ls_json_and_missing_cluster_rm(store_root: Path, capsys: pytest.CaptureFixture,
                                               none_nodes: None) -> None:
     store = Store(store_root)
-    swarm.plan_member(store, "c", "c-m1", "manager", "none")
+    clusters.plan_member(store, "c", "c-m1", "manager", "none")
     runner = CliRunner()
     result = runner.invoke(_cli(), ["swarm", "ls", "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -130,7 +131,7 @@ def test_plan_gives_nodes_engine_labels_and_keeps_the_users(store_root: Path, no
     from machine.commands.create import parse_request
 
     store = Store(store_root)
-    planned = swarm._plan(store, "c", [("c-m1", "manager"), ("c-w1", "worker")],
+    planned = clusters._plan(store, "c", [("c-m1", "manager"), ("c-w1", "worker")],
                           lambda node: parse_request(node, ["-d", "none", "--url", "tcp://127.0.0.1:2376",
                                                             "--engine-label", "team=a"]))
     (m, m_role), (w, w_role) = planned
@@ -152,7 +153,7 @@ def test_swarm_create_refuses_a_missing_load_tarball_before_making_anything(stor
 
 def test_drivers_without_a_cluster_network_are_refused(store_root: Path) -> None:
     with pytest.raises(UsageError, match="cannot use the 'none' driver"):
-        swarm.plan_member(Store(store_root), "c", "c-m1", "manager", "none")
+        clusters.plan_member(Store(store_root), "c", "c-m1", "manager", "none")
     assert clusternet.names(Store(store_root)) == []
 
 
@@ -197,25 +198,26 @@ def local_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             raise MachineError(f"failed on {name}: {res.stderr.strip()}")
         return res.stdout
 
-    monkeypatch.setattr(swarmnode, "node_run", node_run)
+    monkeypatch.setattr(nodecommands, "node_run", node_run)
     return tmp_path
 
 
 def test_init_returns_the_worker_token_and_is_idempotent(store_root: Path, local_nodes: Path) -> None:
     store = Store(store_root)
-    assert swarmnode.init_swarm(store, "m1", "10.77.1.10") == "SWMTKN-1-worker0token"
-    assert swarmnode.init_swarm(store, "m1", "10.77.1.10") == "SWMTKN-1-workertoken"  # already a manager: asks for it
+    assert nodecommands.init_swarm(store, "m1", "10.77.1.10") == "SWMTKN-1-worker0token"
+    # already a manager: asks for it
+    assert nodecommands.init_swarm(store, "m1", "10.77.1.10") == "SWMTKN-1-workertoken"
     calls = (local_nodes / "m1" / "calls").read_text().splitlines()
     assert calls[0] == "swarm init --advertise-addr 10.77.1.10 --listen-addr 10.77.1.10:2377"
     assert calls[-1] == "swarm join-token -q worker"
-    assert swarmnode.join_token(store, "m1", "manager") == "SWMTKN-1-managertoken"
+    assert nodecommands.join_token(store, "m1", "manager") == "SWMTKN-1-managertoken"
 
 
 def test_join_is_idempotent_and_reports_real_errors(store_root: Path, local_nodes: Path) -> None:
     store = Store(store_root)
-    swarmnode.join_swarm(store, "w1", "SWMTKN-1-x", "10.77.1.11", "10.77.1.10")
-    swarmnode.join_swarm(store, "w1", "SWMTKN-1-x", "10.77.1.11", "10.77.1.10")  # already in: fine
+    nodecommands.join_swarm(store, "w1", "SWMTKN-1-x", "10.77.1.11", "10.77.1.10")
+    nodecommands.join_swarm(store, "w1", "SWMTKN-1-x", "10.77.1.11", "10.77.1.10")  # already in: fine
     assert (local_nodes / "w1" / "calls").read_text().splitlines()[0] == \
         "swarm join --token SWMTKN-1-x --advertise-addr 10.77.1.11 --listen-addr 10.77.1.11:2377 10.77.1.10:2377"
     with pytest.raises(MachineError, match="invalid join token"):
-        swarmnode.join_swarm(store, "w2", "SWMTKN-1-bad", "10.77.1.12", "10.77.1.10")
+        nodecommands.join_swarm(store, "w2", "SWMTKN-1-bad", "10.77.1.12", "10.77.1.10")

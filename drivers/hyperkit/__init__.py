@@ -139,7 +139,7 @@ class HyperKitDriver(Driver):
         return path
 
     def _boot_files(self) -> tuple[Path, Path, Path | None, str]:
-        from machine.images import default_image
+        from machine.images.catalogue import default_image
 
         image = default_image()
         if not (image.kernel and image.initrd):

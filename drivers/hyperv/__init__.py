@@ -192,9 +192,9 @@ class HypervDriver(Driver):
             return path
         if not required:
             return None
-        from machine import images
+        from machine.images import catalogue
 
-        iso = images.default_image().iso
+        iso = catalogue.default_image().iso
         if iso is None:
             raise MachineError("The machine OS ISO (machine-os.iso) is not built",
                                "Build the machine OS image, or pass --hyperv-iso FILE or --hyperv-iso-url URL.")

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from machine.accel import TCG_TB_CACHE_MIB
+from machine.drivers.qemu.kvmprobe import TCG_TB_CACHE_MIB
+
 from machine.driver import Availability, Driver, Option, SSHEndpoint, State
 from machine.errors import DriverError, MachineError
 
@@ -143,7 +144,7 @@ class LibvirtDriver(Driver):
         if not is_local_uri(self.uri):
             return "qemu", f"{self.uri} is not a local qemu URI: TCG"
         try:
-            from machine.accel import kvm_verdict
+            from machine.drivers.qemu.kvmprobe import kvm_verdict
         except ImportError:
             return "qemu", "no KVM probe available: TCG"
         verdict = kvm_verdict(self.ctx.cache_dir)

@@ -73,9 +73,9 @@ def plan(image_spec: str | None, *, name: str, storage: Path, seed_path: Path | 
          cache_dir: Path | None) -> BootPlan:
     """Resolve the image and make the disks. Raises MachineError (nothing left behind on failure
     except files listed in the returned plan, which the caller records and removes)."""
-    from machine import images
+    from machine.images import catalogue
 
-    image = images.default_image() if not image_spec else images.resolve(image_spec)
+    image = catalogue.default_image() if not image_spec else catalogue.resolve(image_spec)
     bp = BootPlan(ssh_user=image.ssh_user, image=image.name, restrict=image.seed == "machine-os")
     try:
         _fill(bp, image, name=name, storage=storage, disk_size_mb=disk_size_mb, cache_dir=cache_dir)
@@ -90,7 +90,7 @@ def plan(image_spec: str | None, *, name: str, storage: Path, seed_path: Path | 
 
 
 def _fill(bp: BootPlan, image: Any, *, name: str, storage: Path, disk_size_mb: int, cache_dir: Path | None) -> None:
-    from machine import images
+    from machine.images import catalogue
 
     storage.mkdir(parents=True, exist_ok=True)
     if image.format == "kernel+initrd":
@@ -104,7 +104,7 @@ def _fill(bp: BootPlan, image: Any, *, name: str, storage: Path, disk_size_mb: i
             bp.disks.append(Disk(str(image.iso), "", "disk", "virtio", "raw", True))
         return
     if image.format == "iso":
-        iso = (image.iso or image.path) if image.local else images.fetch(image, cache_dir or storage)
+        iso = (image.iso or image.path) if image.local else catalogue.fetch(image, cache_dir or storage)
         bp.boot_dev = "cdrom"
         data = storage / "data.qcow2"
         make_data_disk(data, disk_size_mb)
@@ -113,7 +113,7 @@ def _fill(bp: BootPlan, image: Any, *, name: str, storage: Path, disk_size_mb: i
         bp.disks.append(Disk(str(iso), CDROM_TARGET, "cdrom", "ide", "raw", True))
         return
     # a disk image (qcow2 or raw): an overlay on the cached or local base
-    base = images.fetch(image, cache_dir or storage)
+    base = catalogue.fetch(image, cache_dir or storage)
     overlay = storage / "disk.qcow2"
     make_overlay(overlay, Path(base), "qcow2" if image.format == "qcow2" else "raw", disk_size_mb)
     bp.made.append(str(overlay))

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from machine.accel import TCG_TB_CACHE_MIB
+from machine.drivers.qemu.kvmprobe import TCG_TB_CACHE_MIB
 
 USER_NIC_SLOT = "0x10"
 TB_CACHE_MIB = TCG_TB_CACHE_MIB

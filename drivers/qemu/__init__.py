@@ -95,8 +95,9 @@ class QemuDriver(Driver):
     # -- availability ---------------------------------------------------------------------------
     @classmethod
     def check_available(cls, options: dict[str, Any] | None = None) -> Availability:
+        from machine.drivers.qemu.kvmprobe import find_qemu, host_arch, qemu_version
+
         from machine import process
-        from machine.accel import find_qemu, host_arch, qemu_version
 
         qemu = find_qemu()
         if not qemu:
@@ -110,11 +111,11 @@ class QemuDriver(Driver):
             return Availability(False, "qemu-img was not found", install_hint())
         image = (options or {}).get("image")
         if image:
-            from machine import images
             from machine.errors import MachineError
+            from machine.images import catalogue
 
             try:
-                images.resolve(str(image))
+                catalogue.resolve(str(image))
             except MachineError as e:
                 return Availability(False, e.message, e.hint)
         return Availability(True, f"QEMU {version} ({qemu})")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from machine.accel import Verdict
+from machine.drivers.qemu.kvmprobe import Verdict
 
 ACCELS = ("auto", "kvm", "tcg", "hvf", "whpx")
 TCG_NOTE = "TCG software emulation: the machine runs several times slower than with a hypervisor"
@@ -14,12 +14,12 @@ TCG_NOTE = "TCG software emulation: the machine runs several times slower than w
 
 def choose(requested: str, platform: str, cache_dir: Path | None,
            verdict: Callable[[Path | None], Verdict] | None = None) -> tuple[str, str]:
-    """(accelerator, note). `verdict` answers whether KVM works (machine.accel.kvm_verdict)."""
+    """(accelerator, note). `verdict` answers whether KVM works (machine.drivers.qemu.kvmprobe.kvm_verdict)."""
     requested = (requested or "auto").lower()
     if requested not in ACCELS:
         raise ValueError(f"unknown accelerator {requested!r}")
     if verdict is None:
-        from machine.accel import kvm_verdict as verdict
+        from machine.drivers.qemu.kvmprobe import kvm_verdict as verdict
     if requested == "tcg":
         return "tcg", f"{TCG_NOTE} (chosen with --qemu-accel tcg)."
     if requested == "kvm":

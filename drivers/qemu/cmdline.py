@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from machine.accel import TCG_TB_CACHE_MIB
+from machine.drivers.qemu.kvmprobe import TCG_TB_CACHE_MIB
 
 # Flags whose value we set ourselves; a manifest's recommended args may replace them.
 OWN_FLAGS = ("-machine", "-M", "-cpu")

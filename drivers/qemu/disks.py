@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from machine.drivers.qemu.kvmprobe import MAC_QEMU_DIRS, WINDOWS_QEMU_DIRS
+
 from machine import process
-from machine.accel import MAC_QEMU_DIRS, WINDOWS_QEMU_DIRS
 from machine.errors import HostNotUsable
 
 GIB = 1 << 30

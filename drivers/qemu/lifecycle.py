@@ -34,10 +34,10 @@ def manifest_boot(manifest: dict[str, Any]) -> tuple[str, list[str]]:
 
 def _image_data(driver: QemuDriver) -> dict[str, Any]:
     """Resolve the image option and make the disks; what start() needs to boot it."""
-    from machine import images
+    from machine.images import catalogue
 
     spec = str(driver.opt("image") or "machine-os")
-    image = images.resolve(spec)
+    image = catalogue.resolve(spec)
     size = int(driver.opt("disk-size") or 20)
     if image.local and image.kernel:  # the machine OS: direct kernel boot + blank data disk
         line, extra = manifest_boot(image.manifest)
@@ -50,7 +50,7 @@ def _image_data(driver: QemuDriver) -> dict[str, Any]:
                 "ssh_user": "root", "default_restrict": True}
     if image.format == "iso" and not image.url and image.path is None:
         raise DriverError(f"Image {spec!r} cannot be booted by the qemu driver", "Use a qcow2 or raw disk image.")
-    base = images.fetch(image, driver.ctx.cache_dir or driver.dir)
+    base = catalogue.fetch(image, driver.ctx.cache_dir or driver.dir)
     if image.format == "iso":
         raise DriverError(f"Image {spec!r} is an installer ISO", "Use a cloud image (qcow2/raw) or the machine OS.")
     root = driver._path(disks_name("root"))
@@ -98,7 +98,7 @@ def _restrict(driver: QemuDriver) -> bool:
 
 def vm_spec(driver: QemuDriver, qemu: str, platform: str | None = None, arch: str | None = None) -> cmdline.VMSpec:
     """The VMSpec for this machine from its options and saved data."""
-    from machine.accel import host_arch
+    from machine.drivers.qemu.kvmprobe import host_arch
 
     from . import socket_path
 
@@ -140,7 +140,8 @@ def _free_ports(driver: QemuDriver) -> None:
 def launch(driver: QemuDriver) -> None:
     """start(): spawn qemu detached, record its pid, and check for a few seconds that it came up
     (qemu fails at once on bad arguments or a taken port). Does not wait for the guest."""
-    from machine.accel import find_qemu
+    from machine.drivers.qemu.kvmprobe import find_qemu
+
     from machine.driver import State
     from machine.process import pid_alive
 

@@ -77,7 +77,7 @@ class VirtualBoxDriver(Driver):
         if given:
             path = Path(given).expanduser()
         else:
-            from machine.images import default_image
+            from machine.images.catalogue import default_image
 
             path = default_image().iso or Path("machine-os.iso")
         if not path.is_file():

@@ -109,19 +109,19 @@ def parse_request(name: str, args: list[str]) -> orchestrator.CreateRequest:
 def _create(app: App, **options: Any) -> None:
     req = request_from_options(**options)
     if req.swarm:
-        from machine.swarm import plan_member
+        from machine.swarm.clusters import plan_member
 
         req.swarm = plan_member(app.store, req.swarm["cluster"], req.name, req.swarm["role"], req.driver)
     try:
         cfg = orchestrator.create(app.store, req, app.progress, debug=app.debug)
     except BaseException:
         if req.swarm:
-            from machine.swarm import forget_member
+            from machine.swarm.clusters import forget_member
 
             forget_member(app.store, req.swarm["cluster"], req.name)
         raise
     if req.swarm:
-        from machine.swarm import join_on_create
+        from machine.swarm.clusters import join_on_create
 
         join_on_create(app.store, cfg, app.progress)
     app.progress.info(f"Machine {req.name!r} is ready. To point your docker client at it, run: machine use {req.name}")

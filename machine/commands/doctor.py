@@ -29,7 +29,7 @@ def _drivers() -> list[dict[str, Any]]:
 
 
 def _kvm(app: App, recheck: bool) -> dict[str, Any]:
-    from machine.accel import kvm_verdict
+    from machine.drivers.qemu.kvmprobe import kvm_verdict
 
     v = kvm_verdict(app.store.cache_dir, recheck=recheck)
     hint = "" if v.usable else ("The qemu driver uses TCG (software emulation) instead: it works, slower."
@@ -39,7 +39,7 @@ def _kvm(app: App, recheck: bool) -> dict[str, Any]:
 
 def _image() -> dict[str, Any]:
     from machine.errors import MachineError
-    from machine.images import default_image, machine_os_dir
+    from machine.images.catalogue import default_image, machine_os_dir
 
     try:
         img = default_image()

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import click
 from click.core import ParameterSource
 
-from machine import shellenv
 from machine.app import App, pass_app
+from machine.client import shellenv
 from machine.errors import MachineError, UsageError
 from machine.store import MachineConfig
 

@@ -52,7 +52,7 @@ def inspect(app: App, name: str | None, fmt: str | None) -> None:
     resolved = app.name_or_default(name)
     view = public_view(app.store.load(resolved), app.store.machine_dir(resolved))
     if fmt:
-        from machine.gotemplate import render
+        from machine.ls.gotemplate import render
 
         click.echo(render(fmt, view))
     else:
@@ -85,7 +85,7 @@ def ip(app: App, names: tuple[str, ...]) -> None:
 
 def active_names(app: App) -> list[str]:
     """Machines whose URL equals $DOCKER_HOST, or whose docker context is current."""
-    from machine import dockercontext
+    from machine.client import dockercontext
 
     docker_host = os.environ.get("DOCKER_HOST", "")
     current = dockercontext.current_machine()

@@ -9,8 +9,8 @@ import json
 
 import click
 
-from machine import listing
 from machine.app import App, pass_app
+from machine.ls import listing
 
 
 @click.command()
@@ -33,7 +33,7 @@ def ls(app: App, quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str
         return
     template = None
     if not quiet and fmt != "json":
-        from machine import gotemplate
+        from machine.ls import gotemplate
 
         template = gotemplate.parse(fmt or listing.DEFAULT_FORMAT)
         _check_fields(template.fields())
@@ -47,7 +47,7 @@ def ls(app: App, quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str
     elif template is None:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
     else:
-        from machine import gotemplate
+        from machine.ls import gotemplate
 
         click.echo(gotemplate.render_rows(template, rows, listing.HEADERS), nl=False)
 

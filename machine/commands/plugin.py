@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from machine import cliplugin
 from machine.app import App, pass_app
+from machine.client import cliplugin
 
 
 @click.command("install-plugin")

@@ -37,7 +37,7 @@ def create(app: App, cluster: str, managers: int, workers: int, loads: tuple[str
     """Create CLUSTER: machines CLUSTER-m1.. and CLUSTER-w1.. in parallel, joined into one swarm.
 
     Options after the counts are `machine create` options, e.g. `-d qemu --qemu-memory 512`."""
-    from machine import swarm as sw
+    from machine.swarm import clusters as sw
 
     images = [(Path(path), tag) for path, _, tag in (spec.partition("=") for spec in loads)]
     sw.create_cluster(app.store, cluster, managers, workers, _requests(create_args),
@@ -51,7 +51,7 @@ def create(app: App, cluster: str, managers: int, workers: int, loads: tuple[str
 @pass_app
 def ls(app: App, fmt: str) -> None:
     """List clusters and their nodes."""
-    from machine import swarm as sw
+    from machine.swarm import clusters as sw
 
     rows = sw.describe(app.store)
     if fmt == "json":
@@ -70,8 +70,8 @@ def ls(app: App, fmt: str) -> None:
 @pass_app
 def rm(app: App, cluster: str, yes: bool, force: bool) -> None:
     """Make every node leave the swarm, then remove the machines and the cluster network."""
-    from machine import clusternet
-    from machine import swarm as sw
+    from machine.swarm import clusternet
+    from machine.swarm import clusters as sw
 
     members = list(clusternet.load(app.store, cluster).members)
     if not yes and not click.confirm(f"About to remove cluster {cluster} and machines {', '.join(members)}. "
@@ -89,7 +89,7 @@ def rm(app: App, cluster: str, yes: bool, force: bool) -> None:
 @pass_app
 def scale(app: App, cluster: str, workers: int, create_args: tuple[str, ...]) -> None:
     """Add workers (created and joined) or remove them (drained first)."""
-    from machine import swarm as sw
+    from machine.swarm import clusters as sw
 
     sw.scale(app.store, cluster, workers, _requests(create_args), app.progress, app.debug)
 
@@ -102,6 +102,6 @@ def scale(app: App, cluster: str, workers: int, create_args: tuple[str, ...]) ->
 @pass_app
 def load(app: App, cluster: str, tarball: Path, tag: str | None) -> None:
     """Load an image on every node (no registry needed)."""
-    from machine import swarm as sw
+    from machine.swarm import clusters as sw
 
     sw.load_image(app.store, cluster, tarball, app.progress, tag=tag)

@@ -7,8 +7,8 @@ import os
 
 import click
 
-from machine import dockercontext
 from machine.app import App, pass_app
+from machine.client import dockercontext
 from machine.commands.env import client_target
 from machine.errors import UsageError
 

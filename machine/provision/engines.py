@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 from typing import ClassVar
 
-from machine import engineconfig
 from machine.errors import MachineError
+from machine.provision import engineconfig
 from machine.provision.remote import Remote
 from machine.store import MachineConfig, Store
 

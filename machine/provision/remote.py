@@ -17,7 +17,7 @@ from machine.store import MachineConfig, Store
 
 if TYPE_CHECKING:
     from machine.driver import Driver
-    from machine.ssh import Result, Session
+    from machine.provision.ssh import Result, Session
 
 ROOT = "/"
 LOGIN_KEY = "id_ed25519"
@@ -78,7 +78,7 @@ def open_session(store: Store, cfg: MachineConfig, driver: Driver, progress: Pro
     existing host) gets the key it shows now pinned, and the user is told its fingerprint."""
     from pathlib import Path
 
-    from machine import ssh
+    from machine.provision import ssh
 
     ep = driver.ssh_endpoint()
     if ep is None:

@@ -17,7 +17,7 @@ from machine.store import MachineConfig, Store
 
 if TYPE_CHECKING:
     from machine.driver import Driver
-    from machine.ssh import Session
+    from machine.provision.ssh import Session
 
 log = logging.getLogger("machine.provision")
 ENGINE_TIMEOUT = 180.0
@@ -162,7 +162,7 @@ def _note_url(cfg: MachineConfig, new: str, progress: Progress) -> None:
 
 def new_ca(store: Store, progress: Progress) -> None:
     """Replace the CA and the client certificate (`regenerate-certs --client-certs`)."""
-    from machine import certs
+    from machine.provision import certs
 
     with progress.step("Making a new CA and client certificate"):
         paths = certs.cert_paths(store.certs_dir)
@@ -175,7 +175,7 @@ def regenerate(store: Store, cfg: MachineConfig, driver: Driver, progress: Progr
     """Issue a new server certificate (signed by the current CA, whose client certificate is copied
     into the machine dir), upload it and restart the engine. The pinned host key is checked as
     always: a changed key fails, it is never accepted silently."""
-    from machine import certs
+    from machine.provision import certs
 
     certs.copy_client_certs(store.certs_dir, store.machine_dir(cfg.name))
     remote = _connect(store, cfg, driver, progress)

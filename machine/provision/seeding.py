@@ -12,10 +12,9 @@ import logging
 import uuid
 from typing import Any
 
-from machine import certs, engineconfig
 from machine.driver import DriverContext
-from machine.provision import keys, servercert
-from machine.seed import SeedFile, build_seed
+from machine.provision import certs, engineconfig, keys, servercert
+from machine.provision.seed import SeedFile, build_seed
 from machine.store import MachineConfig, Store
 
 log = logging.getLogger("machine.provision")
@@ -34,9 +33,9 @@ def image_facts(ctx: DriverContext) -> tuple[str | None, str | None]:
     spec = ctx.options.get("image")
     if (user is None or kind is None) and spec:
         try:
-            from machine import images
+            from machine.images import catalogue
 
-            img = images.resolve(str(spec))
+            img = catalogue.resolve(str(spec))
             user, kind = user or img.ssh_user, kind or img.seed
         except Exception as e:  # the driver reports a bad image itself, with its own hint
             log.debug("image %r not resolved here: %s", spec, e)

@@ -41,7 +41,7 @@ def recorded_sans(store: Store, cfg: MachineConfig) -> tuple[list[str], list[str
     cert = store.machine_dir(cfg.name) / CERT
     if not cert.exists():
         return [], []
-    from machine import certs
+    from machine.provision import certs
 
     return certs.server_cert_sans(cert)
 
@@ -58,7 +58,7 @@ def covers(store: Store, cfg: MachineConfig, host: str | None) -> bool:
 
 def issue(store: Store, cfg: MachineConfig, extra: Iterable[str] = ()) -> tuple[Path, Path]:
     """Issue (or re-issue) server.pem / server-key.pem in the machine dir; returns their paths."""
-    from machine import certs
+    from machine.provision import certs
 
     ips, dns = wanted_sans(cfg, extra)
     mdir = store.machine_dir(cfg.name)

@@ -44,7 +44,7 @@ def _fake_os(tmp_path: Path) -> Path:
 
 
 def _real_seed(machine_dir: Path, name: str) -> Path:
-    from machine.seed import build_seed
+    from machine.provision.seed import build_seed
 
     return build_seed(machine_dir / "seed.iso", instance_id=f"contract-{name}", hostname=name,
                       authorized_keys=["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIContractHarnessOnlyNoLoginKey contract"])
@@ -82,7 +82,7 @@ def skip_reason() -> str | None:
         libvirt.open(REAL_URI).close()
     except libvirt.libvirtError as e:
         return f"libvirtd is not reachable at {REAL_URI}: {e}"
-    from machine.images import default_image
+    from machine.images.catalogue import default_image
 
     try:
         default_image()

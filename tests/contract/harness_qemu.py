@@ -28,7 +28,7 @@ class _BootedBeforeACPI(QemuDriver):
 
 
 def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> QemuDriver:
-    from machine.seed import build_seed
+    from machine.provision.seed import build_seed
 
     options = option_values(QemuDriver, {"cpus": 1, "memory": 512, "disk_size": 1, "accel": "tcg"}, environ={})
     ctx = context(tmp_path, options=options, seed=False)
@@ -40,7 +40,7 @@ def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> QemuDriver:
 def skip_reason() -> str | None:
     if not shutil.which("qemu-system-x86_64"):
         return "qemu-system-x86_64 is not installed (apt install qemu-system-x86 qemu-utils)"
-    from machine.images import default_image
+    from machine.images.catalogue import default_image
 
     try:
         default_image()

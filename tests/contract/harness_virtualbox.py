@@ -37,7 +37,7 @@ def install_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def seed(path: Path, name: str) -> None:
-    from machine.seed import build_seed
+    from machine.provision.seed import build_seed
 
     build_seed(path, instance_id=f"contract-{name}", hostname=name, authorized_keys=[CONTRACT_KEY])
 
@@ -59,7 +59,7 @@ def skip_reason() -> str | None:
     if not vbm.find():
         return "MACHINE_CONTRACT_REAL=virtualbox but VBoxManage is not installed"
     try:
-        from machine.images import default_image
+        from machine.images.catalogue import default_image
 
         default_image()
     except Exception as e:  # the real VM needs the built machine OS

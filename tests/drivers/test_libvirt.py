@@ -326,7 +326,7 @@ def test_taken_ports_are_replaced_at_start(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_kvm_only_when_the_probe_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import machine.accel as accel
+    import machine.drivers.qemu.kvmprobe as accel
 
     drv = make_driver(tmp_path, "u3", uri="qemu:///system", accel="auto")
     monkeypatch.setattr(accel, "kvm_verdict", lambda cache_dir, recheck=False: accel.Verdict(False, "hangs"))

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from machine.drivers.qemu import cmdline
 from machine.drivers.qemu.accel import choose
-
-from machine.accel import Verdict
+from machine.drivers.qemu.kvmprobe import Verdict
 
 
 def spec(**kw) -> cmdline.VMSpec:

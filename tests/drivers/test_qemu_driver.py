@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from machine.drivers.qemu import PID_FILE, QemuDriver, lifecycle, ports, socket_path
+from machine.drivers.qemu.kvmprobe import Verdict, kill_pid, pid_alive
 from test_qemu_fakes import FakeQMP, short_socket_path
 
 from machine import process
-from machine.accel import Verdict, kill_pid, pid_alive
 from machine.driver import DriverContext, SSHEndpoint, State
 from machine.errors import DriverError
 
@@ -82,9 +82,10 @@ def test_create_and_remove_are_idempotent(tmp_path: Path, os_dir: Path) -> None:
 
 @needs_qemu_img
 def test_auto_accel_reports_the_kvm_verdict(tmp_path: Path, os_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import machine.accel
+    import machine.drivers.qemu.kvmprobe
 
-    monkeypatch.setattr(machine.accel, "kvm_verdict", lambda cache_dir: Verdict(False, "failed to set MSR 0x10a"))
+    monkeypatch.setattr(machine.drivers.qemu.kvmprobe, "kvm_verdict",
+                        lambda cache_dir: Verdict(False, "failed to set MSR 0x10a"))
     monkeypatch.setattr(sys, "platform", "linux")
     d = make_driver(tmp_path, accel="auto")
     d.create()
@@ -206,7 +207,7 @@ def test_start_reports_qemu_failing_at_once(tmp_path: Path, os_dir: Path, monkey
     fake.write_text("#!/bin/sh\necho 'qemu-system-x86_64: Could not set up host forwarding rule' >&2\nexit 1\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bindir}:{Path(shutil.which('qemu-img')).parent}")
-    monkeypatch.setattr("machine.accel.host_arch", lambda: "x86_64")
+    monkeypatch.setattr("machine.drivers.qemu.kvmprobe.host_arch", lambda: "x86_64")
     d = make_driver(tmp_path)
     d.create()
     with pytest.raises(DriverError, match="host forwarding rule"):

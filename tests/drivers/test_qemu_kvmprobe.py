@@ -1,4 +1,4 @@
-"""machine.accel: the KVM probe payload, the probe mechanics and the per-host verdict cache."""
+"""machine.drivers.qemu.kvmprobe: the KVM probe payload, the probe mechanics and the per-host verdict cache."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import struct
 import sys
 from pathlib import Path
 
+import machine.drivers.qemu.kvmprobe as accel
 import pytest
 
-import machine.accel as accel
 from machine import process
 
 
@@ -33,7 +33,7 @@ def test_probe_payload_prints_its_marker_under_tcg(tmp_path: Path) -> None:
 
 
 def _os_kernel() -> tuple[Path, Path] | None:
-    from machine.images import machine_os_dir
+    from machine.images.catalogue import machine_os_dir
 
     d = machine_os_dir()
     return (d / "vmlinuz", d / "initrd.img") if (d / "vmlinuz").is_file() and (d / "initrd.img").is_file() else None

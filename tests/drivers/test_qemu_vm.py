@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from machine.drivers.qemu import ports, socket_path
+from machine.drivers.qemu.kvmprobe import find_qemu, kill_pid
 
 from machine import process
-from machine.accel import find_qemu, kill_pid
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ def _skip_reason() -> str | None:
     if not shutil.which("qemu-img"):
         return "qemu-img is not installed (apt install qemu-utils)"
     from machine.errors import MachineError
-    from machine.images import default_image
+    from machine.images.catalogue import default_image
 
     try:
         default_image()

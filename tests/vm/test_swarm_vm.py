@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from bench.rootfs import write_busybox_rootfs
-from machine.images import machine_os_dir
+from machine.images.catalogue import machine_os_dir
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bench.rootfs import write_busybox_rootfs
-from machine.images import machine_os_dir
+from machine.images.catalogue import machine_os_dir
 
 BUSYBOX = "/bin/busybox"
 

@@ -191,7 +191,7 @@ def _cache_key(qemu: str | None, with_kernel: bool) -> str:
 
 def _probe_kernel() -> tuple[Path | None, Path | None]:
     try:
-        from machine.images import machine_os_dir
+        from machine.images.catalogue import machine_os_dir
 
         d = machine_os_dir()
     except Exception:  # the image module is optional for the probe

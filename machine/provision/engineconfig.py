@@ -159,7 +159,7 @@ def templates_dir() -> Path:
             return path
     except (ImportError, TypeError, ValueError):
         pass
-    return Path(__file__).resolve().parent.parent / "templates" / "engine"
+    return Path(__file__).resolve().parents[2] / "templates" / "engine"
 
 
 def _template(name: str) -> Any:

@@ -1,5 +1,5 @@
 """Boot images: the catalogue (isos/images.yaml), name/URL/path resolution, and `fetch`, which
-hands URL images to the verified, resumable download cache in `machine.downloadcache`.
+hands URL images to the verified, resumable download cache in `machine.images.downloadcache`.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from typing import Any
 
 import yaml
 
-# the download cache's public names (`as` re-exports) stay importable from here, where callers find them
-from machine.downloadcache import SHA256_HEX as _HEX
-from machine.downloadcache import cached as cached
-from machine.downloadcache import download
-from machine.downloadcache import expected_digest as expected_digest
-from machine.downloadcache import parse_checksums as parse_checksums
-from machine.downloadcache import read_index as read_index
 from machine.errors import ConfigError, MachineError, NotFound
+
+# the download cache's public names (`as` re-exports) stay importable from here, where callers find them
+from machine.images.downloadcache import SHA256_HEX as _HEX
+from machine.images.downloadcache import cached as cached
+from machine.images.downloadcache import download
+from machine.images.downloadcache import expected_digest as expected_digest
+from machine.images.downloadcache import parse_checksums as parse_checksums
+from machine.images.downloadcache import read_index as read_index
 
 FORMATS = ("qcow2", "raw", "iso", "kernel+initrd")
 SEEDS = ("nocloud", "machine-os")
@@ -68,7 +69,7 @@ def _catalogue_text() -> str:
         return (resources.files("machine.isos") / "images.yaml").read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError, TypeError):
         pass
-    return (Path(__file__).parent.parent / "isos" / "images.yaml").read_text(encoding="utf-8")
+    return (Path(__file__).parents[2] / "isos" / "images.yaml").read_text(encoding="utf-8")
 
 
 def _entry(name: str, raw: Any) -> Image:

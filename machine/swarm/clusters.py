@@ -4,7 +4,7 @@ Node network. Swarm needs the nodes to reach each other (2377/tcp management, 79
 4789/udp VXLAN for overlay networks) on addresses that do not change. Each machine's first NIC is
 qemu user-mode networking: every VM sees itself as 10.0.2.15 behind its own NAT, so those addresses
 cannot carry a cluster. Each cluster therefore gets its own userspace Ethernet switch (VDE's
-`vde_switch`, see machine.clusternet) and every node a second NIC on it, with a static address from the
+`vde_switch`, see machine.swarm.clusternet) and every node a second NIC on it, with a static address from the
 cluster's private /24 (10.77.N.0/24) that the seed's network-config sets (matched by MAC). The host never
 has an address on that network: nothing on the host's network stack is touched, no root or bridge is
 needed, and test traffic stays inside the VMs. Nodes advertise and listen on their cluster address;
@@ -27,12 +27,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from machine import clusternet, orchestrator, swarmnode
-from machine.clusternet import forget_member, plan_member  # the membership records (create.py uses them)
+from machine import orchestrator
 from machine.errors import MachineError, UsageError
 from machine.names import validate_name
 from machine.progress import Progress
 from machine.store import Store
+from machine.swarm import clusternet, nodecommands
+from machine.swarm.clusternet import forget_member, plan_member  # the membership records (create.py uses them)
 
 JOIN_WAIT = 600.0  # how long a node that is up waits for the first manager to initialise the swarm
 
@@ -50,12 +51,12 @@ def join_on_create(store: Store, cfg: Any, progress: Progress) -> None:
             if member["role"] != "manager":
                 raise UsageError(f"Cluster {cluster.name!r} has no manager yet",
                                  f"Create one first: machine create --swarm-manager {cluster.name} NAME")
-            swarmnode.init_swarm(store, cfg.name, member["address"])
+            nodecommands.init_swarm(store, cfg.name, member["address"])
             lead = cfg.name
         else:
-            token = swarmnode.join_token(store, lead, member["role"])
-            swarmnode.join_swarm(store, cfg.name, token, member["address"], cluster.members[lead]["address"])
-        swarmnode.label_nodes(store, lead, cluster.name, {cfg.name: member["role"]})
+            token = nodecommands.join_token(store, lead, member["role"])
+            nodecommands.join_swarm(store, cfg.name, token, member["address"], cluster.members[lead]["address"])
+        nodecommands.label_nodes(store, lead, cluster.name, {cfg.name: member["role"]})
         clusternet.mark_joined(store, cluster.name, [cfg.name])
 
 
@@ -78,7 +79,7 @@ class _Swarming:
     def use_existing(self, lead: str) -> None:
         self.lead = lead
         self.lead_address = clusternet.load(self.store, self.cluster).members[lead]["address"]
-        self.tokens = {"worker": swarmnode.join_token(self.store, lead, "worker")}
+        self.tokens = {"worker": nodecommands.join_token(self.store, lead, "worker")}
         self.reload_images = True
         self.ready.set()
 
@@ -91,7 +92,7 @@ class _Swarming:
             self.progress.info(f"Created {role} {name!r} ({time.monotonic() - started:.1f}s)")
             address = req.swarm["address"]
             if initialise:  # first: the others wait for it
-                self.tokens = {"worker": swarmnode.init_swarm(self.store, name, address)}
+                self.tokens = {"worker": nodecommands.init_swarm(self.store, name, address)}
                 self.lead, self.lead_address = name, address
                 self.progress.info(f"Swarm initialised on {name!r} ({time.monotonic() - started:.1f}s)")
                 self.ready.set()
@@ -106,10 +107,10 @@ class _Swarming:
             if role == "manager":
                 with self.manager_joins:  # raft: one manager joins at a time; its token only when one is needed
                     if "manager" not in self.tokens:
-                        self.tokens["manager"] = swarmnode.join_token(self.store, self.lead, "manager")
-                    swarmnode.join_swarm(self.store, name, self.tokens["manager"], address, self.lead_address)
+                        self.tokens["manager"] = nodecommands.join_token(self.store, self.lead, "manager")
+                    nodecommands.join_swarm(self.store, name, self.tokens["manager"], address, self.lead_address)
             else:
-                swarmnode.join_swarm(self.store, name, self.tokens["worker"], address, self.lead_address)
+                nodecommands.join_swarm(self.store, name, self.tokens["worker"], address, self.lead_address)
             self.progress.info(f"{name!r} joined as {role} ({time.monotonic() - started:.1f}s)")
         except BaseException:
             self.failed.set()
@@ -191,19 +192,19 @@ def drain_and_remove(store: Store, name: str, node: str, progress: Progress, *, 
     try:
         if manager and store.exists(node):
             with progress.step(f"Draining {node!r}"):
-                swarmnode.node_run(store, manager, f"docker node update --availability drain {q} >/dev/null")
-                ok = swarmnode.node_run(store, manager, swarmnode.wait_drained_script(node, drain_timeout), check=False,
-                              timeout=drain_timeout + 60)
+                nodecommands.node_run(store, manager, f"docker node update --availability drain {q} >/dev/null")
+                ok = nodecommands.node_run(store, manager, nodecommands.wait_drained_script(node, drain_timeout),
+                                           check=False, timeout=drain_timeout + 60)
                 if "drained" not in ok:
                     raise MachineError(f"The tasks of {node!r} did not move to other nodes within "
                                        f"{drain_timeout:.0f} s", "Check 'docker service ps' on a manager (placement "
                                        "constraints?); use -f to remove it anyway.")
             with progress.step(f"Removing {node!r} from the swarm"):
-                swarmnode.node_run(store, node, "docker swarm leave --force", check=False, timeout=30)
+                nodecommands.node_run(store, node, "docker swarm leave --force", check=False, timeout=30)
                 # a node that left shows as down after a moment; until then `node rm` refuses without --force
-                swarmnode.node_run(store, manager, f"docker node rm --force {q}", check=False)
+                nodecommands.node_run(store, manager, f"docker node rm --force {q}", check=False)
         elif store.exists(node):
-            swarmnode.node_run(store, node, "docker swarm leave --force", check=False, timeout=30)
+            nodecommands.node_run(store, node, "docker swarm leave --force", check=False, timeout=30)
     except MachineError:
         if not force:
             raise
@@ -277,7 +278,7 @@ def load_image(store: Store, name: str, tarball: Path, progress: Progress, tag: 
     targets = [n for n in (nodes or clusternet.load(store, name).members) if store.exists(n)]
     with progress.step(f"Loading {tarball.name} on {len(targets)} node(s)"):
         with futures.ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
-            for j in [pool.submit(swarmnode.node_run, store, n, command, input=data) for n in targets]:
+            for j in [pool.submit(nodecommands.node_run, store, n, command, input=data) for n in targets]:
                 j.result()
     if nodes is None:
         _remember_images(store, name, [(tarball, tag or "")])

@@ -29,7 +29,7 @@ from machine import waiting
 from machine.errors import MachineError, TimeoutError_
 from machine.process import mask
 
-log = logging.getLogger("machine.ssh")
+log = logging.getLogger("machine.provision.ssh")
 
 _PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?-----END [A-Z0-9 ]*PRIVATE KEY-----", re.S)
 

@@ -1,6 +1,6 @@
 """Docker Swarm commands run inside one node over SSH, each a single round trip and safe to repeat:
 `docker swarm init`, join tokens, `docker swarm join`, node labels, and the guest loop that waits
-for a drained node's tasks to run elsewhere. `machine.swarm` composes them into clusters.
+for a drained node's tasks to run elsewhere. `machine.swarm.clusters` composes them into clusters.
 """
 
 from __future__ import annotations

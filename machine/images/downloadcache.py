@@ -1,4 +1,4 @@
-"""The verified, resumable, content-addressed download cache behind `machine.images`:
+"""The verified, resumable, content-addressed download cache behind `machine.images.catalogue`:
 `<cache>/images/sha256-<digest>.<ext>` plus an index (URL -> digest) for rolling URLs.
 
 It knows nothing of the catalogue: anything with the `Downloadable` attributes can be fetched.
@@ -24,7 +24,7 @@ from machine.atomicfile import ensure_dir, write_atomic
 from machine.errors import MachineError
 from machine.filelock import FileLock
 
-log = logging.getLogger("machine.images")
+log = logging.getLogger("machine.images.catalogue")
 
 USER_AGENT = "machine/0.1 (+https://github.com/docker/machine lineage)"
 CHUNK = 1 << 20
@@ -34,7 +34,7 @@ SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Downloadable(Protocol):
-    """What the cache needs of an image (`machine.images.Image` has it)."""
+    """What the cache needs of an image (`machine.images.catalogue.Image` has it)."""
 
     @property
     def name(self) -> str: ...

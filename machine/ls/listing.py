@@ -240,7 +240,7 @@ def list_machines(store: Store, filters: Filters, timeout: float = DEFAULT_TIMEO
                   stale_certs: list[str] | None = None) -> list[HostListItem]:
     """Rows for every machine passing the filters, querying all machines in parallel. Running machines
     whose address is outside their server certificate are appended to `stale_certs` when given."""
-    from machine.parallel import query_many
+    from machine.ls.parallel import query_many
 
     entries = [e for e in load_entries(store) if matches_config(e, filters)]
     readable = {e.name: e.cfg for e in entries if e.cfg is not None}
@@ -284,7 +284,7 @@ def active_targets() -> tuple[str, str | None]:
     docker_host = os.environ.get("DOCKER_HOST", "")
     if docker_host:
         return docker_host, None
-    from machine import dockercontext
+    from machine.client import dockercontext
 
     return "", dockercontext.current_machine()
 

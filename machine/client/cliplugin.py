@@ -31,7 +31,7 @@ import json
 import sys
 
 if sys.argv[1:2] == ["docker-cli-plugin-metadata"]:
-    from machine.cliplugin import METADATA
+    from machine.client.cliplugin import METADATA
 
     print(json.dumps(METADATA))
     sys.exit(0)

@@ -1,0 +1,1 @@
+"""The docker client side: docker contexts, shell environment lines, the docker CLI plugin."""

@@ -1,0 +1,1 @@
+"""Boot images: the catalogue and the verified, resumable download cache."""
