@@ -96,6 +96,54 @@ class Option:
         return value
 
 
+PORTS_HYPERVISOR = "hypervisor"
+PORTS_SSH = "ssh"
+PORTS_NONE = ""
+PORT_FORWARDING = (PORTS_HYPERVISOR, PORTS_SSH, PORTS_NONE)
+CLUSTER_VDE = "vde"
+CLUSTER_DRIVER = "driver"
+CLUSTER_NONE = ""
+CLUSTER_NICS = (CLUSTER_VDE, CLUSTER_DRIVER, CLUSTER_NONE)
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a driver can do, declared once on its class (`features = Features(...)`, as Lima's
+    DriverFeatures). The orchestrator, commands, provisioning and the contract suite read this; nothing
+    outside `machine/registry.py` and the drivers compares a driver's name."""
+
+    # start, stop and kill are machine's to do (False: the host's power belongs to someone else).
+    power: bool = True
+    # Running from create to remove, whatever machine does (an existing engine: `none`).
+    always_running: bool = False
+    # machine reaches the machine over SSH and provisions its engine (False: an existing engine at a URL).
+    managed_engine: bool = True
+    # The driver boots an image and wants a NoCloud seed (ctx.seed_path) with keys and engine config.
+    seed: bool = True
+    # What a Swarm node's second NIC (ctx.cluster_nic) plugs into: CLUSTER_VDE (the vde_switch machine starts
+    # per cluster), CLUSTER_DRIVER (a network the driver links the nodes with itself), CLUSTER_NONE (no
+    # cluster network: the driver cannot make Swarm nodes).
+    cluster_nic: str = CLUSTER_NONE
+    # Told by `machine rm` after the removal (e.g. that an existing host was left alone).
+    removal_note: str = ""
+    # How host folders can be shared into the guest, fastest first ("virtiofs", "9p", "vboxsf", "smb",
+    # "sshfs"); empty: not at all.
+    share_mechanisms: tuple[str, ...] = ()
+    # How ports published in the guest reach the host: PORTS_HYPERVISOR (NAT rules the driver adds, e.g.
+    # QMP hostfwd or VirtualBox natpf), PORTS_SSH (a relay over the machine's SSH connection), PORTS_NONE.
+    port_forwarding: str = PORTS_SSH
+    # The VM's state can be saved to disk and resumed (suspend/resume).
+    saved_state: bool = False
+
+    def __post_init__(self) -> None:
+        if self.port_forwarding not in PORT_FORWARDING:
+            raise ValueError(f"port_forwarding must be one of {PORT_FORWARDING}, not {self.port_forwarding!r}")
+        if self.cluster_nic not in CLUSTER_NICS:
+            raise ValueError(f"cluster_nic must be one of {CLUSTER_NICS}, not {self.cluster_nic!r}")
+        if isinstance(self.share_mechanisms, str):
+            raise ValueError("share_mechanisms is a tuple of mechanism names")
+
+
 @dataclass(frozen=True)
 class Availability:
     """Whether this host can run a driver; `hint` says how to fix it when it cannot."""
@@ -137,10 +185,7 @@ class Driver(ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
-    # True when the machine is reached over SSH and provisioned (False for `none`).
-    uses_ssh: ClassVar[bool] = True
-    # True when the driver boots an image and wants a NoCloud seed (ctx.seed_path).
-    wants_seed: ClassVar[bool] = True
+    features: ClassVar[Features] = Features()
 
     def __init__(self, ctx: DriverContext) -> None:
         self.ctx = ctx
@@ -157,6 +202,18 @@ class Driver(ABC):
     def check_available(cls, options: dict[str, Any] | None = None) -> Availability:
         """Can this host run the driver? Never raises: answers with a message and a fix hint."""
         return Availability(True)
+
+    # -- what the user stated in driver options (an existing host) ------------------------------
+    @classmethod
+    def stated_engine_port(cls, options: dict[str, Any]) -> int | None:
+        """The port the engine listens on, when a driver option states it (an existing host's port);
+        None: the engine listens where --engine-port says."""
+        return None
+
+    @classmethod
+    def stated_ssh_user(cls, options: dict[str, Any]) -> str | None:
+        """The SSH login user, when a driver option states it; None: the image's user."""
+        return None
 
     # -- lifecycle (idempotent where it makes sense) ---------------------------------------
     @abstractmethod

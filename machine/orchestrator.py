@@ -93,7 +93,7 @@ def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = F
         try:
             driver = driver_for(store, cfg, debug)
             driver.ctx.options.update({k: v for k, v in options.items() if k in secrets})
-            if cls.wants_seed or cls.uses_ssh:
+            if cls.features.seed or cls.features.managed_engine:
                 from machine import provision
 
                 with progress.step("Preparing keys, certificates and seed"):
@@ -104,7 +104,7 @@ def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = F
             for note in driver.notes():
                 progress.warn(note)
             _boot(store, cfg, driver, progress, req.boot_timeout)
-            if cls.uses_ssh:
+            if cls.features.managed_engine:
                 from machine import provision
 
                 provision.provision(store, cfg, driver, progress)
@@ -140,7 +140,7 @@ def _boot(store: Store, cfg: MachineConfig, driver: Driver, progress: Progress, 
         with progress.step("Starting VM"):
             driver.start()
             store.save(cfg)
-    if driver.uses_ssh:
+    if driver.features.managed_engine:
         wait_ready(driver, progress, timeout)
 
 
@@ -188,7 +188,7 @@ def start(store: Store, name: str, progress: Progress, debug: bool = False) -> N
             progress.info(f"Machine {name!r} is already running.")
             return
         _boot(store, cfg, driver, progress, BOOT_TIMEOUT)
-        if driver.uses_ssh:
+        if driver.features.managed_engine:
             from machine import provision
 
             provision.after_start(store, cfg, driver, progress)
@@ -203,7 +203,7 @@ def refresh_engine(store: Store, name: str, progress: Progress, debug: bool = Fa
     with store.lock(name):
         cfg = store.load(name)
         driver = driver_for(store, cfg, debug)
-        if not driver.uses_ssh or driver.status() != State.RUNNING:
+        if not driver.features.managed_engine or driver.status() != State.RUNNING:
             return False
         from machine import provision
 
@@ -219,7 +219,7 @@ def sync_context(store: Store, cfg: MachineConfig) -> None:
     """Rewrite the machine's docker context, if `machine use` made one, from its current engine URL and
     client certificates (after a start moved the URL, or new certificates)."""
     url = str(cfg.engine.get("url") or "")
-    if not url or cfg.driver == "none":
+    if not url or not registry.get(cfg.driver).features.managed_engine:  # an existing engine's URL never moves
         return
     from machine.client import dockercontext
 
@@ -290,9 +290,8 @@ def remove(store: Store, name: str, progress: Progress, *, force: bool = False, 
             driver = driver_for(store, cfg, debug)
             with progress.step(f"Removing {name!r}"):
                 driver.remove()
-            note = getattr(driver, "removal_note", "")
-            if note:
-                progress.info(note)
+            if driver.features.removal_note:
+                progress.info(driver.features.removal_note)
         except MachineError as e:
             if not force:
                 e.hint = (e.hint + "\n" if e.hint else "") + f"Use 'machine rm -f {name}' to remove it anyway."

@@ -52,6 +52,13 @@ class MachineConfig:
     created_at: str = ""
     schema_version: int = SCHEMA_VERSION
 
+    @property
+    def managed_engine(self) -> bool:
+        """machine provisions this machine's engine over SSH (its driver's `features.managed_engine`), told from
+        the store alone for read-only commands: create saves SSH settings for such machines, none for an
+        existing engine."""
+        return bool(self.ssh)
+
     def to_json(self) -> str:
         data = asdict(self)
         data = {"schema_version": data.pop("schema_version"), **data}

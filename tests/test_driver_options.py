@@ -10,7 +10,7 @@ import pytest
 
 from machine import orchestrator, registry
 from machine.commands import create as create_cmd
-from machine.driver import Option
+from machine.driver import Features, Option
 from machine.progress import Progress
 from machine.store import Store
 from tests.fakes.slow_driver import FakeDriver
@@ -53,3 +53,20 @@ def test_bool_option_is_a_switch(secretive: None) -> None:
     cmd = click.Command("c", params=create_cmd._driver_params(), callback=lambda **kw: kw)
     assert cmd.main(["--secretive-insecure"], standalone_mode=False)["secretive__insecure"] is True
     assert cmd.main([], standalone_mode=False)["secretive__insecure"] is None  # env/default decide later
+
+
+def test_every_driver_declares_its_features() -> None:
+    """Capabilities are one declaration per driver class, checked when it is made."""
+    for name in registry.names():
+        features = registry.get(name).features
+        assert isinstance(features, Features), name
+        assert not (features.always_running and features.power), f"{name}: an always-running machine has no power"
+    assert registry.get("none").features.managed_engine is False
+    assert registry.get("generic").features.removal_note
+
+
+@pytest.mark.parametrize("bad", [{"port_forwarding": "qmp"}, {"cluster_nic": "bridge"},
+                                 {"share_mechanisms": "virtiofs"}])
+def test_features_refuse_unknown_values(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        Features(**bad)

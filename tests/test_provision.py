@@ -20,7 +20,7 @@ import pytest
 from cryptography import x509
 
 from machine import registry
-from machine.driver import Driver, DriverContext, State
+from machine.driver import Driver, DriverContext, Features, State
 from machine.errors import MachineError, TimeoutError_, UsageError
 from machine.provision import certs, check_certs, engine_version_quick, osdetect, servercert, tlscheck
 from machine.provision.seeding import prepare
@@ -31,7 +31,7 @@ class SeedyDriver(Driver):
     """A driver that boots an image (wants a seed), as qemu does."""
 
     name = "seedy"
-    wants_seed = True
+    features = Features(seed=True)
 
     def create(self) -> None: ...
     def start(self) -> None: ...

@@ -23,7 +23,8 @@ def qemu_machine(store_root: Path, name: str = "dev", **options: object) -> Stor
             "host_address": "127.0.0.1", **options}
     data = {"created": True, "boot": "kernel", "ssh_port": 40022, "engine_port": 40376, "ssh_user": "root"}
     store.save(MachineConfig(name=name, driver="qemu", driver_options=opts, driver_data=data,
-                             engine={"transport": "tls", "url": "tcp://127.0.0.1:40376", "port": 2376}))
+                             engine={"transport": "tls", "url": "tcp://127.0.0.1:40376", "port": 2376},
+                             ssh={"user": "root", "key": "id_ed25519"}))  # what create saves for a managed engine
     (store.machine_dir(name) / "data.qcow2").write_bytes(b"")
     return store
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from machine.drivers.none import NoneDriver
 from test_provision import _ctx, read_seed, seedy  # noqa: F401 - seedy is a fixture
 
 from machine.cli import main
+from machine.driver import CLUSTER_DRIVER
 from machine.errors import MachineError, UsageError
 from machine.ls.listing import swarm_column
 from machine.provision.seeding import cluster_network, prepare
@@ -21,8 +24,8 @@ from machine.swarm import clusternet, clusters, nodecommands
 
 @pytest.fixture
 def none_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Plan members on the `none` driver (no VM, no switch) as if it had a cluster network."""
-    monkeypatch.setattr(clusternet, "CLUSTER_DRIVERS", ("qemu", "none"))
+    """Plan members on the `none` driver (no VM, no switch) as if it linked nodes with a network of its own."""
+    monkeypatch.setattr(NoneDriver, "features", replace(NoneDriver.features, cluster_nic=CLUSTER_DRIVER))
 
 
 needs_vde = pytest.mark.skipif(not shutil.which("vde_switch"), reason="vde_switch not installed (apt install vde2)")
@@ -152,8 +155,9 @@ def test_swarm_create_refuses_a_missing_load_tarball_before_making_anything(stor
 
 
 def test_drivers_without_a_cluster_network_are_refused(store_root: Path) -> None:
-    with pytest.raises(UsageError, match="cannot use the 'none' driver"):
+    with pytest.raises(UsageError, match="cannot use the 'none' driver") as err:
         clusters.plan_member(Store(store_root), "c", "c-m1", "manager", "none")
+    assert "Use a driver that has one: qemu " in err.value.hint  # the drivers whose features declare a cluster NIC
     assert clusternet.names(Store(store_root)) == []
 
 

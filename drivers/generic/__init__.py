@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
-from machine.driver import Driver, Option, SSHEndpoint, State
+from machine.driver import Driver, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, UsageError
 
 KEY_FILE = "id_ssh"
@@ -29,8 +30,9 @@ def _default_key() -> str | None:
 class GenericDriver(Driver):
     name = "generic"
     description = "An existing host reached over SSH; machine installs and configures its Docker engine."
-    wants_seed = False
-    uses_ssh = True
+    # An existing host: its power is not ours, no image boots (no seed); machine provisions its engine over SSH.
+    features = Features(power=False, always_running=True, seed=False,
+                        removal_note="The host itself was left alone: only machine's record of it was removed.")
     options = (
         Option("ip-address", "IP address or host name of the host"),
         Option("ssh-user", "SSH user (needs root or passwordless sudo)", default="root"),
@@ -38,6 +40,14 @@ class GenericDriver(Driver):
         Option("ssh-port", "SSH port", default=22, type=int),
         Option("engine-port", "Port the Docker engine listens on (TLS)", default=2376, type=int),
     )
+
+    @classmethod
+    def stated_engine_port(cls, options: dict[str, Any]) -> int | None:
+        return int(options.get("engine_port") or 0) or None
+
+    @classmethod
+    def stated_ssh_user(cls, options: dict[str, Any]) -> str | None:
+        return str(options.get("ssh_user") or "") or None
 
     def _host(self) -> str:
         host = self.opt("ip_address")
@@ -70,9 +80,6 @@ class GenericDriver(Driver):
         verb = "killed" if force else "stopped"
         raise DriverError(f"A machine with the generic driver cannot be {verb} by machine",
                           "Shut the host down yourself; 'machine rm' forgets it without touching it.")
-
-    # shown by `rm` after removal (needs the orchestrator to print it; see the report)
-    removal_note = "The host itself was left alone: only machine's record of it was removed."
 
     def remove(self) -> None:
         """Nothing to delete on the host: it is not ours. The orchestrator removes the machine dir."""

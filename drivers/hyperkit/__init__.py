@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from machine import process
-from machine.driver import Availability, Driver, Option, SSHEndpoint, State
+from machine.driver import Availability, Driver, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, HostNotUsable, MachineError
 
 from . import leases
@@ -40,6 +40,7 @@ class HyperKitDriver(Driver):
     name = "hyperkit"
     description = ("HyperKit VM on macOS, Intel only (DEPRECATED upstream; on Apple silicon use the qemu driver "
                    "with HVF).")
+    features = Features()
     options = (
         Option("cpu-count", "Number of virtual CPUs", default=2, type=int),
         Option("memory", "Memory in MiB", default=2048, type=int),

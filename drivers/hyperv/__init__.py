@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from machine.driver import Availability, Driver, DriverContext, Option, SSHEndpoint, State
+from machine.driver import Availability, Driver, DriverContext, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, HostNotUsable, MachineError, NotFound, UsageError
 
 from . import isotransfer
@@ -36,6 +36,7 @@ _warned_insecure: set[str] = set()
 class HypervDriver(Driver):
     name = "hyperv"
     description = "Microsoft Hyper-V, on this Windows machine or a remote host over WinRM."
+    features = Features()
     options = (
         Option("host", "Hyper-V host to manage over WinRM (empty: this Windows machine, via PowerShell)", default=""),
         Option("user", "WinRM user (DOMAIN\\user or user@REALM)", default=""),

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from machine.drivers.qemu.kvmprobe import TCG_TB_CACHE_MIB
 
-from machine.driver import Availability, Driver, Option, SSHEndpoint, State
+from machine.driver import Availability, Driver, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, MachineError
 
 from . import connection as lv
@@ -54,6 +54,7 @@ def is_local_uri(uri: str) -> bool:
 class LibvirtDriver(Driver):
     name = "libvirt"
     description = "A libvirt (qemu/KVM) domain, through libvirt-python."
+    features = Features()
     options = (
         Option("uri", "libvirt connection URI (qemu:///system, qemu:///session, ...)", DEFAULT_URI),
         Option("cpus", "Number of virtual CPUs", 2, int, settable=True),

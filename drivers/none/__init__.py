@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from machine.driver import Driver, Option, State
+from machine.driver import PORTS_NONE, Driver, Features, Option, State
 from machine.errors import DriverError, UsageError
 
 
 class NoneDriver(Driver):
     name = "none"
     description = "An existing Docker engine at --url; nothing is created."
-    uses_ssh = False
-    wants_seed = False
+    # An existing engine: always running, not ours to power, provision or forward ports to.
+    features = Features(power=False, always_running=True, managed_engine=False, seed=False,
+                        port_forwarding=PORTS_NONE)
     options = (Option("url", "URL of the existing Docker engine, e.g. tcp://10.0.0.5:2376", aliases=("--url",)),)
 
     def _url(self) -> str:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from machine.driver import Availability, Driver, Option, SSHEndpoint, State
+from machine.driver import CLUSTER_VDE, Availability, Driver, Features, Option, SSHEndpoint, State
 
 from . import ports, qmp
 from .accel import ACCELS
@@ -60,6 +60,7 @@ def socket_path(machine_dir: Path) -> Path:
 class QemuDriver(Driver):
     name = "qemu"
     description = "qemu-system run directly (KVM/HVF/WHPX when usable, else TCG); user-mode networking."
+    features = Features(cluster_nic=CLUSTER_VDE)  # a Swarm node's second NIC plugs into the cluster's vde_switch
     options: ClassVar[tuple[Option, ...]] = (
         Option("cpus", "Number of virtual CPUs", default=2, type=int, settable=True),
         Option("memory", "Memory in MiB", default=1024, type=int, settable=True),

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from machine.driver import Availability, Driver, Option, SSHEndpoint, State
+from machine.driver import Availability, Driver, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, HostNotUsable, MachineError
 
 from . import network, vbm
@@ -31,6 +31,7 @@ SSH_USER = "root"
 class VirtualBoxDriver(Driver):
     name = "virtualbox"
     description = "VirtualBox VM (VBoxManage, VirtualBox >= 6.1) booting the machine OS ISO."
+    features = Features()
     options = (
         Option("cpu-count", "Number of virtual CPUs", default=2, type=int),
         Option("memory", "Memory in MiB", default=2048, type=int),

@@ -37,7 +37,7 @@ def engine_url_for(app: App, cfg: MachineConfig) -> str:
     if not url:
         raise MachineError(f"Machine {cfg.name!r} has no engine URL yet",
                            f"It may not have finished provisioning: machine provision {cfg.name}")
-    if cfg.driver != "none":
+    if cfg.managed_engine:  # machine issued its certificate and holds its SSH key
         from machine import provision
 
         warning = provision.check_certs(app.store, cfg)  # cheap: no SSH, no crypto

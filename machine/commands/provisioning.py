@@ -22,7 +22,7 @@ def _each(app: App, names: tuple[str, ...], action: Callable[..., None]) -> None
             with app.store.lock(name):
                 cfg = app.store.load(name)
                 driver = orchestrator.driver_for(app.store, cfg, app.debug)
-                if driver.uses_ssh is False:
+                if not driver.features.managed_engine:
                     raise MachineError(f"Machine {name!r} (driver {cfg.driver}) is not managed over SSH",
                                        "Its engine is configured outside machine.")
                 orchestrator.require_running(driver, name)

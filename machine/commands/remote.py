@@ -21,7 +21,7 @@ def _target(app: App, name: str):  # noqa: ANN202 - (cfg, driver, endpoint)
 
     cfg = app.store.load(name)
     driver = orchestrator.driver_for(app.store, cfg, app.debug)
-    if not driver.uses_ssh:
+    if not driver.features.managed_engine:
         raise MachineError(f"Machine {name!r} (driver {cfg.driver}) has no SSH access", "")
     orchestrator.require_running(driver, name)
     ep = driver.ssh_endpoint()

@@ -220,7 +220,7 @@ def probe(store: Store, cfg: MachineConfig, deadline: float, debug: bool = False
     if state == RUNNING:
         try:
             result.url = str(cfg.engine.get("url") or driver.url() or "")
-            if driver.uses_ssh:
+            if driver.features.managed_engine:
                 from machine import provision
 
                 result.cert_stale = provision.check_certs(store, cfg, driver) is not None

@@ -88,7 +88,7 @@ def open_session(store: Store, cfg: MachineConfig, driver: Driver, progress: Pro
                         key_file=Path(key_file(store, cfg, driver)), host_key=cfg.ssh.get("host_key") or None,
                         name=cfg.name)
     # a booting image may get its authorized key after sshd starts (cloud-init); an existing host will not
-    auth_timeout = None if driver.wants_seed else min(timeout, 3.0)
+    auth_timeout = None if driver.features.seed else min(timeout, 3.0)
     session = ssh.connect(target, timeout=timeout, auth_timeout=auth_timeout)
     if not cfg.ssh.get("host_key") and session.seen_host_key:
         cfg.ssh["host_key"] = session.seen_host_key

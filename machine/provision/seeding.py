@@ -74,19 +74,19 @@ def prepare(store: Store, cfg: MachineConfig, ctx: DriverContext) -> None:
 
     cls = registry.get(cfg.driver)
     mdir = ctx.machine_dir
-    # a driver option saying where the engine listens (generic's --generic-engine-port) beats the
-    # default --engine-port; an explicit --engine-port beats the option's default
-    driver_port = int(ctx.options.get("engine_port") or DEFAULT_PORT)
+    # a port the driver's options state (an existing host's engine) beats the default --engine-port;
+    # an explicit --engine-port beats the option's default
+    driver_port = cls.stated_engine_port(ctx.options) or DEFAULT_PORT
     if driver_port != DEFAULT_PORT or not cfg.engine.get("port"):
         cfg.engine["port"] = driver_port
     ctx.engine_port = int(cfg.engine.get("port") or DEFAULT_PORT)
     engineconfig.daemon_config(cfg.engine, cfg.driver)  # bad --engine-opt etc. fail before anything is made
     engineconfig.engine_env(cfg.engine)
     user, kind = image_facts(ctx)
-    cfg.ssh["user"] = ctx.options.get("ssh_user") or user or "root"
+    cfg.ssh["user"] = cls.stated_ssh_user(ctx.options) or user or "root"
     certs.copy_client_certs(store.certs_dir, mdir)
     servercert.issue(store, cfg)
-    if not cls.wants_seed:
+    if not cls.features.seed:
         # an existing host (generic): its key is the user's, copied by the driver; no seed, no pin yet
         return
     login_pub = keys.ensure_login_key(mdir / LOGIN_KEY, f"machine@{cfg.name}")

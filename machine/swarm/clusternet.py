@@ -23,17 +23,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from machine import process
+from machine import process, registry
 from machine.atomicfile import ensure_dir, write_atomic
+from machine.driver import CLUSTER_NONE, CLUSTER_VDE
 from machine.errors import ConfigError, HostNotUsable, NotFound, UsageError
 from machine.filelock import FileLock
 from machine.names import validate_name
 from machine.store import Store
 
 BASE_NET = ipaddress.ip_network("10.77.0.0/16")
-# drivers that plug a node's second NIC into the cluster network (ctx.cluster_nic); others would boot nodes
-# whose advertise address exists nowhere
-CLUSTER_DRIVERS = ("qemu",)
 
 
 @dataclass
@@ -120,9 +118,10 @@ def plan_member(store: Store, cluster_name: str, machine: str, role: str, driver
     """Reserve an address on the cluster network for `machine` (creating the cluster record and
     starting its switch if needed); returns what goes into the machine's `swarm` config."""
     validate_name(cluster_name)
-    if driver not in CLUSTER_DRIVERS:
+    nic = registry.get(driver).features.cluster_nic
+    if nic == CLUSTER_NONE:  # its nodes would advertise an address that exists nowhere
         raise UsageError(f"Swarm nodes cannot use the {driver!r} driver yet: it has no cluster network",
-                         f"Use a driver that has one: {', '.join(CLUSTER_DRIVERS)} (see docs/swarm.md).")
+                         f"Use a driver that has one: {', '.join(cluster_drivers())} (see docs/swarm.md).")
     with lock(store, cluster_name):
         try:
             cluster = load(store, cluster_name)
@@ -138,10 +137,15 @@ def plan_member(store: Store, cluster_name: str, machine: str, role: str, driver
         address = cluster.next_address()
         cluster.members[machine] = {"role": role, "address": address, "joined": False}
         save(store, cluster)
-    switch = ensure_switch(store, cluster_name) if driver == "qemu" else None
+    switch = ensure_switch(store, cluster_name) if nic == CLUSTER_VDE else None
     return {"cluster": cluster_name, "role": role, "address": address,
             "prefix": cluster.network.prefixlen, "mac": mac_for(machine),
             "switch": str(switch) if switch else ""}
+
+
+def cluster_drivers() -> list[str]:
+    """The drivers that can plug a node's second NIC into a cluster network."""
+    return [n for n in registry.names() if registry.get(n).features.cluster_nic != CLUSTER_NONE]
 
 
 def forget_member(store: Store, cluster_name: str, machine: str) -> None:

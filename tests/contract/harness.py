@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from machine.driver import Driver, DriverContext
+from machine.driver import Driver, DriverContext, Features
 
 REAL_ENV = "MACHINE_CONTRACT_REAL"
 
@@ -36,22 +36,23 @@ class Harness:
     driver_cls: type[Driver]
     make: Callable[[Path, pytest.MonkeyPatch], Any]
     skip_reason: Callable[[], str | None] = lambda: None
-    # What the driver supports; the lifecycle test adjusts its expectations to these.
-    supports_start: bool = True
-    supports_stop: bool = True  # stop() (ACPI) and stop(force=True) (kill)
-    always_running: bool = False  # e.g. `none`: status is RUNNING from create to remove
+    # What the driver supports is its class's `features` (power, always_running, managed_engine); the
+    # lifecycle test adjusts its expectations to that declaration.
     # State right after create(): "stopped", "running" or "any" (either is fine).
     created_state: str = "any"
     # Seconds to wait for a requested state change (ACPI stop is asynchronous on real hypervisors).
     state_timeout: float = 10.0
-    # True when ssh_endpoint() must be an endpoint while RUNNING (drivers with uses_ssh).
-    ssh_when_running: bool = True
     # Hides the driver's tool for the "tool missing" availability test; default empties PATH.
     hide_tool: Callable[[Path, pytest.MonkeyPatch], None] | None = None
     # False for drivers that need no external tool (e.g. `none`): hiding it must not make them unusable.
     needs_tool: bool = True
     # True when check_available must say ok once make() has set up the fake (or on a real host).
     available_with_fake: bool = False
+
+
+    @property
+    def features(self) -> Features:
+        return self.driver_cls.features
 
 
 def real_requested(driver: str) -> bool:

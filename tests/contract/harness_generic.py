@@ -3,9 +3,9 @@ sshd (as tests/test_ssh.py starts it: temp host key, a client key it accepts) on
 
 generic drives no hypervisor, so there is no fake: its state is a TCP dial to the host's SSH port, and
 the host is up for the whole test, so it is RUNNING before `create`, after it and after `remove`
-(`always_running`, as for `none`). `create` only records the host and copies the key; `remove` forgets it
+(its `features.always_running`, as for `none`). `create` only records the host and copies the key; `remove` forgets it
 and leaves the host alone; `start` and `stop` (also with force) refuse with a hint, because the host's
-power is not machine's (`supports_start`/`supports_stop` False). The driver needs no local tool, so
+power is not machine's (`features.power` False). The driver needs no local tool, so
 hiding PATH must leave it usable (`needs_tool` False) and `check_available` is always ok.
 """
 
@@ -44,7 +44,6 @@ def skip_reason() -> str | None:
 
 
 HARNESSES = [
-    Harness(id="generic", driver_cls=GenericDriver, make=make, skip_reason=skip_reason, supports_start=False,
-            supports_stop=False, always_running=True, created_state="running", needs_tool=False,
-            available_with_fake=True),
+    Harness(id="generic", driver_cls=GenericDriver, make=make, skip_reason=skip_reason, created_state="running",
+            needs_tool=False, available_with_fake=True),
 ]

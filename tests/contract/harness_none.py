@@ -14,6 +14,5 @@ def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NoneDriver:
 
 
 HARNESSES = [
-    Harness(id="none", driver_cls=NoneDriver, make=make, supports_start=False, supports_stop=False,
-            always_running=True, created_state="running", ssh_when_running=False, needs_tool=False),
+    Harness(id="none", driver_cls=NoneDriver, make=make, created_state="running", needs_tool=False),
 ]

@@ -24,7 +24,7 @@ def wait_for(driver: Driver, want: State, timeout: float) -> State:
 
 def assert_endpoint(h: Harness, driver: Driver) -> None:
     """While running, an SSH endpoint appears (DHCP-based drivers need a moment for the lease)."""
-    if not h.ssh_when_running:
+    if not h.features.managed_engine:
         return
     deadline = time.monotonic() + h.state_timeout
     ep = driver.ssh_endpoint()
@@ -38,7 +38,7 @@ def assert_endpoint(h: Harness, driver: Driver) -> None:
 
 def test_full_lifecycle(driver_harness: Harness, driver: Driver) -> None:
     h = driver_harness
-    if h.always_running or not (h.supports_start and h.supports_stop):
+    if h.features.always_running or not h.features.power:
         pytest.skip(f"{h.id} has its own lifecycle (see test_fixed_lifecycle)")
     t = h.state_timeout
     assert driver.status() == State.NOT_CREATED
@@ -79,7 +79,7 @@ def test_full_lifecycle(driver_harness: Harness, driver: Driver) -> None:
 
 def test_remove_running_machine(driver_harness: Harness, driver: Driver) -> None:
     h = driver_harness
-    if h.always_running or not h.supports_start:
+    if h.features.always_running or not h.features.power:
         pytest.skip(f"{h.id} cannot start machines")
     driver.create()
     driver.start()
@@ -91,7 +91,7 @@ def test_remove_running_machine(driver_harness: Harness, driver: Driver) -> None
 def test_remove_never_created_is_noop(driver_harness: Harness, driver: Driver) -> None:
     driver.remove()
     driver.remove()
-    expected = State.RUNNING if driver_harness.always_running else State.NOT_CREATED
+    expected = State.RUNNING if driver_harness.features.always_running else State.NOT_CREATED
     assert driver.status() == expected
 
 
@@ -99,22 +99,20 @@ def test_fixed_lifecycle(driver_harness: Harness, driver: Driver) -> None:
     """Drivers that cannot start/stop (like `none`): create and remove are idempotent, start and
     stop refuse with a MachineError that carries a hint, and the state does not change."""
     h = driver_harness
-    if not h.always_running and h.supports_start and h.supports_stop:
+    if not h.features.always_running and h.features.power:
         pytest.skip(f"{h.id} follows the full lifecycle")
     driver.create()
     driver.create()
     before = driver.status()
-    if h.always_running:
+    if h.features.always_running:
         assert before == State.RUNNING
-    for action, supported in ((driver.start, h.supports_start), (lambda: driver.stop(), h.supports_stop),
-                              (lambda: driver.stop(force=True), h.supports_stop)):
-        if supported:
-            continue
+    refused = () if h.features.power else (driver.start, lambda: driver.stop(), lambda: driver.stop(force=True))
+    for action in refused:
         with pytest.raises(MachineError) as err:
             action()
         assert err.value.hint, "a refusal must tell the user what to do"
         assert driver.status() == before
     driver.remove()
     driver.remove()
-    if h.always_running:
+    if h.features.always_running:
         assert driver.status() == State.RUNNING

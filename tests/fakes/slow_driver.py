@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from machine import registry
-from machine.driver import Driver, Option, State
+from machine.driver import Driver, Features, Option, State
 from machine.errors import DriverError
 from machine.store import MachineConfig, Store
 
@@ -21,8 +21,7 @@ NAME = "fake"
 class FakeDriver(Driver):
     name = NAME
     description = "Test driver: answers status after `delay` seconds with `state`."
-    uses_ssh = False
-    wants_seed = False
+    features = Features(power=True, managed_engine=False, seed=False)
     options = (
         Option("state", "State to report", default="Running"),
         Option("delay", "Seconds status() sleeps", default=0.0, type=float),
