@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "create": "create:create",
     "doctor": "doctor:doctor",
     "env": "env:env",
+    "import": "dmimport:import_",
     "inspect": "info:inspect",
     "install-plugin": "plugin:install_plugin",
     "ip": "info:ip",

@@ -37,6 +37,11 @@ class CreateRequest:
 
 
 def driver_for(store: Store, cfg: MachineConfig, debug: bool = False) -> Driver:
+    if cfg.origin and not cfg.origin.get("supported", True):
+        from machine.dockermachine.record import UnsupportedDriver, unsupported_message
+
+        raise UnsupportedDriver(unsupported_message(cfg.name, cfg.origin.get("driver_name", cfg.driver)),
+                                "Keep managing it with docker-machine; 'machine rm' removes only its record.")
     cls = registry.get(cfg.driver)
     options = dict(cfg.driver_options)
     # secret options (passwords) are never saved: they come from the environment on every command
@@ -188,7 +193,7 @@ def start(store: Store, name: str, progress: Progress, debug: bool = False) -> N
             progress.info(f"Machine {name!r} is already running.")
             return
         _boot(store, cfg, driver, progress, BOOT_TIMEOUT)
-        if driver.features.managed_engine:
+        if driver.features.managed_engine and not cfg.origin:  # a docker-machine record's certificates stay as they are
             from machine import provision
 
             provision.after_start(store, cfg, driver, progress)
@@ -202,6 +207,8 @@ def refresh_engine(store: Store, name: str, progress: Progress, debug: bool = Fa
     Returns False, changing nothing, when the machine is not running."""
     with store.lock(name):
         cfg = store.load(name)
+        if cfg.origin:  # a docker-machine record: its files are not rewritten (machine import converts it)
+            return False
         driver = driver_for(store, cfg, debug)
         if not driver.features.managed_engine or driver.status() != State.RUNNING:
             return False
@@ -258,6 +265,7 @@ def set_options(store: Store, name: str, given: dict[str, Any], debug: bool = Fa
     Returns {key: (old, new)} for what changed."""
     with store.lock(name):
         cfg = store.load(name)
+        require_own(cfg, "change its options")
         changes = settable_changes(registry.get(cfg.driver), cfg.driver_options, given)
         if not changes:
             return {}
@@ -287,6 +295,11 @@ def remove(store: Store, name: str, progress: Progress, *, force: bool = False, 
         try:
             cfg = store.load(name)
             cluster = str(cfg.swarm.get("cluster") or "")
+            notice = removal_notice(store, cfg)
+            if notice:
+                progress.info(notice)
+                store.remove(name)
+                return
             driver = driver_for(store, cfg, debug)
             with progress.step(f"Removing {name!r}"):
                 driver.remove()
@@ -311,6 +324,74 @@ def remove(store: Store, name: str, progress: Progress, *, force: bool = False, 
     from machine.client import dockercontext
 
     dockercontext.forget_machine(name, store.root)
+
+
+def require_own(cfg: MachineConfig, what: str) -> None:
+    """Refuse to rewrite the files of a docker-machine record: `machine import` takes it over first."""
+    if cfg.origin:
+        raise MachineError(f"Machine {cfg.name!r} is docker-machine's: machine does not {what} until it is "
+                           "imported (its files are left as docker-machine wrote them)",
+                           f"Import it first: machine import {cfg.name} (reversible: machine import --undo "
+                           f"{cfg.name}), or use docker-machine.")
+
+
+def removal_notice(store: Store, cfg: MachineConfig) -> str:
+    """For a docker-machine machine whose driver we do not have: what `rm` does (and does not do)."""
+    if not cfg.origin or cfg.origin.get("supported", True):
+        return ""
+    driver = cfg.origin.get("driver_name", cfg.driver)
+    return (f"Machine {cfg.name!r} uses driver {driver}, which machine does not support: only its record "
+            f"({store.machine_dir(cfg.name)}) is removed. The VM itself is left alone: remove it with "
+            f"docker-machine or the {driver} provider's own tools.")
+
+
+# -- docker-machine records ------------------------------------------------------------------
+
+
+def import_docker_machine(store: Store, name: str, progress: Progress) -> MachineConfig:
+    """Convert docker-machine's record of `name` into our config (`machine import`); the original is kept
+    beside it (machine.dockermachine.importing)."""
+    from machine.atomicfile import write_atomic
+    from machine.dockermachine import importing
+
+    with store.lock(name):
+        cfg = importing.importable(store.load(name))
+        backup = importing.backup_path(store, name)
+        original = store.config_path(name).read_bytes()
+        cfg, warnings = importing.converted(store, cfg)
+        write_atomic(backup, original)
+        store.save(cfg)
+        store.host_key_path(name).unlink(missing_ok=True)  # the pin is in our config now
+    for warning in warnings:
+        progress.warn(warning)
+    return cfg
+
+
+def pin_host_key(store: Store, name: str, progress: Progress, debug: bool = False) -> MachineConfig:
+    """Learn and pin the SSH host key of a machine docker-machine made (it pins none); returns the config."""
+    from machine.provision.remote import open_session
+
+    with store.lock(name):
+        cfg = store.load(name)
+        if not cfg.ssh.get("host_key"):
+            with open_session(store, cfg, driver_for(store, cfg, debug), progress, timeout=30):
+                pass
+            store.save(cfg)
+    return cfg
+
+
+def undo_docker_machine_import(store: Store, name: str) -> None:
+    """Give an imported machine back to docker-machine: its original config.json (`machine import --undo`)."""
+    from machine.dockermachine import importing
+
+    with store.lock(name):
+        cfg = store.load(name)
+        importing.restore(store, name)
+        key = str(cfg.ssh.get("host_key") or "")
+        if key:  # keep the pin we learnt, outside docker-machine's folder
+            restored = store.load(name)
+            restored.ssh["host_key"] = key
+            store.save(restored)
 
 
 # -- queries ----------------------------------------------------------------------------------

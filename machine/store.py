@@ -25,6 +25,10 @@ from machine.names import validate_name
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
 LOCK_FILE = ".lock"
+# docker-machine's top-level keys (machine.dockermachine.record.HEADER_KEYS)
+DOCKER_MACHINE_KEYS = ("ConfigVersion", "Driver", "DriverName", "HostOptions", "Name")
+# our pin of a docker-machine machine's SSH host key, beside its lock file (docker-machine skips dot files)
+HOST_KEY_FILE = ".host_key"
 
 
 def default_root() -> Path:
@@ -50,7 +54,17 @@ class MachineConfig:
     swarm: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     created_at: str = ""
+    # "docker-machine" for a machine `machine import` converted (its docker-machine keys are then kept as
+    # they were, so docker-machine still drives it)
+    imported_from: str = ""
     schema_version: int = SCHEMA_VERSION
+    # docker-machine's keys (ConfigVersion, Driver, DriverName, HostOptions, Name), written after ours so
+    # docker-machine reads the file as its own instead of "migrating" (rewriting) it: see
+    # machine.dockermachine.header
+    docker_machine: dict[str, Any] = field(default_factory=dict)
+    # Not saved: where a config that is not machine's own file came from ({"format": "docker-machine",
+    # "driver_name", "supported", "path"}). Such a config is read as it is and never written back.
+    origin: dict[str, Any] = field(default_factory=dict)
 
     @property
     def managed_engine(self) -> bool:
@@ -61,7 +75,9 @@ class MachineConfig:
 
     def to_json(self) -> str:
         data = asdict(self)
-        data = {"schema_version": data.pop("schema_version"), **data}
+        header = data.pop("docker_machine")
+        data.pop("origin")
+        data = {"schema_version": data.pop("schema_version"), **data, **header}
         return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
     @classmethod
@@ -85,7 +101,10 @@ class MachineConfig:
                 f"Config file {source} lacks {', '.join(missing)}",
                 "The file is damaged: restore it, or remove the machine with 'machine rm -f'.",
             )
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in known and k not in ("docker_machine", "origin")}
+        from_docker_machine = [k for k in DOCKER_MACHINE_KEYS if k in data]
+        if from_docker_machine:
+            values["docker_machine"] = {k: data[k] for k in from_docker_machine}
         for key in ("driver_options", "driver_data", "engine", "ssh", "swarm", "labels"):
             if key in values and not isinstance(values[key], dict):
                 raise ConfigError(
@@ -153,6 +172,14 @@ class Store:
         if not isinstance(data, dict):
             raise ConfigError(f"Config file {path} is corrupt: not a JSON object",
                               "Fix or restore the file, or remove the machine with 'machine rm -f'.")
+        if "schema_version" not in data and "ConfigVersion" in data:  # docker-machine's record, read as it is
+            from machine.dockermachine.record import to_config
+
+            cfg = to_config(data, name, path)
+            pin = self.host_key_path(name)
+            if pin.is_file():
+                cfg.ssh["host_key"] = pin.read_text(encoding="utf-8").strip()
+            return cfg
         cfg = MachineConfig.from_dict(data, path)
         if cfg.name != name:
             raise ConfigError(
@@ -161,10 +188,24 @@ class Store:
             )
         return cfg
 
+    def host_key_path(self, name: str) -> Path:
+        """Where the SSH host key of a docker-machine machine is pinned: beside its lock file, outside its
+        folder (docker-machine's files are not written; docker-machine ignores dot files there)."""
+        return self.machines_dir / f".{validate_name(name)}{HOST_KEY_FILE}"
+
     def save(self, cfg: MachineConfig) -> None:
+        if cfg.origin:  # docker-machine's record: never rewritten (machine import converts it); keep our pin
+            key = str(cfg.ssh.get("host_key") or "")
+            pin = self.host_key_path(cfg.name)
+            if key and (not pin.is_file() or pin.read_text(encoding="utf-8").strip() != key):
+                write_atomic(pin, key + "\n")
+            return
         directory = self.make_machine_dir(cfg.name)
         if not cfg.created_at:
             cfg.created_at = datetime.now(UTC).isoformat(timespec="seconds")
+        from machine.dockermachine.header import refresh
+
+        refresh(self, cfg)
         write_atomic(directory / CONFIG_FILE, cfg.to_json())
 
     def make_machine_dir(self, name: str) -> Path:
@@ -174,6 +215,7 @@ class Store:
     def remove(self, name: str) -> None:
         """Delete the machine directory (its config and every file the driver kept there)."""
         shutil.rmtree(self.machine_dir(name), ignore_errors=False)
+        self.host_key_path(name).unlink(missing_ok=True)
 
     @contextmanager
     def lock(self, name: str, timeout: float = 30.0) -> Iterator[None]:

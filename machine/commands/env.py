@@ -37,7 +37,7 @@ def engine_url_for(app: App, cfg: MachineConfig) -> str:
     if not url:
         raise MachineError(f"Machine {cfg.name!r} has no engine URL yet",
                            f"It may not have finished provisioning: machine provision {cfg.name}")
-    if cfg.managed_engine:  # machine issued its certificate and holds its SSH key
+    if cfg.managed_engine and not cfg.origin:  # machine issued its certificate (a docker-machine record: its own)
         from machine import provision
 
         warning = provision.check_certs(app.store, cfg)  # cheap: no SSH, no crypto
@@ -83,7 +83,9 @@ def client_target(app: App, name: str | None) -> ClientTarget:
     cfg = app.store.load(app.name_or_default(name))
     url = engine_url_for(app, cfg)
     tls = cfg.engine.get("transport", "tls") != "ssh" and urlsplit(url).scheme in ("tcp", "https")
-    return ClientTarget(cfg.name, url, app.store.machine_dir(cfg.name) if tls else None, cfg.driver)
+    # a docker-machine record whose machine dir holds no client certificates names where they are
+    cert_dir = Path(cfg.engine["cert_dir"]) if cfg.engine.get("cert_dir") else app.store.machine_dir(cfg.name)
+    return ClientTarget(cfg.name, url, cert_dir if tls else None, cfg.driver)
 
 
 def _quote_word(word: str, shell: str) -> str:

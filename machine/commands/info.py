@@ -10,7 +10,7 @@ import click
 from machine import __version__
 from machine.app import App, pass_app
 from machine.errors import MachineError, NotFound
-from machine.store import MachineConfig
+from machine.store import MachineConfig, Store
 
 SECRET_WORDS = ("password", "secret", "token")
 
@@ -23,14 +23,16 @@ def saved_url(cfg: MachineConfig) -> str:
     return str(url)
 
 
+def _scrub(d: dict) -> dict:
+    return {k: ("****" if any(w in k.lower() for w in SECRET_WORDS) and v else v) for k, v in d.items()}
+
+
 def public_view(cfg: MachineConfig, machine_dir: os.PathLike[str] | str) -> dict:
     """The machine as shown by inspect: its config with secrets masked, plus paths."""
-    def scrub(d: dict) -> dict:
-        return {k: ("****" if any(w in k.lower() for w in SECRET_WORDS) and v else v) for k, v in d.items()}
-
+    scrub = _scrub
     return {
         "Name": cfg.name,
-        "DriverName": cfg.driver,
+        "DriverName": str(cfg.origin.get("driver_name") or cfg.driver),
         "Driver": scrub(cfg.driver_options),
         "DriverData": scrub(cfg.driver_data),
         "Engine": cfg.engine,
@@ -43,6 +45,19 @@ def public_view(cfg: MachineConfig, machine_dir: os.PathLike[str] | str) -> dict
     }
 
 
+def inspect_view(store: Store, cfg: MachineConfig) -> dict:
+    """public_view plus docker-machine's fields (ConfigVersion, Driver.IPAddress/URL/SSH*/MachineName...,
+    HostOptions.EngineOptions/SwarmOptions/AuthOptions), so docker-machine's `inspect -f` templates work."""
+    from machine.dockermachine.view import fields
+
+    view = public_view(cfg, store.machine_dir(cfg.name))
+    theirs = fields(store, cfg)
+    view["ConfigVersion"] = theirs["ConfigVersion"]
+    view["Driver"] = {**_scrub(theirs["Driver"]), **view["Driver"]}
+    view["HostOptions"] = theirs["HostOptions"]
+    return view
+
+
 @click.command()
 @click.argument("name", required=False)
 @click.option("-f", "--format", "fmt", help="Go-template-style format, e.g. '{{.DriverName}}'.")
@@ -50,7 +65,7 @@ def public_view(cfg: MachineConfig, machine_dir: os.PathLike[str] | str) -> dict
 def inspect(app: App, name: str | None, fmt: str | None) -> None:
     """Show a machine's configuration as JSON."""
     resolved = app.name_or_default(name)
-    view = public_view(app.store.load(resolved), app.store.machine_dir(resolved))
+    view = inspect_view(app.store, app.store.load(resolved))
     if fmt:
         from machine.ls.gotemplate import render
 

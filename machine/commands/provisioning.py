@@ -21,6 +21,7 @@ def _each(app: App, names: tuple[str, ...], action: Callable[..., None]) -> None
         try:
             with app.store.lock(name):
                 cfg = app.store.load(name)
+                orchestrator.require_own(cfg, "reconfigure its engine")
                 driver = orchestrator.driver_for(app.store, cfg, app.debug)
                 if not driver.features.managed_engine:
                     raise MachineError(f"Machine {name!r} (driver {cfg.driver}) is not managed over SSH",

@@ -28,9 +28,20 @@ def _target(app: App, name: str):  # noqa: ANN202 - (cfg, driver, endpoint)
     if ep is None:
         raise MachineError(f"Machine {name!r} has no SSH endpoint", f"Check it: machine status {name}")
     if not cfg.ssh.get("host_key"):
-        raise MachineError(f"Machine {name!r} has no pinned SSH host key yet",
-                           f"Provision it first (this pins the key): machine provision {name}")
+        if not (cfg.origin or cfg.imported_from):
+            raise MachineError(f"Machine {name!r} has no pinned SSH host key yet",
+                               f"Provision it first (this pins the key): machine provision {name}")
+        # docker-machine pins nothing: learn the key on first contact, as ssh's accept-new does
+        cfg = orchestrator.pin_host_key(app.store, name, app.progress, app.debug)
     return cfg, driver, ep
+
+
+def known_hosts_path(app: App, cfg) -> Path:  # noqa: ANN001 - a MachineConfig
+    """Our known_hosts file for the machine: in its folder, or for a docker-machine record beside its lock
+    file (docker-machine's folder is not written)."""
+    if cfg.origin:
+        return app.store.machines_dir / f".{cfg.name}.known_hosts"
+    return app.store.machine_dir(cfg.name) / "known_hosts"
 
 
 def write_known_hosts(path: Path, host: str, port: int, host_key: str) -> None:
@@ -66,7 +77,7 @@ def ssh(ctx: click.Context, app: App, name: str, command: tuple[str, ...], nativ
     user = cfg.ssh.get("user") or ep.user
     client = None if native else process.which("ssh")
     if client:
-        known = app.store.machine_dir(name) / "known_hosts"
+        known = known_hosts_path(app, cfg)
         write_known_hosts(known, ep.host, ep.port, cfg.ssh["host_key"])
         argv = ssh_argv(client, Path(key_file(app.store, cfg, driver)), known, user, ep.host, ep.port, command)
         ctx.exit(process.exec_interactive(argv))

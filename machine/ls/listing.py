@@ -123,7 +123,8 @@ def matches_config(entry: Entry, filters: Filters) -> bool:
     if filters.name and not any(p.search(entry.name) for p in filters.name):
         return False
     cfg = entry.cfg
-    if filters.driver and not (cfg and any(d.lower() == cfg.driver.lower() for d in filters.driver)):
+    drivers = {cfg.driver.lower(), str(cfg.origin.get("driver_name") or cfg.driver).lower()} if cfg else set()
+    if filters.driver and not any(d.lower() in drivers for d in filters.driver):
         return False
     if filters.swarm and not (cfg and any(s.lower() == str(cfg.swarm.get("cluster", "")).lower()
                                           for s in filters.swarm)):
@@ -220,7 +221,7 @@ def probe(store: Store, cfg: MachineConfig, deadline: float, debug: bool = False
     if state == RUNNING:
         try:
             result.url = str(cfg.engine.get("url") or driver.url() or "")
-            if driver.features.managed_engine:
+            if driver.features.managed_engine and not cfg.origin:  # a docker-machine record's certificates are its own
                 from machine import provision
 
                 result.cert_stale = provision.check_certs(store, cfg, driver) is not None
@@ -290,7 +291,8 @@ def active_targets() -> tuple[str, str | None]:
 
 
 def _row(cfg: MachineConfig, result: Any, timeout: float, docker_host: str, current: str | None) -> HostListItem:
-    row = HostListItem(cfg.name, DriverName=cfg.driver, Swarm=swarm_column(cfg), SwarmOptions=dict(cfg.swarm),
+    driver_name = str(cfg.origin.get("driver_name") or cfg.driver)  # a docker-machine record: its own name
+    row = HostListItem(cfg.name, DriverName=driver_name, Swarm=swarm_column(cfg), SwarmOptions=dict(cfg.swarm),
                        EngineOptions=dict(cfg.engine), Labels=dict(cfg.labels))
     if isinstance(result, Probe):
         row.State, row.URL, row.DockerVersion, row.Error = result.state, result.url, result.version, result.error

@@ -230,7 +230,8 @@ def engine_version_quick(store: Store, cfg: MachineConfig, timeout: float = 2.0)
     if cfg.engine.get("transport", "tls") != "tls" or not target:
         return "Unknown"
     try:
-        version = tlscheck.get_version(target[0], target[1], store.machine_dir(cfg.name), timeout=timeout)
+        cert_dir = Path(cfg.engine["cert_dir"]) if cfg.engine.get("cert_dir") else store.machine_dir(cfg.name)
+        version = tlscheck.get_version(target[0], target[1], cert_dir, timeout=timeout)
         return "v" + str(version.get("Version", "Unknown")).lstrip("v")
     except Exception as e:  # ls shows Unknown for any failure; -D says why
         log.debug("engine version of %s: %s", cfg.name, e)

@@ -1,0 +1,159 @@
+"""Read a docker-machine machine record (`machines/NAME/config.json`, ConfigVersion 3) into our model.
+
+The record is used as it is: nothing is written back (`MachineConfig.origin` marks it, and the store
+does not save such configs). Drivers we have read the fields they need:
+
+    docker-machine driver        our driver   what drives the VM
+    none                         none         Driver.URL
+    generic                      generic      Driver.IPAddress, SSHPort, SSHUser, SSHKeyPath, EnginePort
+    virtualbox                   virtualbox   the VM named Driver.MachineName; NAT forward on Driver.SSHPort
+    hyperv                       hyperv       the VM named Driver.MachineName (local PowerShell)
+    kvm (docker-machine-kvm)     libvirt      the domain named Driver.MachineName on qemu:///system
+
+Every other driver (amazonec2, digitalocean, vmwarefusion, the xhyve and hyperkit plugins, whose VM state
+lives in files our hyperkit driver does not keep, ...) is listed with "driver X is not supported";
+the commands that read only the store (env, config, url, inspect) still work on it from its fields.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from machine.errors import ConfigError, MachineError
+
+FORMAT = "docker-machine"
+CONFIG_VERSION = 3
+HEADER_KEYS = ("ConfigVersion", "Driver", "DriverName", "HostOptions", "Name")
+ENGINE_PORT = 2376
+# docker-machine's driver name -> ours
+DRIVERS = {"none": "none", "generic": "generic", "virtualbox": "virtualbox", "hyperv": "hyperv", "kvm": "libvirt"}
+
+
+class UnsupportedDriver(MachineError):
+    """A docker-machine machine whose driver machine cannot drive."""
+
+
+def is_record(data: dict[str, Any]) -> bool:
+    """Cheap format check on a parsed config: docker-machine's keys and none of ours."""
+    return "schema_version" not in data and "ConfigVersion" in data
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else []
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
+def _ceil_gb(megabytes: Any, default: int) -> int:
+    """docker-machine's MB (10^6 bytes for hyperv/kvm disks) as whole GB/GiB, rounded up."""
+    mb = _int(megabytes)
+    return max(1, math.ceil(mb / 1000)) if mb else default
+
+
+def unsupported_message(name: str, driver_name: str) -> str:
+    return (f"driver {driver_name} is not supported: {name!r} is a docker-machine machine that machine can list "
+            "and point the docker client at (env, config, url, inspect), but not drive")
+
+
+def to_config(data: dict[str, Any], name: str, source: Path) -> Any:
+    """A MachineConfig for the record `data` read from `source` (machines/NAME/config.json)."""
+    from machine.store import MachineConfig
+
+    version = data.get("ConfigVersion")
+    if version != CONFIG_VERSION:
+        raise ConfigError(f"Config file {source} is a docker-machine record of ConfigVersion {version!r}; machine "
+                          f"reads version {CONFIG_VERSION} (docker-machine 0.7 and later)",
+                          "Run 'docker-machine ls' once: docker-machine migrates older records to version 3.")
+    drv = _dict(data.get("Driver"))
+    driver_name = str(data.get("DriverName") or "")
+    if not driver_name:
+        raise ConfigError(f"Config file {source} is a docker-machine record without a DriverName",
+                          "The file is damaged: restore it, or remove the machine with 'machine rm -f'.")
+    hopts = _dict(data.get("HostOptions"))
+    eng = _dict(hopts.get("EngineOptions"))
+    auth = _dict(hopts.get("AuthOptions"))
+    swarm = _dict(hopts.get("SwarmOptions"))
+    ours = DRIVERS.get(driver_name)
+    cfg = MachineConfig(name=name, driver=ours or driver_name)
+    cfg.origin = {"format": FORMAT, "driver_name": driver_name, "supported": ours is not None, "path": str(source)}
+    cfg.docker_machine = {k: data[k] for k in HEADER_KEYS if k in data}
+    ip = str(drv.get("IPAddress") or "")
+    user = str(drv.get("SSHUser") or "root")
+    key_path = str(drv.get("SSHKeyPath") or "")
+    mdir = source.parent
+    if key_path and not Path(key_path).is_file() and (mdir / Path(key_path).name).is_file():
+        key_path = str(mdir / Path(key_path).name)  # the store was moved: the key is the machine dir's copy
+    engine_port = ENGINE_PORT
+    if ours == "none":
+        cfg.driver_options = {"url": str(drv.get("URL") or "")}
+        url = cfg.driver_options["url"]
+    else:
+        if ours == "generic":
+            engine_port = _int(drv.get("EnginePort"), ENGINE_PORT)
+            cfg.driver_options = {"ip_address": ip, "ssh_user": user, "ssh_key": drv.get("SSHKey") or key_path,
+                                  "ssh_port": _int(drv.get("SSHPort"), 22), "engine_port": engine_port}
+            cfg.driver_data = {"ssh_key": key_path}
+        elif ours == "virtualbox":
+            cfg.driver_options = {"cpu_count": _int(drv.get("CPU"), 1), "memory": _int(drv.get("Memory"), 1024),
+                                  "disk_size": _int(drv.get("DiskSize"), 20000),
+                                  "hostonly_cidr": drv.get("HostOnlyCIDR") or "192.168.99.1/24",
+                                  "ui_type": drv.get("UIType") or "headless"}
+            # VBoxManage takes the VM's name where we keep its UUID; docker-machine does not record which
+            # host-only interface it used, so the lease lookup tries them all
+            cfg.driver_data = {"uuid": drv.get("MachineName") or name, "ssh_port": _int(drv.get("SSHPort"), 22),
+                               "hostonly": "*"}
+        elif ours == "hyperv":
+            cfg.driver_options = {"memory": _int(drv.get("MemSize"), 1024), "cpus": _int(drv.get("CPU"), 1),
+                                  "disk_size": _ceil_gb(drv.get("DiskSize"), 20),
+                                  "virtual_switch": drv.get("VSwitch") or None,
+                                  "vlan_id": _int(drv.get("VLanID")) or None}
+            cfg.driver_data = {"created": True}
+        elif ours == "libvirt":
+            network = str(drv.get("Network") or "default")
+            cfg.driver_options = {"uri": "qemu:///system", "cpus": _int(drv.get("CPU"), 1),
+                                  "memory": _int(drv.get("Memory"), 1024),
+                                  "disk_size": _ceil_gb(drv.get("DiskSize"), 20), "network": network}
+            cfg.driver_data = {"domain": drv.get("MachineName") or name, "network": network, "ssh_user": user}
+        url = f"tcp://{ip}:{engine_port}" if ip else ""
+    cfg.engine = {"transport": "tls", "port": engine_port, "url": url,
+                  "labels": [str(x) for x in _list(eng.get("Labels"))],
+                  "insecure_registries": [str(x) for x in _list(eng.get("InsecureRegistry"))],
+                  "registry_mirrors": [str(x) for x in _list(eng.get("RegistryMirror"))],
+                  "storage_driver": str(eng.get("StorageDriver") or ""),
+                  "env": [str(x) for x in _list(eng.get("Env"))],
+                  "install_url": str(eng.get("InstallURL") or ""),
+                  "tls_sans": [str(x) for x in _list(auth.get("ServerCertSANs"))]}
+    cert_dir = _client_cert_dir(mdir, auth)
+    if cert_dir is not None:
+        cfg.engine["cert_dir"] = str(cert_dir)
+    if ours != "none":
+        cfg.ssh = {"user": user, "port": _int(drv.get("SSHPort"), 22)}
+        if ip:
+            cfg.ssh["host"] = ip
+        if key_path:
+            cfg.ssh["key"] = key_path  # absolute: the machine dir / key joins to it
+    if swarm.get("IsSwarm"):
+        cfg.swarm = {"cluster": str(swarm.get("Discovery") or "swarm"),
+                     "role": "manager" if swarm.get("Master") else "worker"}
+    return cfg
+
+
+def _client_cert_dir(machine_dir: Path, auth: dict[str, Any]) -> Path | None:
+    """Where ca.pem, cert.pem and key.pem are for the docker client: None for the machine dir (where
+    docker-machine copies them), else the directory of AuthOptions' client certificate (the none driver
+    gets no copies)."""
+    if all((machine_dir / f).is_file() for f in ("ca.pem", "cert.pem", "key.pem")):
+        return None
+    client = auth.get("ClientCertPath") or ""
+    if client and Path(client).parent.is_dir():
+        return Path(client).parent
+    cert_dir = auth.get("CertDir") or ""
+    return Path(cert_dir) if cert_dir else None
