@@ -18,6 +18,8 @@ the commands that read only the store (env, config, url, inspect) still work on 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,6 @@ FORMAT = "docker-machine"
 CONFIG_VERSION = 3
 HEADER_KEYS = ("ConfigVersion", "Driver", "DriverName", "HostOptions", "Name")
 ENGINE_PORT = 2376
-# docker-machine's driver name -> ours
-DRIVERS = {"none": "none", "generic": "generic", "virtualbox": "virtualbox", "hyperv": "hyperv", "kvm": "libvirt"}
 
 
 class UnsupportedDriver(MachineError):
@@ -63,6 +63,66 @@ def unsupported_message(name: str, driver_name: str) -> str:
             "and point the docker client at (env, config, url, inspect), but not drive")
 
 
+@dataclass
+class Converted:
+    """What a docker-machine driver's fields become in our model: our driver's name, options and data."""
+
+    driver: str
+    options: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+    url: str | None = None  # None: tcp://IPAddress:engine_port
+    engine_port: int = ENGINE_PORT
+
+
+def _none(drv: dict[str, Any], name: str, key_path: str) -> Converted:
+    url = str(drv.get("URL") or "")
+    return Converted("none", {"url": url}, url=url)
+
+
+def _generic(drv: dict[str, Any], name: str, key_path: str) -> Converted:
+    port = _int(drv.get("EnginePort"), ENGINE_PORT)
+    return Converted("generic", {"ip_address": str(drv.get("IPAddress") or ""), "ssh_user": _user(drv),
+                                 "ssh_key": drv.get("SSHKey") or key_path, "ssh_port": _int(drv.get("SSHPort"), 22),
+                                 "engine_port": port}, {"ssh_key": key_path}, engine_port=port)
+
+
+def _virtualbox(drv: dict[str, Any], name: str, key_path: str) -> Converted:
+    # VBoxManage takes the VM's name where we keep its UUID; docker-machine does not record which host-only
+    # interface it used, so the lease lookup tries them all
+    return Converted("virtualbox", {"cpu_count": _int(drv.get("CPU"), 1), "memory": _int(drv.get("Memory"), 1024),
+                                    "disk_size": _int(drv.get("DiskSize"), 20000),
+                                    "hostonly_cidr": drv.get("HostOnlyCIDR") or "192.168.99.1/24",
+                                    "ui_type": drv.get("UIType") or "headless"},
+                     {"uuid": drv.get("MachineName") or name, "ssh_port": _int(drv.get("SSHPort"), 22),
+                      "hostonly": "*"})
+
+
+def _hyperv(drv: dict[str, Any], name: str, key_path: str) -> Converted:
+    return Converted("hyperv", {"memory": _int(drv.get("MemSize"), 1024), "cpus": _int(drv.get("CPU"), 1),
+                                "disk_size": _ceil_gb(drv.get("DiskSize"), 20),
+                                "virtual_switch": drv.get("VSwitch") or None,
+                                "vlan_id": _int(drv.get("VLanID")) or None},
+                     {"created": True})
+
+
+def _kvm(drv: dict[str, Any], name: str, key_path: str) -> Converted:
+    network = str(drv.get("Network") or "default")
+    return Converted("libvirt", {"uri": "qemu:///system", "cpus": _int(drv.get("CPU"), 1),
+                                 "memory": _int(drv.get("Memory"), 1024),
+                                 "disk_size": _ceil_gb(drv.get("DiskSize"), 20),
+                                 "network": network},
+                     {"domain": drv.get("MachineName") or name, "network": network, "ssh_user": _user(drv)})
+
+
+# docker-machine's driver name -> how its fields become ours (the table at the top)
+CONVERTERS: dict[str, Callable[[dict[str, Any], str, str], Converted]] = {
+    "none": _none, "generic": _generic, "virtualbox": _virtualbox, "hyperv": _hyperv, "kvm": _kvm}
+
+
+def _user(drv: dict[str, Any]) -> str:
+    return str(drv.get("SSHUser") or "root")
+
+
 def to_config(data: dict[str, Any], name: str, source: Path) -> Any:
     """A MachineConfig for the record `data` read from `source` (machines/NAME/config.json)."""
     from machine.store import MachineConfig
@@ -81,48 +141,18 @@ def to_config(data: dict[str, Any], name: str, source: Path) -> Any:
     eng = _dict(hopts.get("EngineOptions"))
     auth = _dict(hopts.get("AuthOptions"))
     swarm = _dict(hopts.get("SwarmOptions"))
-    ours = DRIVERS.get(driver_name)
-    cfg = MachineConfig(name=name, driver=ours or driver_name)
-    cfg.origin = {"format": FORMAT, "driver_name": driver_name, "supported": ours is not None, "path": str(source)}
-    cfg.docker_machine = {k: data[k] for k in HEADER_KEYS if k in data}
     ip = str(drv.get("IPAddress") or "")
-    user = str(drv.get("SSHUser") or "root")
     key_path = str(drv.get("SSHKeyPath") or "")
     mdir = source.parent
     if key_path and not Path(key_path).is_file() and (mdir / Path(key_path).name).is_file():
         key_path = str(mdir / Path(key_path).name)  # the store was moved: the key is the machine dir's copy
-    engine_port = ENGINE_PORT
-    if ours == "none":
-        cfg.driver_options = {"url": str(drv.get("URL") or "")}
-        url = cfg.driver_options["url"]
-    else:
-        if ours == "generic":
-            engine_port = _int(drv.get("EnginePort"), ENGINE_PORT)
-            cfg.driver_options = {"ip_address": ip, "ssh_user": user, "ssh_key": drv.get("SSHKey") or key_path,
-                                  "ssh_port": _int(drv.get("SSHPort"), 22), "engine_port": engine_port}
-            cfg.driver_data = {"ssh_key": key_path}
-        elif ours == "virtualbox":
-            cfg.driver_options = {"cpu_count": _int(drv.get("CPU"), 1), "memory": _int(drv.get("Memory"), 1024),
-                                  "disk_size": _int(drv.get("DiskSize"), 20000),
-                                  "hostonly_cidr": drv.get("HostOnlyCIDR") or "192.168.99.1/24",
-                                  "ui_type": drv.get("UIType") or "headless"}
-            # VBoxManage takes the VM's name where we keep its UUID; docker-machine does not record which
-            # host-only interface it used, so the lease lookup tries them all
-            cfg.driver_data = {"uuid": drv.get("MachineName") or name, "ssh_port": _int(drv.get("SSHPort"), 22),
-                               "hostonly": "*"}
-        elif ours == "hyperv":
-            cfg.driver_options = {"memory": _int(drv.get("MemSize"), 1024), "cpus": _int(drv.get("CPU"), 1),
-                                  "disk_size": _ceil_gb(drv.get("DiskSize"), 20),
-                                  "virtual_switch": drv.get("VSwitch") or None,
-                                  "vlan_id": _int(drv.get("VLanID")) or None}
-            cfg.driver_data = {"created": True}
-        elif ours == "libvirt":
-            network = str(drv.get("Network") or "default")
-            cfg.driver_options = {"uri": "qemu:///system", "cpus": _int(drv.get("CPU"), 1),
-                                  "memory": _int(drv.get("Memory"), 1024),
-                                  "disk_size": _ceil_gb(drv.get("DiskSize"), 20), "network": network}
-            cfg.driver_data = {"domain": drv.get("MachineName") or name, "network": network, "ssh_user": user}
-        url = f"tcp://{ip}:{engine_port}" if ip else ""
+    convert = CONVERTERS.get(driver_name)
+    conv = convert(drv, name, key_path) if convert else Converted(driver_name, {})
+    url = conv.url if conv.url is not None else (f"tcp://{ip}:{conv.engine_port}" if ip else "")
+    cfg = MachineConfig(name=name, driver=conv.driver, driver_options=conv.options, driver_data=conv.data)
+    cfg.origin = {"format": FORMAT, "driver_name": driver_name, "supported": convert is not None, "path": str(source)}
+    cfg.docker_machine = {k: data[k] for k in HEADER_KEYS if k in data}
+    engine_port = conv.engine_port
     cfg.engine = {"transport": "tls", "port": engine_port, "url": url,
                   "labels": [str(x) for x in _list(eng.get("Labels"))],
                   "insecure_registries": [str(x) for x in _list(eng.get("InsecureRegistry"))],
@@ -134,8 +164,8 @@ def to_config(data: dict[str, Any], name: str, source: Path) -> Any:
     cert_dir = _client_cert_dir(mdir, auth)
     if cert_dir is not None:
         cfg.engine["cert_dir"] = str(cert_dir)
-    if ours != "none":
-        cfg.ssh = {"user": user, "port": _int(drv.get("SSHPort"), 22)}
+    if conv.url is None and (drv.get("SSHUser") or key_path):  # a host reached over SSH (not none's URL)
+        cfg.ssh = {"user": _user(drv), "port": _int(drv.get("SSHPort"), 22)}
         if ip:
             cfg.ssh["host"] = ip
         if key_path:

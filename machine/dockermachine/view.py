@@ -12,8 +12,9 @@ from machine.dockermachine.record import CONFIG_VERSION
 from machine.store import MachineConfig, Store
 
 REMOTE_DIR = "/etc/docker"
-# our drivers docker-machine drives with the fields we write (the others show there as "not found")
-SHARED_DRIVERS = ("none", "generic")
+# docker-machine's own drivers that work from the fields we write for our machines of the same name (the others
+# are written as "machine-<driver>", which docker-machine lists as a driver it does not have)
+DOCKER_MACHINE_READS = frozenset({"none", "generic"})
 
 
 def _host_of(url: str) -> str:
@@ -28,7 +29,7 @@ def driver_fields(store: Store, cfg: MachineConfig) -> dict[str, Any]:
     url = str(cfg.engine.get("url") or "")
     opts, data = cfg.driver_options, cfg.driver_data
     ip = _host_of(url) or str(cfg.ssh.get("host") or opts.get("ip_address") or "")
-    uses_ssh = cfg.driver != "none"
+    uses_ssh = cfg.managed_engine
     key = cfg.ssh.get("key") or data.get("ssh_key") or "id_ed25519"
     fields: dict[str, Any] = {
         "IPAddress": ip,
@@ -42,7 +43,7 @@ def driver_fields(store: Store, cfg: MachineConfig) -> dict[str, Any]:
         "SwarmDiscovery": "",
         "URL": url,
     }
-    if cfg.driver == "generic":
+    if "engine_port" in opts:  # an existing host (generic): docker-machine keeps its engine port and key
         fields["EnginePort"] = int(opts.get("engine_port") or cfg.engine.get("port") or 2376)
         fields["SSHKey"] = str(opts.get("ssh_key") or "")
     return fields
@@ -92,7 +93,7 @@ def generated(store: Store, cfg: MachineConfig) -> dict[str, Any]:
     return {
         "ConfigVersion": CONFIG_VERSION,
         "Driver": driver_fields(store, cfg),
-        "DriverName": cfg.driver if cfg.driver in SHARED_DRIVERS else f"machine-{cfg.driver}",
+        "DriverName": cfg.driver if cfg.driver in DOCKER_MACHINE_READS else f"machine-{cfg.driver}",
         "HostOptions": host_options(store, cfg),
         "Name": cfg.name,
     }
