@@ -168,6 +168,10 @@ def test_unsupported_driver_rm_removes_only_the_record_and_says_so(dm: DockerMac
     assert result.out == "Successfully removed dm-fusion\n"
     assert not (dm.machines / "dm-fusion").exists()
     assert (dm.machines / "dm-none").is_dir()
+    dm.add("dm-fusion2", "vmwarefusion", {"CPU": 1}, ip="172.16.1.6")
+    result = run("rm", "dm-fusion2", input="n\n")  # the question says it before anything is removed
+    assert "uses driver vmwarefusion, which machine does not support: only its record" in result.out
+    assert "Not removed." in result.out and (dm.machines / "dm-fusion2" / "config.json").is_file()
 
 
 def test_other_config_versions_are_named_not_called_damaged(dm: DockerMachineStore) -> None:

@@ -78,6 +78,13 @@ def rm(app: App, names: tuple[str, ...], yes: bool, force: bool) -> None:
     if not yes:
         click.echo(f"About to remove {', '.join(resolved)}")
         click.echo("WARNING: This action will delete both local reference and remote instance.")
+        for name in resolved:  # docker-machine machines of drivers we do not have: only their record goes
+            try:
+                notice = orchestrator.removal_notice(app.store, app.store.load(name))
+            except MachineError:
+                continue
+            if notice:
+                click.echo(notice)
         answer = click.prompt("Are you sure?", type=click.Choice(["y", "n"]), show_choices=True, default="n",
                               show_default=False, prompt_suffix=" ", err=False)
         if answer != "y":

@@ -1,7 +1,8 @@
 """docker-machine compatibility: its machine records (`config.json` with `ConfigVersion` 3) read as they
-are (`record`), the docker-machine fields `inspect` shows (`view`), and `machine import` (`importing`).
+are (`record`), the docker-machine fields `inspect` shows (`view`), docker-machine's keys in our own configs
+(`header`), and `machine import` (`importing`).
 
 The format is docker-machine's libmachine/host `Host` (ConfigVersion, Driver, DriverName, HostOptions,
-Name); see docs/docker-machine.md. Only the standard library is imported here: `env` and `ls -q` may load
-docker-machine records, and they must stay fast.
+Name); README.md "Coming from docker-machine" says what users get. Only the standard library is imported
+here: `env` and `ls -q` may load docker-machine records, and they must stay fast.
 """
