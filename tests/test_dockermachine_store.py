@@ -215,3 +215,30 @@ def test_a_record_is_loaded_into_our_model(dm: DockerMachineStore) -> None:
     before = tree_digest(dm.machines)
     store.save(cfg)  # a record is never rewritten
     assert tree_digest(dm.machines) == before
+
+
+def test_the_domain_of_a_kvm_record_is_driven_by_our_libvirt_driver(store_root: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-machine-kvm names the libvirt domain after the machine; libvirt's in-process test driver has a
+    running domain called "test", so a kvm record of that name is driven there instead of qemu:///system."""
+    pytest.importorskip("libvirt")
+    from machine.dockermachine import record
+
+    monkeypatch.setattr(record, "KVM_URI", "test:///default")
+    dm = DockerMachineStore(store_root)
+    dm.add("test", "kvm", {"Memory": 1024, "DiskSize": 20000, "CPU": 1, "Network": "default",
+                           "PrivateNetwork": "docker-machines", "CacheMode": "default", "IOMode": "threads"},
+           ip="192.168.42.10")
+    before = tree_digest(dm.machines)
+    assert run("status", "test").out == "Running\n"
+    try:
+        result = run("kill", "test")
+        assert result.code == 0, result
+        assert run("status", "test").out == "Stopped\n"
+    finally:  # the test driver's state lives as long as this process's connection: leave "test" running
+        from machine.drivers.libvirt import connection
+
+        domain = connection.connect("test:///default").lookupByName("test")
+        if not domain.isActive():
+            domain.create()
+    assert tree_digest(dm.machines) == before

@@ -29,6 +29,7 @@ FORMAT = "docker-machine"
 CONFIG_VERSION = 3
 HEADER_KEYS = ("ConfigVersion", "Driver", "DriverName", "HostOptions", "Name")
 ENGINE_PORT = 2376
+KVM_URI = "qemu:///system"  # the docker-machine-kvm plugin's connection (not saved in its record)
 
 
 class UnsupportedDriver(MachineError):
@@ -107,7 +108,7 @@ def _hyperv(drv: dict[str, Any], name: str, key_path: str) -> Converted:
 
 def _kvm(drv: dict[str, Any], name: str, key_path: str) -> Converted:
     network = str(drv.get("Network") or "default")
-    return Converted("libvirt", {"uri": "qemu:///system", "cpus": _int(drv.get("CPU"), 1),
+    return Converted("libvirt", {"uri": KVM_URI, "cpus": _int(drv.get("CPU"), 1),
                                  "memory": _int(drv.get("Memory"), 1024),
                                  "disk_size": _ceil_gb(drv.get("DiskSize"), 20),
                                  "network": network},
