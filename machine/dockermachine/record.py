@@ -141,7 +141,6 @@ def to_config(data: dict[str, Any], name: str, source: Path) -> Any:
     hopts = _dict(data.get("HostOptions"))
     eng = _dict(hopts.get("EngineOptions"))
     auth = _dict(hopts.get("AuthOptions"))
-    swarm = _dict(hopts.get("SwarmOptions"))
     ip = str(drv.get("IPAddress") or "")
     key_path = str(drv.get("SSHKeyPath") or "")
     mdir = source.parent
@@ -171,9 +170,8 @@ def to_config(data: dict[str, Any], name: str, source: Path) -> Any:
             cfg.ssh["host"] = ip
         if key_path:
             cfg.ssh["key"] = key_path  # absolute: the machine dir / key joins to it
-    if swarm.get("IsSwarm"):
-        cfg.swarm = {"cluster": str(swarm.get("Discovery") or "swarm"),
-                     "role": "manager" if swarm.get("Master") else "worker"}
+    # docker-machine's SwarmOptions are classic Swarm (a discovery URL, agents): not one of our swarm-mode
+    # clusters, so they stay in the record (inspect shows them) and cfg.swarm stays empty
     return cfg
 
 
