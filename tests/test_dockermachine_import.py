@@ -128,3 +128,21 @@ def test_docker_machine_reads_our_files_without_rewriting_them(dm: DockerMachine
     assert lines["dm-vbox"][1] == "virtualbox"  # imported: still docker-machine's driver and VM
     assert tree_digest(dm.machines) == before  # nothing "migrated", no config.json.bak
     assert not list(dm.machines.glob("*/config.json.bak"))
+
+
+def test_a_config_docker_machine_migrated_names_our_backup(store_root: Path) -> None:
+    """Before our configs carried docker-machine's keys, docker-machine's ls rewrote them (keeping ours as
+    config.json.bak): such a machine says where its config is, instead of being called damaged."""
+    assert run("create", "-d", "none", "--url", "tcp://127.0.0.1:2399", "old").code == 0
+    mdir = Store(store_root).machine_dir("old")
+    (mdir / "config.json").rename(mdir / "config.json.bak")
+    # what docker-machine 0.16 wrote in its place (seen with a docker-machine built from its source)
+    (mdir / "config.json").write_text(json.dumps({
+        "ConfigVersion": 3, "Driver": {"StorePath": "."}, "DriverName": "",
+        "HostOptions": {"Driver": "", "Memory": 0, "Disk": 0, "EngineOptions": {"TlsVerify": True},
+                        "SwarmOptions": {}, "AuthOptions": {"StorePath": ""}}, "Name": "old"}, indent=4))
+    result = run("env", "old")
+    assert result.code == 2 and "was rewritten by docker-machine" in result.err
+    assert f"mv {mdir / 'config.json.bak'} {mdir / 'config.json'}" in result.err
+    (mdir / "config.json.bak").replace(mdir / "config.json")
+    assert run("url", "old").out == "tcp://127.0.0.1:2399\n"

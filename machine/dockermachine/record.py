@@ -17,6 +17,7 @@ the commands that read only the store (env, config, url, inspect) still work on 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -136,6 +137,12 @@ def to_config(data: dict[str, Any], name: str, source: Path) -> Any:
     drv = _dict(data.get("Driver"))
     driver_name = str(data.get("DriverName") or "")
     if not driver_name:
+        backup = source.with_name(source.name + ".bak")
+        if _is_ours(backup):  # docker-machine "migrated" one of our configs written before they carried its keys
+            raise ConfigError(f"Config file {source} was rewritten by docker-machine, which took machine's config "
+                              f"for an old docker-machine one; machine's own is in {backup}",
+                              f"Restore it: mv {backup} {source} (machine now writes configs docker-machine "
+                              "leaves alone).")
         raise ConfigError(f"Config file {source} is a docker-machine record without a DriverName",
                           "The file is damaged: restore it, or remove the machine with 'machine rm -f'.")
     hopts = _dict(data.get("HostOptions"))
@@ -173,6 +180,13 @@ def to_config(data: dict[str, Any], name: str, source: Path) -> Any:
     # docker-machine's SwarmOptions are classic Swarm (a discovery URL, agents): not one of our swarm-mode
     # clusters, so they stay in the record (inspect shows them) and cfg.swarm stays empty
     return cfg
+
+
+def _is_ours(path: Path) -> bool:
+    try:
+        return "schema_version" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _client_cert_dir(machine_dir: Path, auth: dict[str, Any]) -> Path | None:
