@@ -146,3 +146,25 @@ def test_a_config_docker_machine_migrated_names_our_backup(store_root: Path) -> 
     assert f"mv {mdir / 'config.json.bak'} {mdir / 'config.json'}" in result.err
     (mdir / "config.json.bak").replace(mdir / "config.json")
     assert run("url", "old").out == "tcp://127.0.0.1:2399\n"
+
+
+def test_after_import_our_certificate_renewal_signs_with_docker_machines_ca(dm: DockerMachineStore) -> None:
+    """Renewal (what start/env/ls do when the address leaves the certificate) issues server.pem from the store's
+    CA, which is docker-machine's RSA CA: the engine's certificate still verifies for docker-machine's clients."""
+    import ssl
+
+    from cryptography import x509
+
+    from machine.provision import servercert
+
+    assert run("import", "dm-generic").code == 0
+    store = Store(dm.root)
+    cfg = store.load("dm-generic")
+    assert not servercert.covers(store, cfg, "10.0.0.9")
+    cert, _ = servercert.issue(store, cfg, extra=["10.0.0.9"])
+    assert servercert.covers(store, cfg, "10.0.0.9") and servercert.covers(store, cfg, "127.0.0.1")
+    issued = x509.load_pem_x509_certificate(cert.read_bytes())
+    issued.verify_directly_issued_by(dm.ca)
+    ctx = ssl.create_default_context(cafile=str(dm.certs / "ca.pem"))  # the chain loads as a client would
+    assert ctx.cert_store_stats()["x509_ca"] == 1
+    assert (dm.certs / "cert.pem").read_bytes() == (dm.machines / "dm-generic" / "cert.pem").read_bytes()

@@ -123,6 +123,13 @@ def test_env_config_url_ip_use_their_certificates(dm: DockerMachineStore, monkey
     assert run("url", "dm-fusion").out == "tcp://172.16.1.5:2376\n"  # from the record, driver or not
     assert run("ip", "dm-generic").out == "127.0.0.1\n"
     assert run("status", "dm-none").out == "Running\n"
+    result = run("use", "dm-none")
+    assert result.code == 0 and f"Current docker context is now 'dm-none' (machine dm-none, {url})" in result.out
+    meta = next((Path(os.environ["DOCKER_CONFIG"]) / "contexts" / "meta").rglob("meta.json"))
+    assert json.loads(meta.read_text())["Endpoints"]["docker"]["Host"] == url
+    tls = next((Path(os.environ["DOCKER_CONFIG"]) / "contexts" / "tls").rglob("ca.pem"))
+    assert tls.read_bytes() == (dm.certs / "ca.pem").read_bytes()  # docker-machine's CA, from certs/
+    assert run("active").out == "dm-none\n"
 
 
 def test_inspect_speaks_docker_machine_fields(dm: DockerMachineStore) -> None:
