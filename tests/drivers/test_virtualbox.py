@@ -265,7 +265,8 @@ def test_transient_not_ready_is_retried(fake: Path, tmp_path: Path, monkeypatch)
 
 def test_start_right_after_kill_waits_for_the_session_lock(fake: Path, tmp_path: Path, monkeypatch) -> None:
     d = running(make(tmp_path))
-    monkeypatch.setenv("FAKE_VBOX_UNLOCK_DELAY", "0.4")
+    # 2 s: longer than one fake VBoxManage start on a loaded host, within the driver's retries (0.3+0.6+...+1.5 = 4.5 s)
+    monkeypatch.setenv("FAKE_VBOX_UNLOCK_DELAY", "2")
     d.stop(force=True)
     raw = subprocess.run(["VBoxManage", "startvm", d.data["uuid"], "--type", "headless"], capture_output=True,
                          text=True, env={**os.environ, "LC_ALL": "C"})
