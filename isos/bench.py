@@ -33,7 +33,9 @@ def default_image() -> Path:
     if os.environ.get("MACHINE_OS_DIR"):
         return Path(os.environ["MACHINE_OS_DIR"])
     cache = os.environ.get("MACHINE_OS_CACHE") or str(Path.home() / ".cache/machine/machine-os")
-    return Path(cache) / "latest"
+    system = os.environ.get("MACHINE_OS_SYSTEM_CACHE") or "/var/cache/machine/machine-os"  # `sudo machine os build`
+    user, shared = Path(cache) / "latest", Path(system) / "latest"
+    return shared if not (user / "vmlinuz").is_file() and (shared / "vmlinuz").is_file() else user
 
 
 def free_port() -> int:

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "ip": "info:ip",
     "kill": "lifecycle:kill",
     "ls": "ls:ls",
+    "os": "machineos:os_group",
     "provision": "provisioning:provision",
     "regenerate-certs": "provisioning:regenerate_certs",
     "restart": "lifecycle:restart",

@@ -172,9 +172,10 @@ def test_resolve_names_urls_paths(tmp_path: Path) -> None:
 def test_default_image_missing_names_build_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MACHINE_OS_DIR", raising=False)
     monkeypatch.setenv("MACHINE_OS_CACHE", str(tmp_path / "none"))
+    monkeypatch.setenv("MACHINE_OS_SYSTEM_CACHE", str(tmp_path / "none-system"))
     with pytest.raises(MachineError) as e:
         catalogue.default_image()
-    assert "python3 isos/build.py" in e.value.hint
+    assert "machine os build" in e.value.hint
     with pytest.raises(MachineError):
         resolve("machine-os")
 
@@ -186,6 +187,7 @@ def test_default_image_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         (d / f).write_bytes(b"x")
     (d / "manifest.json").write_text('{"version": "1.2.3"}')
     monkeypatch.setenv("MACHINE_OS_CACHE", str(tmp_path))
+    monkeypatch.setenv("MACHINE_OS_SYSTEM_CACHE", str(tmp_path / "none-system"))
     monkeypatch.delenv("MACHINE_OS_DIR", raising=False)
     img = catalogue.default_image()
     assert img.format == "kernel+initrd" and img.kernel == d / "vmlinuz" and img.iso == d / "machine-os.iso"

@@ -145,7 +145,7 @@ class HyperKitDriver(Driver):
         image = default_image()
         if not (image.kernel and image.initrd):
             raise MachineError("HyperKit needs the machine OS kernel and initrd (vmlinuz, initrd.img)",
-                               "Build the machine OS: python3 isos/build.py")
+                               "Get the machine OS: machine os build (or machine os pull)")
         cmdline = str(image.manifest.get("cmdline") or "")
         if "console=ttyS0" not in cmdline:
             cmdline = f"{cmdline} console=ttyS0".strip()

@@ -109,7 +109,7 @@ def vm_spec(driver: QemuDriver, qemu: str, platform: str | None = None, arch: st
         for key in ("kernel", "initrd", "os_iso"):
             if data.get(key) and not Path(data[key]).is_file():
                 raise DriverError(f"The machine OS file {data[key]} is gone",
-                                  "Rebuild the machine OS (python3 isos/build.py), or recreate the machine.")
+                                  "Rebuild the machine OS (machine os build), or recreate the machine.")
         boot = {"kernel": Path(data["kernel"]), "initrd": Path(data["initrd"]) if data.get("initrd") else None,
                 "os_iso": Path(data["os_iso"]) if data.get("os_iso") else None,
                 "cmdline": cmdline.kernel_cmdline(data.get("cmdline", ""), driver.ctx.name, arch),

@@ -83,7 +83,7 @@ class VirtualBoxDriver(Driver):
             path = default_image().iso or Path("machine-os.iso")
         if not path.is_file():
             raise MachineError(f"Boot ISO {path} not found",
-                               "Build the machine OS (python3 isos/build.py) or pass --virtualbox-iso PATH.")
+                               "Build the machine OS (machine os build) or pass --virtualbox-iso PATH.")
         return path
 
     @property

@@ -5,7 +5,6 @@ hands URL images to the verified, resumable download cache in `machine.images.do
 from __future__ import annotations
 
 import json
-import os
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -27,7 +26,7 @@ from machine.images.downloadcache import read_index as read_index
 FORMATS = ("qcow2", "raw", "iso", "kernel+initrd")
 SEEDS = ("nocloud", "machine-os")
 ALGOS = ("sha256", "sha512")
-BUILD_COMMAND = "python3 isos/build.py"
+BUILD_COMMAND = "machine os build"
 
 _EXTS = {".qcow2": "qcow2", ".img": "img", ".iso": "iso", ".raw": "raw"}
 
@@ -85,8 +84,10 @@ def _entry(name: str, raw: Any) -> Image:
         raise bad(f"format {raw['format']!r} is not one of {', '.join(FORMATS)}")
     if raw["seed"] not in SEEDS:
         raise bad(f"seed {raw['seed']!r} is not one of {', '.join(SEEDS)}")
-    if bool(raw.get("local")) == bool(raw.get("url")):
-        raise bad("needs exactly one of 'url' or 'local: true'")
+    if not raw.get("local") and not raw.get("url"):
+        raise bad("needs 'url' or 'local: true'")
+    if raw.get("local") and raw.get("url") and not raw.get("sha256"):
+        raise bad("a published build of a local image ('local: true' with 'url') needs a pinned 'sha256'")
     if raw.get("url") and not (raw.get("sha256") or raw.get("checksum_url")):
         raise bad("a downloadable image needs 'sha256' or 'checksum_url'")
     if raw.get("sha256") and not _HEX.match(str(raw["sha256"]).lower()):
@@ -132,11 +133,11 @@ def lookup(name: str, catalogue: dict[str, Image] | None = None) -> Image | None
 
 
 def machine_os_dir() -> Path:
-    """Where the built machine OS lives: $MACHINE_OS_DIR, else <cache>/latest."""
-    if os.environ.get("MACHINE_OS_DIR"):
-        return Path(os.environ["MACHINE_OS_DIR"]).expanduser()
-    base = os.environ.get("MACHINE_OS_CACHE") or str(Path.home() / ".cache" / "machine" / "machine-os")
-    return Path(base).expanduser() / "latest"
+    """Where the built machine OS lives: $MACHINE_OS_DIR, else the user's or the system-wide cache's `latest`
+    (see machine.images.machineos)."""
+    from machine.images import machineos
+
+    return machineos.machine_os_dir()
 
 
 def _os_image(d: Path, template: Image | None) -> Image | None:
@@ -152,6 +153,8 @@ def _os_image(d: Path, template: Image | None) -> Image | None:
     base = template or Image(name="machine-os", format="kernel+initrd", ssh_user="root", seed="machine-os")
     return replace(
         base,
+        url=None,  # the catalogue's url is the published bundle (machine os pull), not this build
+        sha256=None,
         format="kernel+initrd" if boot else "iso",
         local=True,
         path=d,
@@ -163,15 +166,14 @@ def _os_image(d: Path, template: Image | None) -> Image | None:
 
 
 def default_image() -> Image:
-    """The locally built machine OS; a MachineError naming the build command when it is missing."""
+    """The locally built machine OS; a MachineError saying how to get it when it is missing."""
+    from machine.images import machineos
+
     d = machine_os_dir()
     found = _os_image(d, lookup("machine-os"))
     if found is None:
-        raise MachineError(
-            f"The machine OS image is not built (looked in {d})",
-            f"Build it with: {BUILD_COMMAND}  (or set MACHINE_OS_DIR to a folder holding "
-            "vmlinuz, initrd.img and machine-os.iso, or pass --image debian-12)",
-        )
+        searched = ", ".join(str(p) for p in machineos.candidates())
+        raise MachineError(f"The machine OS image is not built (looked in {searched})", machineos.missing_hint())
     return found
 
 
@@ -209,7 +211,7 @@ def resolve(spec: str, catalogue: dict[str, Image] | None = None) -> Image:
         found = _os_image(path, lookup("machine-os", catalogue))
         if found:
             return found
-        raise NotFound(f"{path} holds no vmlinuz+initrd.img or machine-os.iso", f"Build it with: {BUILD_COMMAND}")
+        raise NotFound(f"{path} holds no vmlinuz+initrd.img or machine-os.iso", f"Build one with: {BUILD_COMMAND}")
     if path.is_file():
         return Image(name=path.name, format=_sniff(path), path=path.resolve())
     names = ", ".join(sorted(load_catalogue() if catalogue is None else catalogue))

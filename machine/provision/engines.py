@@ -178,7 +178,7 @@ class MachineOS(Provisioner):
 
     def install(self) -> str:
         raise MachineError(f"Machine {self.cfg.name!r} runs the machine OS but has no Docker engine",
-                           "The machine OS image is broken; rebuild it (python3 isos/build.py), recreate the machine.")
+                           "The machine OS image is broken: rebuild it (machine os build --force), recreate it.")
 
     def configure(self, force: bool = False) -> bool:
         """Nothing when the seed configured everything; else upload the files, the marker last (the

@@ -96,7 +96,7 @@ def test_auto_accel_reports_the_kvm_verdict(tmp_path: Path, os_dir: Path, monkey
 def test_create_without_the_machine_os_says_how_to_build_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MACHINE_OS_DIR", str(tmp_path / "nothing-here"))
     avail = QemuDriver.check_available({"image": "machine-os"})
-    assert not avail.ok and "isos/build.py" in avail.hint
+    assert not avail.ok and "machine os build" in avail.hint
 
 
 def test_check_available_without_qemu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,14 +1,13 @@
 """Helpers for the machine OS tests: locate the built image, make NoCloud seeds, run qemu (TCG) VMs.
 
-The image is not built here (CI builds it first with `python3 isos/build.py`): MACHINE_OS_DIR, else the
-`latest` build under ${MACHINE_OS_CACHE:-~/.cache/machine/machine-os}.
+The image is not built here (CI builds it first with `machine os build`): found where `machine` finds it
+(machine.images.machineos: MACHINE_OS_DIR, else the user's or the system-wide cache).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -18,14 +17,11 @@ from pathlib import Path
 import pytest
 
 from bench.rootfs import busybox_rootfs
+from machine.images.machineos import machine_os_dir
 
 
 def image_dir() -> Path:
-    env = os.environ.get("MACHINE_OS_DIR")
-    if env:
-        return Path(env)
-    cache = os.environ.get("MACHINE_OS_CACHE") or str(Path.home() / ".cache/machine/machine-os")
-    return Path(cache) / "latest"
+    return machine_os_dir()
 
 
 def _missing() -> str | None:
@@ -35,7 +31,7 @@ def _missing() -> str | None:
     d = image_dir()
     for f in ("vmlinuz", "initrd.img", "machine-os.iso", "manifest.json"):
         if not (d / f).is_file():
-            return f"machine OS image not built ({d / f} missing): run `python3 isos/build.py` (or set MACHINE_OS_DIR)"
+            return f"machine OS image not built ({d / f} missing): run `machine os build` (or set MACHINE_OS_DIR)"
     return None
 
 
