@@ -10,7 +10,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
-from machine import registry, waiting
+from machine import machinedir, registry, waiting
 from machine.driver import Driver, DriverContext, State, option_values, settable_changes
 from machine.errors import DriverError, HostNotUsable, MachineError, TimeoutError_, UsageError
 from machine.names import validate_name
@@ -58,7 +58,7 @@ def driver_for(store: Store, cfg: MachineConfig, debug: bool = False) -> Driver:
         cluster_nic=dict(cfg.swarm) if cfg.swarm.get("mac") else None,
         debug=debug,
     )
-    seed = ctx.machine_dir / "seed.iso"
+    seed = ctx.machine_dir / machinedir.SEED
     ctx.seed_path = seed if seed.exists() else None
     return cls(ctx)
 

@@ -17,18 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from machine import machinedir
 from machine.atomicfile import ensure_dir, write_atomic
 from machine.errors import ConfigError, NotFound
 from machine.filelock import FileLock
 from machine.names import validate_name
 
 SCHEMA_VERSION = 1
-CONFIG_FILE = "config.json"
-LOCK_FILE = ".lock"
 # docker-machine's top-level keys (machine.dockermachine.record.HEADER_KEYS)
 DOCKER_MACHINE_KEYS = ("ConfigVersion", "Driver", "DriverName", "HostOptions", "Name")
-# our pin of a docker-machine machine's SSH host key, beside its lock file (docker-machine skips dot files)
-HOST_KEY_FILE = ".host_key"
 
 
 def default_root() -> Path:
@@ -136,7 +133,7 @@ class Store:
         return self.machines_dir / validate_name(name)
 
     def config_path(self, name: str) -> Path:
-        return self.machine_dir(name) / CONFIG_FILE
+        return self.machine_dir(name) / machinedir.CONFIG
 
     def exists(self, name: str) -> bool:
         return self.config_path(name).is_file()
@@ -144,7 +141,7 @@ class Store:
     def names(self) -> list[str]:
         if not self.machines_dir.is_dir():
             return []
-        return sorted(p.name for p in self.machines_dir.iterdir() if (p / CONFIG_FILE).is_file())
+        return sorted(p.name for p in self.machines_dir.iterdir() if (p / machinedir.CONFIG).is_file())
 
     def load(self, name: str) -> MachineConfig:
         path = self.config_path(name)
@@ -191,7 +188,7 @@ class Store:
     def host_key_path(self, name: str) -> Path:
         """Where the SSH host key of a docker-machine machine is pinned: beside its lock file, outside its
         folder (docker-machine's files are not written; docker-machine ignores dot files there)."""
-        return self.machines_dir / f".{validate_name(name)}{HOST_KEY_FILE}"
+        return self.machines_dir / f".{validate_name(name)}{machinedir.HOST_KEY_SUFFIX}"
 
     def save(self, cfg: MachineConfig) -> None:
         if cfg.origin:  # docker-machine's record: never rewritten (machine import converts it); keep our pin
@@ -206,7 +203,7 @@ class Store:
         from machine.dockermachine.header import refresh
 
         refresh(self, cfg)
-        write_atomic(directory / CONFIG_FILE, cfg.to_json())
+        write_atomic(directory / machinedir.CONFIG, cfg.to_json())
 
     def make_machine_dir(self, name: str) -> Path:
         ensure_dir(self.machines_dir)
@@ -222,6 +219,6 @@ class Store:
         """Hold `name`'s lock. The lock file lives beside the machine dirs so it works before the
         machine dir exists (create) and after it is gone (rm)."""
         ensure_dir(self.machines_dir)
-        lock_path = self.machines_dir / f".{validate_name(name)}{LOCK_FILE}"
+        lock_path = self.machines_dir / f".{validate_name(name)}{machinedir.LOCK_SUFFIX}"
         with FileLock(lock_path, timeout=timeout, what=f"Machine {name!r}"):
             yield

@@ -13,10 +13,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from machine import machinedir
 from machine.driver import Driver, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, UsageError
 
-KEY_FILE = "id_ssh"
+KEY_FILE = machinedir.EXISTING_HOST_KEY
 
 
 def _default_key() -> str | None:

@@ -22,7 +22,7 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any, ClassVar
 
-from machine import process
+from machine import machinedir, process
 from machine.driver import Availability, Driver, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, HostNotUsable, MachineError
 
@@ -112,15 +112,15 @@ class HyperKitDriver(Driver):
 
     @property
     def _state_file(self) -> Path:
-        return self._dir / "hyperkit.json"
+        return self._dir / machinedir.HYPERKIT_STATE
 
     @property
     def _pidfile(self) -> Path:
-        return self._dir / "hyperkit.pid"
+        return self._dir / machinedir.HYPERKIT_PID
 
     @property
     def _disk(self) -> Path:
-        return self._dir / "data.img"
+        return self._dir / machinedir.HYPERKIT_DISK
 
     def _state(self) -> dict[str, Any] | None:
         try:
@@ -177,7 +177,8 @@ class HyperKitDriver(Driver):
                     slot += 1
         args += ["-U", uuid]
         if not print_mac:
-            args += ["-l", f"com1,autopty={self._dir / 'tty'},log={self._dir / 'console.log'}"]
+            tty, console = self._dir / machinedir.HYPERKIT_TTY, self._dir / machinedir.CONSOLE_LOG
+            args += ["-l", f"com1,autopty={tty},log={console}"]
         args += ["-f", f"kexec,{kernel},{initrd},{cmdline}"]
         return args
 
@@ -239,7 +240,7 @@ class HyperKitDriver(Driver):
             return
         self._pidfile.unlink(missing_ok=True)
         argv = self.command(self._hyperkit(), state["uuid"])
-        self.data["pid"] = process.spawn(argv, log_file=self._dir / "hyperkit.log", cwd=self._dir)
+        self.data["pid"] = process.spawn(argv, log_file=self._dir / machinedir.HYPERKIT_LOG, cwd=self._dir)
         state["cmdline"] = argv
         self._state_file.write_text(json.dumps(state, indent=2))
 
@@ -253,7 +254,8 @@ class HyperKitDriver(Driver):
 
     def remove(self) -> None:
         self.stop(force=True)
-        for name in ("hyperkit.json", "hyperkit.pid", "data.img", "tty", "hyperkit.tmp"):
+        for name in (machinedir.HYPERKIT_STATE, machinedir.HYPERKIT_PID, machinedir.HYPERKIT_DISK,
+                     machinedir.HYPERKIT_TTY, machinedir.HYPERKIT_TMP):
             (self._dir / name).unlink(missing_ok=True)
         self.data.pop("pid", None)
 
@@ -274,7 +276,7 @@ class HyperKitDriver(Driver):
         return SSHEndpoint(ip, 22, SSH_USER) if ip else None
 
     def console_log(self) -> Path | None:
-        return self._dir / "console.log"
+        return self._dir / machinedir.CONSOLE_LOG
 
 
 DRIVER = HyperKitDriver

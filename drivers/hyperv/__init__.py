@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from machine import machinedir
 from machine.driver import Availability, Driver, DriverContext, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, HostNotUsable, MachineError, NotFound, UsageError
 
@@ -180,7 +181,7 @@ class HypervDriver(Driver):
             raise DriverError("No seed ISO was prepared for this machine", "This is a bug in machine; report it.")
         if isinstance(self.runner(), LocalRunner):
             return str(Path(seed).resolve())
-        dest = vm_dir + "\\seed.iso"
+        dest = vm_dir + "\\" + machinedir.SEED
         isotransfer.upload(self.runner(), Path(seed), dest)
         return dest
 

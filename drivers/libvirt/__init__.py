@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from machine.drivers.qemu.kvmprobe import TCG_TB_CACHE_MIB
 
+from machine import machinedir
 from machine.driver import Availability, Driver, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, MachineError
 
@@ -378,7 +379,7 @@ class LibvirtDriver(Driver):
         return (ip, guest_port) if ip else None
 
     def console_log(self) -> Path | None:
-        return Path(self.ctx.machine_dir) / "console.log"
+        return Path(self.ctx.machine_dir) / machinedir.CONSOLE_LOG
 
 
 DRIVER = LibvirtDriver

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from machine import process
+from machine import machinedir, process
 
 from .domainxml import Disk
 
@@ -96,7 +96,7 @@ def _fill(bp: BootPlan, image: Any, *, name: str, storage: Path, disk_size_mb: i
     if image.format == "kernel+initrd":
         bp.kernel, bp.initrd = str(image.kernel), str(image.initrd)
         bp.cmdline = kernel_cmdline(image.manifest, name)
-        data = storage / "data.qcow2"
+        data = storage / machinedir.DATA_DISK
         make_data_disk(data, disk_size_mb)
         bp.made.append(str(data))
         bp.disks.append(Disk(str(data), "vda"))
@@ -106,7 +106,7 @@ def _fill(bp: BootPlan, image: Any, *, name: str, storage: Path, disk_size_mb: i
     if image.format == "iso":
         iso = (image.iso or image.path) if image.local else catalogue.fetch(image, cache_dir or storage)
         bp.boot_dev = "cdrom"
-        data = storage / "data.qcow2"
+        data = storage / machinedir.DATA_DISK
         make_data_disk(data, disk_size_mb)
         bp.made.append(str(data))
         bp.disks.append(Disk(str(data), "vda"))
@@ -114,7 +114,7 @@ def _fill(bp: BootPlan, image: Any, *, name: str, storage: Path, disk_size_mb: i
         return
     # a disk image (qcow2 or raw): an overlay on the cached or local base
     base = catalogue.fetch(image, cache_dir or storage)
-    overlay = storage / "disk.qcow2"
+    overlay = storage / machinedir.ROOT_DISK
     make_overlay(overlay, Path(base), "qcow2" if image.format == "qcow2" else "raw", disk_size_mb)
     bp.made.append(str(overlay))
     bp.disks.append(Disk(str(overlay), "vda"))

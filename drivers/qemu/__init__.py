@@ -18,17 +18,12 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from machine import machinedir
 from machine.driver import CLUSTER_VDE, Availability, Driver, Features, Option, SSHEndpoint, State
 
 from . import ports, qmp
 from .accel import ACCELS
 
-PID_FILE = "qemu.pid"
-QEMU_LOG = "qemu.log"
-CONSOLE_LOG = "console.log"
-DATA_DISK = "data.qcow2"
-ROOT_DISK = "disk.qcow2"
-SOCKET_NAME = "qmp.sock"
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 START_CHECK = 5.0  # seconds start() watches for qemu failing at once (bad args, port taken)
 QMP_TIMEOUT = 2.0
@@ -50,7 +45,7 @@ def install_hint(platform: str | None = None) -> str:
 
 def socket_path(machine_dir: Path) -> Path:
     """The QMP unix socket: in the machine dir when the path is short enough, else under the temp dir."""
-    path = Path(machine_dir) / SOCKET_NAME
+    path = Path(machine_dir) / machinedir.QMP_SOCKET
     if len(str(path).encode()) <= MAX_SOCKET_PATH and "," not in str(path):
         return path
     digest = hashlib.sha256(str(Path(machine_dir).resolve()).encode()).hexdigest()[:16]
@@ -85,13 +80,13 @@ class QemuDriver(Driver):
         return self.dir / name
 
     def console_log(self) -> Path | None:
-        return self._path(CONSOLE_LOG)
+        return self._path(machinedir.CONSOLE_LOG)
 
     def _qmp_address(self) -> str:
         return self.data.get("qmp") or qmp.unix_address(socket_path(self.dir))
 
     def _disks(self) -> list[Path]:
-        return [p for p in (self._path(DATA_DISK), self._path(ROOT_DISK)) if p.exists()]
+        return [p for p in (self._path(machinedir.DATA_DISK), self._path(machinedir.ROOT_DISK)) if p.exists()]
 
     # -- availability ---------------------------------------------------------------------------
     @classmethod
@@ -138,7 +133,7 @@ class QemuDriver(Driver):
         from machine.process import pid_alive
 
         try:
-            pid = int(self._path(PID_FILE).read_text().strip())
+            pid = int(self._path(machinedir.QEMU_PID).read_text().strip())
         except (OSError, ValueError):
             return None
         if not pid_alive(pid):
@@ -185,12 +180,10 @@ class QemuDriver(Driver):
     def remove(self) -> None:
         self.stop(force=True)
         sock = socket_path(self.dir)
-        for path in (self._path(DATA_DISK), self._path(ROOT_DISK), self._path(CONSOLE_LOG), self._path(QEMU_LOG),
-                     self._path(PID_FILE), sock, self._path(SOCKET_NAME)):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+        made = (machinedir.DATA_DISK, machinedir.ROOT_DISK, machinedir.CONSOLE_LOG, machinedir.QEMU_LOG,
+                machinedir.QEMU_PID, machinedir.QMP_SOCKET)
+        for path in (*(self._path(name) for name in made), sock):
+            path.unlink(missing_ok=True)
         self.data.pop("created", None)
 
     # -- state ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from machine import process
+from machine import machinedir, process
 from machine.errors import DriverError, MachineError
 
 from . import cmdline, disks, ports, qmp
@@ -61,9 +61,7 @@ def _image_data(driver: QemuDriver) -> dict[str, Any]:
 
 
 def disks_name(kind: str) -> str:
-    from . import DATA_DISK, ROOT_DISK
-
-    return DATA_DISK if kind == "data" else ROOT_DISK
+    return machinedir.DATA_DISK if kind == "data" else machinedir.ROOT_DISK
 
 
 def prepare_machine(driver: QemuDriver) -> None:
@@ -122,7 +120,7 @@ def vm_spec(driver: QemuDriver, qemu: str, platform: str | None = None, arch: st
     return cmdline.VMSpec(
         name=driver.ctx.name, qemu=qemu, platform=platform, arch=arch, accel=data.get("accel", "tcg"),
         cpus=int(driver.opt("cpus") or 2), memory_mib=int(driver.opt("memory") or 1024),
-        console_log=driver._path("console.log"), qmp=qmp_addr, ssh_port=int(data["ssh_port"]),
+        console_log=driver._path(machinedir.CONSOLE_LOG), qmp=qmp_addr, ssh_port=int(data["ssh_port"]),
         engine_host_port=int(data["engine_port"]), engine_guest_port=int(data.get("engine_guest_port", 2376)),
         restrict_network=_restrict(driver), host_address=driver.host_address, seed=driver.ctx.seed_path,
         cluster_switch=str(nic["switch"]) if nic.get("switch") else None, cluster_mac=nic.get("mac"),
@@ -145,7 +143,7 @@ def launch(driver: QemuDriver) -> None:
     from machine.driver import State
     from machine.process import pid_alive
 
-    from . import PID_FILE, QEMU_LOG, install_hint, socket_path
+    from . import install_hint, socket_path
 
     if not driver._disks():
         raise DriverError(f"Machine {driver.ctx.name!r} has no disks", "Create it first (or remove and recreate it).")
@@ -166,16 +164,16 @@ def launch(driver: QemuDriver) -> None:
     if not driver.data.get("qmp"):
         sock.unlink(missing_ok=True)
     spec = vm_spec(driver, qemu)
-    qlog = driver._path(QEMU_LOG)
+    qlog = driver._path(machinedir.QEMU_LOG)
     qlog.unlink(missing_ok=True)
     pid = process.spawn(cmdline.build_args(spec), log_file=qlog, cwd=driver.dir)
-    driver._path(PID_FILE).write_text(f"{pid}\n")
+    driver._path(machinedir.QEMU_PID).write_text(f"{pid}\n")
     driver.data["started_at"] = time.time()
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         if not pid_alive(pid):
             err = qlog.read_text(errors="replace").strip() if qlog.exists() else ""
-            driver._path(PID_FILE).unlink(missing_ok=True)
+            driver._path(machinedir.QEMU_PID).unlink(missing_ok=True)
             raise DriverError(f"qemu exited at once: {err[-800:] or 'no output'}",
                               "Run with -D to see the qemu command line.")
         try:

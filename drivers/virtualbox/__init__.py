@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
+from machine import machinedir
 from machine.driver import Availability, Driver, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, HostNotUsable, MachineError
 
@@ -88,7 +89,7 @@ class VirtualBoxDriver(Driver):
 
     @property
     def _disk(self) -> Path:
-        return self.ctx.machine_dir.resolve() / "disk.vdi"
+        return self.ctx.machine_dir.resolve() / machinedir.VBOX_DISK
 
     # -- availability ---------------------------------------------------------------------------
     @classmethod
@@ -131,7 +132,7 @@ class VirtualBoxDriver(Driver):
         self.data.update(uuid=m.group(1), vm_name=name, ssh_port=network.free_port(),
                          engine_host_port=network.free_port())
         uuid = self.data["uuid"]
-        console = mdir / "console.log"
+        console = mdir / machinedir.CONSOLE_LOG
         runner.run("modifyvm", uuid, "--cpus", self._option("cpu_count"), "--memory", self._option("memory"),
                    "--paravirtprovider", "default", "--acpi", "on", "--ioapic", "on", "--rtcuseutc", "on",
                    "--boot1", "dvd", "--boot2", "disk", "--boot3", "none", "--boot4", "none",
@@ -252,7 +253,7 @@ class VirtualBoxDriver(Driver):
         return None
 
     def console_log(self) -> Path | None:
-        return self.ctx.machine_dir.resolve() / "console.log"
+        return self.ctx.machine_dir.resolve() / machinedir.CONSOLE_LOG
 
 
 DRIVER = VirtualBoxDriver

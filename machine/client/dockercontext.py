@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from machine import machinedir
 from machine.atomicfile import ensure_dir, write_atomic
 from machine.errors import ConfigError, MachineError
 from machine.filelock import FileLock
@@ -34,7 +35,7 @@ DOCKER_CONTEXT_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$")
 RESERVED = "default"
 MARKER = "MachineName"
 PREVIOUS_FILE = "previous-context.json"
-TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
+TLS_FILES = machinedir.CLIENT_TLS_FILES
 
 
 def docker_config_dir() -> Path:

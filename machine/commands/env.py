@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import click
 from click.core import ParameterSource
 
+from machine import machinedir
 from machine.app import App, pass_app
 from machine.client import shellenv
 from machine.errors import MachineError, UsageError
@@ -156,5 +157,5 @@ def config(app: App, name: str | None) -> None:
         click.echo(f"-H={target.url}")
         return
     d = target.cert_dir
-    click.echo(f"--tlsverify\n--tlscacert={go_quote(str(d / 'ca.pem'))}\n--tlscert={go_quote(str(d / 'cert.pem'))}\n"
-               f"--tlskey={go_quote(str(d / 'key.pem'))}\n-H={target.url}")
+    ca, cert, key = (go_quote(str(d / f)) for f in machinedir.CLIENT_TLS_FILES)
+    click.echo(f"--tlsverify\n--tlscacert={ca}\n--tlscert={cert}\n--tlskey={key}\n-H={target.url}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from machine import machinedir
 from machine.app import App, pass_app
 from machine.errors import MachineError, UsageError
 
@@ -40,8 +41,8 @@ def known_hosts_path(app: App, cfg) -> Path:  # noqa: ANN001 - a MachineConfig
     """Our known_hosts file for the machine: in its folder, or for a docker-machine record beside its lock
     file (docker-machine's folder is not written)."""
     if cfg.origin:
-        return app.store.machines_dir / f".{cfg.name}.known_hosts"
-    return app.store.machine_dir(cfg.name) / "known_hosts"
+        return app.store.machines_dir / f".{cfg.name}.{machinedir.KNOWN_HOSTS}"
+    return app.store.machine_dir(cfg.name) / machinedir.KNOWN_HOSTS
 
 
 def write_known_hosts(path: Path, host: str, port: int, host_key: str) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from machine import machinedir
 from machine.dockermachine.header import IMPORTED
 from machine.dockermachine.record import UnsupportedDriver, unsupported_message
 from machine.errors import ConfigError, NotFound, UsageError
-from machine.store import CONFIG_FILE, MachineConfig, Store
+from machine.store import MachineConfig, Store
 
-BACKUP_FILE = CONFIG_FILE + ".docker-machine"
+BACKUP_FILE = machinedir.DOCKER_MACHINE_BACKUP
 
 
 def backup_path(store: Store, name: str) -> Path:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from machine import machinedir
 from machine.atomicfile import ensure_dir, write_atomic
 from machine.errors import ConfigError
 from machine.filelock import FileLock
@@ -35,7 +36,8 @@ class CertPaths:
 
 
 def cert_paths(certs_dir: Path) -> CertPaths:
-    return CertPaths(certs_dir / "ca.pem", certs_dir / "ca-key.pem", certs_dir / "cert.pem", certs_dir / "key.pem")
+    return CertPaths(certs_dir / machinedir.CA_CERT, certs_dir / "ca-key.pem", certs_dir / machinedir.CLIENT_CERT,
+                     certs_dir / machinedir.CLIENT_KEY)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import ClassVar
 
+from machine import machinedir
 from machine.errors import MachineError
 from machine.provision import engineconfig
 from machine.provision.remote import Remote
@@ -70,9 +71,9 @@ class Provisioner:
             return
         files = engineconfig.TLSFiles()
         self.remote.run(f"mkdir -p {self.remote.q('/etc/docker')}")
-        self.remote.put(files.ca, (self.mdir / "ca.pem").read_bytes(), 0o644)
-        self.remote.put(files.cert, (self.mdir / "server.pem").read_bytes(), 0o644)
-        self.remote.put(files.key, (self.mdir / "server-key.pem").read_bytes(), 0o600)
+        self.remote.put(files.ca, (self.mdir / machinedir.CA_CERT).read_bytes(), 0o644)
+        self.remote.put(files.cert, (self.mdir / machinedir.SERVER_CERT).read_bytes(), 0o644)
+        self.remote.put(files.key, (self.mdir / machinedir.SERVER_KEY).read_bytes(), 0o600)
 
     def put_daemon_json(self) -> None:
         """Write daemon.json; a host's own daemon.json (not written by machine) is kept once as

@@ -11,6 +11,7 @@ import posixpath
 import shlex
 from typing import TYPE_CHECKING
 
+from machine import machinedir
 from machine.errors import DriverError
 from machine.progress import Progress
 from machine.store import MachineConfig, Store
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from machine.provision.ssh import Result, Session
 
 ROOT = "/"
-LOGIN_KEY = "id_ed25519"
+LOGIN_KEY = machinedir.LOGIN_KEY
 CONNECT_TIMEOUT = 120.0
 
 

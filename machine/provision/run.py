@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from machine import machinedir
 from machine.errors import DriverError, MachineError
 from machine.progress import Progress
 from machine.provision import osdetect, servercert, tlscheck
@@ -241,7 +242,7 @@ def engine_version_quick(store: Store, cfg: MachineConfig, timeout: float = 2.0)
 def ssh_transport_hint(store: Store, cfg: MachineConfig) -> str:
     """What the docker client (which runs the system ssh for ssh:// URLs) needs: the machine's key and
     pinned host key, given by an ssh_config snippet in the machine dir (written here)."""
-    conf = store.machine_dir(cfg.name) / "ssh_config"
+    conf = store.machine_dir(cfg.name) / machinedir.SSH_CONFIG
     with contextlib.suppress(OSError):
         write_ssh_config(store, cfg)
     return (f"The engine is reached over SSH ({cfg.engine.get('url')}): the docker client runs the system ssh, which "
@@ -258,12 +259,12 @@ def write_ssh_config(store: Store, cfg: MachineConfig) -> Path:
     mdir = store.machine_dir(cfg.name)
     url = urlsplit(cfg.engine.get("url", ""))
     host, port = url.hostname or "127.0.0.1", url.port or 22
-    known = mdir / "known_hosts"
+    known = mdir / machinedir.KNOWN_HOSTS
     if cfg.ssh.get("host_key"):
         name = host if port == 22 else f"[{host}]:{port}"
         write_atomic(known, f"{name} {cfg.ssh['host_key']}\n", mode=0o644)
-    key = mdir / (cfg.ssh.get("key") or "id_ed25519")
-    path = mdir / "ssh_config"
+    key = mdir / (cfg.ssh.get("key") or machinedir.LOGIN_KEY)
+    path = mdir / machinedir.SSH_CONFIG
     write_atomic(path, (
         f"# machine {cfg.name}: Include this file at the top of ~/.ssh/config\n"
         f'Match host {host} exec "test %p = {port}"\n  User {cfg.ssh.get("user", "root")}\n'

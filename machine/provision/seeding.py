@@ -12,6 +12,7 @@ import logging
 import uuid
 from typing import Any
 
+from machine import machinedir
 from machine.driver import DriverContext
 from machine.provision import certs, engineconfig, keys, servercert
 from machine.provision.seed import SeedFile, build_seed
@@ -19,7 +20,7 @@ from machine.store import MachineConfig, Store
 
 log = logging.getLogger("machine.provision")
 
-LOGIN_KEY = "id_ed25519"
+LOGIN_KEY = machinedir.LOGIN_KEY
 MARKER = "/etc/docker/machine-ready"
 ENGINE_ENV = "/etc/docker/engine.env"
 MACHINE_OS = "machine-os"
@@ -48,9 +49,9 @@ def engine_files(cfg: MachineConfig, machine_dir: Any) -> list[SeedFile]:
     files = [SeedFile("/etc/docker/daemon.json", engineconfig.render_daemon_json(conf), "0644")]
     if cfg.engine.get("transport", "tls") == "tls":
         files += [
-            SeedFile("/etc/docker/ca.pem", (machine_dir / "ca.pem").read_bytes(), "0644"),
-            SeedFile("/etc/docker/server.pem", (machine_dir / servercert.CERT).read_bytes(), "0644"),
-            SeedFile("/etc/docker/server-key.pem", (machine_dir / servercert.KEY).read_bytes(), "0600"),
+            SeedFile("/etc/docker/ca.pem", (machine_dir / machinedir.CA_CERT).read_bytes(), "0644"),
+            SeedFile("/etc/docker/server.pem", (machine_dir / machinedir.SERVER_CERT).read_bytes(), "0644"),
+            SeedFile("/etc/docker/server-key.pem", (machine_dir / machinedir.SERVER_KEY).read_bytes(), "0600"),
         ]
     env = engineconfig.engine_env(cfg.engine)
     if env:
@@ -96,7 +97,7 @@ def prepare(store: Store, cfg: MachineConfig, ctx: DriverContext) -> None:
     kind = kind or MACHINE_OS
     files = engine_files(cfg, mdir) if kind == MACHINE_OS else []
     seed = build_seed(
-        mdir / "seed.iso",
+        mdir / machinedir.SEED,
         instance_id=f"{cfg.name}-{uuid.uuid4().hex[:8]}",
         hostname=cfg.name,
         authorized_keys=[login_pub],

@@ -8,10 +8,11 @@ import ipaddress
 from collections.abc import Iterable
 from pathlib import Path
 
+from machine import machinedir
 from machine.store import MachineConfig, Store
 
-CERT = "server.pem"
-KEY = "server-key.pem"
+CERT = machinedir.SERVER_CERT
+KEY = machinedir.SERVER_KEY
 
 
 def is_ip(text: str) -> bool:

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from machine import machinedir
 from machine.errors import TimeoutError_
 
 
 def context(cert_dir: Path) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert_dir / "ca.pem"))
-    ctx.load_cert_chain(str(cert_dir / "cert.pem"), str(cert_dir / "key.pem"))
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert_dir / machinedir.CA_CERT))
+    ctx.load_cert_chain(str(cert_dir / machinedir.CLIENT_CERT), str(cert_dir / machinedir.CLIENT_KEY))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from machine.drivers.qemu import PID_FILE, QemuDriver, lifecycle, ports, socket_path
+from machine.drivers.qemu import QemuDriver, lifecycle, ports, socket_path
 from machine.drivers.qemu.kvmprobe import Verdict, kill_pid, pid_alive
 from test_qemu_fakes import FakeQMP, short_socket_path
 
-from machine import process
+from machine import machinedir, process
 from machine.driver import DriverContext, SSHEndpoint, State
 from machine.errors import DriverError
 
@@ -113,7 +113,7 @@ def running(tmp_path: Path, os_dir: Path):
     d.data.update({"created": True, "boot": "kernel", "ssh_port": 40022, "engine_port": 40376,
                    "engine_guest_port": 2376, "ssh_user": "root"})
     pid = fake_qemu_process(d.ctx.machine_dir)
-    (d.ctx.machine_dir / PID_FILE).write_text(f"{pid}\n")
+    (d.ctx.machine_dir / machinedir.QEMU_PID).write_text(f"{pid}\n")
     path = short_socket_path()
     srv = FakeQMP(path, on_quit=lambda: kill_pid(pid))
     d.data["qmp"] = srv.address
@@ -141,7 +141,7 @@ def test_dead_process_is_stopped_and_stale_pid_files_do_not_count(running) -> No
     # a live pid that is not our qemu (pid reuse) does not count either
     other = process.spawn([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        (d.ctx.machine_dir / PID_FILE).write_text(f"{other}\n")
+        (d.ctx.machine_dir / machinedir.QEMU_PID).write_text(f"{other}\n")
         assert d.status() == State.STOPPED
     finally:
         kill_pid(other)
@@ -213,7 +213,7 @@ def test_start_reports_qemu_failing_at_once(tmp_path: Path, os_dir: Path, monkey
     with pytest.raises(DriverError, match="host forwarding rule"):
         d.start()
     assert d.status() == State.STOPPED
-    assert not (d.ctx.machine_dir / PID_FILE).exists()
+    assert not (d.ctx.machine_dir / machinedir.QEMU_PID).exists()
 
 
 @needs_qemu_img
