@@ -46,7 +46,7 @@ def converted(store: Store, cfg: MachineConfig) -> tuple[MachineConfig, list[str
         cfg.ssh["key"] = Path(key).name  # relative to the machine dir, as ours are
     if cfg.driver_data.get("ssh_key") and Path(cfg.driver_data["ssh_key"]).parent == mdir:
         cfg.driver_data["ssh_key"] = Path(cfg.driver_data["ssh_key"]).name
-    server = mdir / "server.pem"
+    server = mdir / machinedir.SERVER_CERT
     if server.is_file():
         from machine.provision import certs
 

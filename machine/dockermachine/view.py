@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from machine import machinedir
 from machine.dockermachine.record import CONFIG_VERSION
 from machine.store import MachineConfig, Store
 
@@ -30,7 +31,7 @@ def driver_fields(store: Store, cfg: MachineConfig) -> dict[str, Any]:
     opts, data = cfg.driver_options, cfg.driver_data
     ip = _host_of(url) or str(cfg.ssh.get("host") or opts.get("ip_address") or "")
     uses_ssh = cfg.managed_engine
-    key = cfg.ssh.get("key") or data.get("ssh_key") or "id_ed25519"
+    key = cfg.ssh.get("key") or data.get("ssh_key") or machinedir.LOGIN_KEY
     fields: dict[str, Any] = {
         "IPAddress": ip,
         "MachineName": cfg.name,
@@ -78,11 +79,12 @@ def host_options(store: Store, cfg: MachineConfig) -> dict[str, Any]:
             "Env": None, "IsExperimental": False,
         },
         "AuthOptions": {
-            "CertDir": str(certs), "CaCertPath": str(certs / "ca.pem"), "CaPrivateKeyPath": str(certs / "ca-key.pem"),
-            "CaCertRemotePath": f"{REMOTE_DIR}/ca.pem", "ServerCertPath": str(mdir / "server.pem"),
-            "ServerKeyPath": str(mdir / "server-key.pem"), "ClientKeyPath": str(certs / "key.pem"),
+            "CertDir": str(certs), "CaCertPath": str(certs / machinedir.CA_CERT),
+            "CaPrivateKeyPath": str(certs / "ca-key.pem"),
+            "CaCertRemotePath": f"{REMOTE_DIR}/ca.pem", "ServerCertPath": str(mdir / machinedir.SERVER_CERT),
+            "ServerKeyPath": str(mdir / machinedir.SERVER_KEY), "ClientKeyPath": str(certs / machinedir.CLIENT_KEY),
             "ServerCertRemotePath": f"{REMOTE_DIR}/server.pem", "ServerKeyRemotePath": f"{REMOTE_DIR}/server-key.pem",
-            "ClientCertPath": str(certs / "cert.pem"), "ServerCertSANs": list(eng.get("tls_sans") or []),
+            "ClientCertPath": str(certs / machinedir.CLIENT_CERT), "ServerCertSANs": list(eng.get("tls_sans") or []),
             "StorePath": str(mdir),
         },
     }
