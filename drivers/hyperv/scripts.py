@@ -12,9 +12,9 @@ import base64
 import json
 import re
 from functools import cache
-from pathlib import Path
 from typing import Any
 
+from machine import packagedata
 from machine.errors import DriverError, HostNotUsable, MachineError, NotFound
 
 BEGIN = "##machine-json-begin##"
@@ -27,12 +27,6 @@ MAX_COMMAND_LINE = 8191
 # PowerShell treats these as single quotes too; inside a single-quoted string each is doubled.
 _QUOTES = "'\u2018\u2019\u201a\u201b"
 _OP_RE = re.compile(r"^# machine-op: ([a-z0-9-]+)$", re.M)
-
-
-def template_dir() -> Path:
-    """templates/hyperv beside the package: <repo>/templates in a checkout, machine/templates when
-    installed (drivers/hyperv and templates/ keep the same relative position in both)."""
-    return Path(__file__).resolve().parents[2] / "templates" / "hyperv"
 
 
 def ps_literal(value: Any) -> str:
@@ -53,20 +47,12 @@ def ps_literal(value: Any) -> str:
 
 @cache
 def _environment() -> Any:
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template_dir())),
-        finalize=ps_literal,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    return packagedata.templates("hyperv", finalize=ps_literal)  # every value becomes a PowerShell literal
 
 
 def template_names() -> list[str]:
     """The operation templates (partials start with '_')."""
-    return sorted(p.stem for p in template_dir().glob("*.ps1") if not p.name.startswith("_"))
+    return sorted(p.stem for p in packagedata.template_dir("hyperv").glob("*.ps1") if not p.name.startswith("_"))
 
 
 def render(op: str, **values: Any) -> str:

@@ -12,7 +12,6 @@ import random
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from machine.drivers.qemu.kvmprobe import TCG_TB_CACHE_MIB
@@ -53,27 +52,9 @@ class DomainSpec:
 
 @cache
 def _environment() -> Any:
-    import jinja2
+    from machine import packagedata
 
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        autoescape=True,  # these templates are XML: escape everything
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-
-
-def templates_dir() -> Path:
-    """templates/libvirt, installed as machine.templates (falls back to the source tree)."""
-    try:
-        from importlib import resources
-
-        found = resources.files("machine.templates") / "libvirt"
-        if found.is_dir():
-            return Path(str(found))
-    except (ModuleNotFoundError, TypeError, NotADirectoryError):
-        pass
-    return Path(__file__).resolve().parent.parent.parent / "templates" / "libvirt"
+    return packagedata.templates("libvirt", autoescape=True)  # these templates are XML: escape everything
 
 
 def render_domain(spec: DomainSpec) -> str:

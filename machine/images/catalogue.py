@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import urllib.parse
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +63,9 @@ class Image:
 
 
 def _catalogue_text() -> str:
-    try:
-        return (resources.files("machine.isos") / "images.yaml").read_text(encoding="utf-8")
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError, TypeError):
-        pass
-    return (Path(__file__).parents[2] / "isos" / "images.yaml").read_text(encoding="utf-8")
+    from machine import packagedata
+
+    return packagedata.isos_text("images.yaml")
 
 
 def _entry(name: str, raw: Any) -> Image:

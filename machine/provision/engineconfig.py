@@ -13,7 +13,6 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from machine.errors import UsageError
@@ -149,26 +148,10 @@ def exec_start(original: str, dockerd: str) -> str:
     return line or dockerd
 
 
-def templates_dir() -> Path:
-    """templates/engine: from the installed package data, else beside the source tree."""
-    try:
-        from importlib import resources
-
-        path = Path(str(resources.files("machine.templates") / "engine"))
-        if path.is_dir():
-            return path
-    except (ImportError, TypeError, ValueError):
-        pass
-    return Path(__file__).resolve().parents[2] / "templates" / "engine"
-
-
 def _template(name: str) -> Any:
-    import jinja2
+    from machine import packagedata
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())), keep_trailing_newline=True,
-                             undefined=jinja2.StrictUndefined, autoescape=False)
-    env.filters["systemd_quote"] = systemd_quote
-    env.filters["shquote"] = shlex.quote
+    env = packagedata.templates("engine", filters={"systemd_quote": systemd_quote, "shquote": shlex.quote})
     return env.get_template(name)
 
 
