@@ -167,19 +167,6 @@ def test_docker_version_failure_shows_unknown_and_the_error(store: Store, monkey
     assert row["State"] == "Running"
 
 
-def test_docker_version_hook_prefixes_v(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    import types
-
-    cfg = add_machine(store, "up")
-    fake = types.ModuleType("machine.provision")
-    fake.engine_version_quick = lambda store, cfg, timeout: "26.1.4"  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "machine.provision", fake)
-    import machine
-
-    monkeypatch.setattr(machine, "provision", fake, raising=False)
-    assert listing.docker_version(store, cfg, 1.0) == "v26.1.4"
-
-
 # -- active -------------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from machine.drivers.qemu import kvmprobe
 from machine.drivers.qemu.kvmprobe import TCG_TB_CACHE_MIB
 
 from machine import machinedir
@@ -145,11 +146,7 @@ class LibvirtDriver(Driver):
             return "kvm", "KVM requested (--libvirt-accel kvm)"
         if not is_local_uri(self.uri):
             return "qemu", f"{self.uri} is not a local qemu URI: TCG"
-        try:
-            from machine.drivers.qemu.kvmprobe import kvm_verdict
-        except ImportError:
-            return "qemu", "no KVM probe available: TCG"
-        verdict = kvm_verdict(self.ctx.cache_dir)
+        verdict = kvmprobe.kvm_verdict(self.ctx.cache_dir)
         return ("kvm" if verdict.usable else "qemu"), verdict.reason
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -181,21 +181,10 @@ def quiet_names(store: Store, filters: Filters) -> list[str]:
 
 
 def docker_version(store: Store, cfg: MachineConfig, timeout: float) -> str:
-    """The DOCKER column hook: the engine version of a running machine, or `Unknown` when the
-    provisioner offers no quick query (machine.provision.engine_version_quick)."""
-    try:
-        from machine import provision
-    except ModuleNotFoundError as e:
-        if e.name == "machine.provision":
-            return UNKNOWN_VERSION
-        raise
-    quick = getattr(provision, "engine_version_quick", None)
-    if quick is None:
-        return UNKNOWN_VERSION
-    version = str(quick(store, cfg, timeout) or "")
-    if not version:
-        return UNKNOWN_VERSION
-    return version if version.startswith("v") or version == UNKNOWN_VERSION else f"v{version}"
+    """The DOCKER column: the engine version of a running machine ("v27.3.1"), `Unknown` when it does not answer."""
+    from machine import provision
+
+    return provision.engine_version_quick(store, cfg, timeout)
 
 
 @dataclass
@@ -273,10 +262,7 @@ def _preload(drivers: set[str]) -> None:
         except Exception:  # noqa: BLE001 - the same error is shown in that machine's row
             pass
     if drivers:
-        try:
-            import machine.provision  # noqa: F401
-        except Exception:  # noqa: BLE001 - docker_version reports it
-            pass
+        import machine.provision  # noqa: F401
 
 
 def active_targets() -> tuple[str, str | None]:
