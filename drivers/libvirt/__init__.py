@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +18,7 @@ from urllib.parse import urlsplit
 from machine.drivers.qemu import kvmprobe
 from machine.drivers.qemu.kvmprobe import TCG_TB_CACHE_MIB
 
-from machine import machinedir
+from machine import hostports, machinedir
 from machine.driver import Availability, Driver, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, MachineError
 
@@ -27,25 +26,6 @@ from . import connection as lv
 
 DEFAULT_URI = "qemu:///system"
 USER_NET = "user"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_free(port: int) -> bool:
-    """True when qemu could listen on 127.0.0.1:port. Like qemu's user-mode forwards, bind with
-    SO_REUSEADDR: connections left in TIME_WAIT from the last run do not make the port busy."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", int(port)))
-        except OSError:
-            return False
-    return True
 
 
 def is_local_uri(uri: str) -> bool:
@@ -174,8 +154,8 @@ class LibvirtDriver(Driver):
         self.data.update(virt_type=virt_type, accel_reason=why)
         qemu_args: tuple[str, ...] = ()
         if libvirt_net is None:
-            self.data.setdefault("ssh_port", free_port())
-            self.data.setdefault("engine_host_port", free_port())
+            self.data.setdefault("ssh_port", hostports.free_port())
+            self.data.setdefault("engine_host_port", hostports.free_port())
             restrict = plan.restrict if (self.opt("restrict") or "auto") == "auto" else self.opt("restrict") == "on"
             qemu_args = user_net_args(self.data["ssh_port"], self.data["engine_host_port"], self.ctx.engine_port, mac,
                                       restrict=restrict)
@@ -236,11 +216,11 @@ class LibvirtDriver(Driver):
     def _refresh_ports(self, dom: Any) -> None:
         """Pick new forwarded ports when the saved ones were taken while the machine was stopped."""
         ssh, eng = self.data.get("ssh_port"), self.data.get("engine_host_port")
-        if ssh and eng and port_free(ssh) and port_free(eng):
+        if ssh and eng and hostports.port_free(ssh) and hostports.port_free(eng):
             return
         from .domainxml import rewrite_user_ports
 
-        self.data["ssh_port"], self.data["engine_host_port"] = free_port(), free_port()
+        self.data["ssh_port"], self.data["engine_host_port"] = hostports.free_port(), hostports.free_port()
         xml = rewrite_user_ports(dom.XMLDesc(lv.import_libvirt().VIR_DOMAIN_XML_INACTIVE), self.data["ssh_port"],
                                  self.data["engine_host_port"])
         self._conn().defineXML(xml)

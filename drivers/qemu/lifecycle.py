@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from machine import machinedir, process
+from machine import hostports, machinedir, process
 from machine.errors import DriverError, MachineError
 
-from . import cmdline, disks, ports, qmp
+from . import cmdline, disks, qmp
 from .accel import choose
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def prepare_machine(driver: QemuDriver) -> None:
     data.update(_image_data(driver))
     if not data.get("ssh_port"):
         count = 3 if sys.platform == "win32" else 2
-        picked = ports.pick_free_ports(count, driver.host_address)
+        picked = hostports.pick_free_ports(count, driver.host_address)
         data["ssh_port"], data["engine_port"] = picked[0], picked[1]
         if sys.platform == "win32":
             data["qmp"] = qmp.tcp_address(picked[2])
@@ -131,8 +131,8 @@ def _free_ports(driver: QemuDriver) -> None:
     """Pick new host ports when another program took ours since the machine last ran."""
     data = driver.data
     for key in ("ssh_port", "engine_port"):
-        if not ports.port_free(int(data[key]), driver.host_address):
-            data[key] = ports.pick_free_ports(1, driver.host_address)[0]
+        if not hostports.port_free(int(data[key]), driver.host_address):
+            data[key] = hostports.pick_free_ports(1, driver.host_address)[0]
 
 
 def launch(driver: QemuDriver) -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from machine import machinedir
+from machine import hostports, machinedir
 from machine.driver import Availability, Driver, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, HostNotUsable, MachineError
 
@@ -129,8 +129,8 @@ class VirtualBoxDriver(Driver):
         if not m:
             raise DriverError(f"VBoxManage createvm printed no UUID: {out.strip()[:200]!r}",
                               "Run again with -D to see the VBoxManage output.")
-        self.data.update(uuid=m.group(1), vm_name=name, ssh_port=network.free_port(),
-                         engine_host_port=network.free_port())
+        self.data.update(uuid=m.group(1), vm_name=name, ssh_port=hostports.free_port(),
+                         engine_host_port=hostports.free_port())
         uuid = self.data["uuid"]
         console = mdir / machinedir.CONSOLE_LOG
         runner.run("modifyvm", uuid, "--cpus", self._option("cpu_count"), "--memory", self._option("memory"),

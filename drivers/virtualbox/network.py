@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import socket
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -153,8 +152,3 @@ def lease_ip(leases_file: Path, mac: str) -> str | None:
     return found
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on at 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

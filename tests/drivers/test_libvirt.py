@@ -416,7 +416,7 @@ def test_host_routes_parse(tmp_path: Path) -> None:
 
 
 def test_port_in_time_wait_counts_as_free_but_a_listener_does_not() -> None:
-    from machine.drivers.libvirt import port_free
+    from machine.hostports import port_free
 
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as qemu's user-mode forwards do

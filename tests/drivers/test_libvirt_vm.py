@@ -96,9 +96,10 @@ def test_libvirt_vm_cycle(tmp_path: Path) -> None:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    from machine.drivers.libvirt import LibvirtDriver, port_free
+    from machine.drivers.libvirt import LibvirtDriver
     from machine.drivers.libvirt.connection import connect
 
+    from machine.hostports import port_free
     from machine.provision.seed import build_seed
 
     name = "lvvm"
@@ -171,9 +172,9 @@ def test_libvirt_cli_cycle(store_root: Path) -> None:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    from machine.drivers.libvirt import port_free
     from machine.drivers.libvirt.connection import connect
 
+    from machine.hostports import port_free
     from machine.store import Store
 
     name = "lvcli"
@@ -274,8 +275,9 @@ def test_libvirt_create_interrupted_during_boot_leaves_nothing(store_root: Path)
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    from machine.drivers.libvirt import port_free
     from machine.drivers.libvirt.connection import connect
+
+    from machine.hostports import port_free
 
     name = "lvint"
     mdir = store_root / "machines" / name

@@ -15,7 +15,7 @@ from machine.drivers.qemu import QemuDriver, lifecycle, ports, socket_path
 from machine.drivers.qemu.kvmprobe import Verdict, kill_pid, pid_alive
 from test_qemu_fakes import FakeQMP, short_socket_path
 
-from machine import machinedir, process
+from machine import hostports, machinedir, process
 from machine.driver import DriverContext, SSHEndpoint, State
 from machine.errors import DriverError
 
@@ -226,7 +226,7 @@ def test_start_repicks_ports_taken_meanwhile(tmp_path: Path, os_dir: Path) -> No
         d.data["ssh_port"] = taken.getsockname()[1]
         lifecycle._free_ports(d)
         assert d.data["ssh_port"] != taken.getsockname()[1]
-        assert ports.port_free(d.data["ssh_port"])
+        assert hostports.port_free(d.data["ssh_port"])
 
 
 def test_vm_spec_for_windows_uses_the_saved_tcp_qmp(tmp_path: Path, os_dir: Path) -> None:
@@ -240,13 +240,13 @@ def test_vm_spec_for_windows_uses_the_saved_tcp_qmp(tmp_path: Path, os_dir: Path
 
 
 def test_pick_free_ports_are_distinct_and_bindable() -> None:
-    picked = ports.pick_free_ports(3)
+    picked = hostports.pick_free_ports(3)
     assert len(set(picked)) == 3
-    assert all(ports.port_free(p) for p in picked)
+    assert all(hostports.port_free(p) for p in picked)
     with socket.socket() as s:
         s.bind(("127.0.0.1", picked[0]))
         s.listen(1)
-        assert not ports.port_free(picked[0])
+        assert not hostports.port_free(picked[0])
 
 
 def test_socket_path_is_short_even_for_deep_machine_dirs(tmp_path: Path) -> None:
@@ -301,6 +301,6 @@ def test_free_ports_are_picked_on_the_host_address() -> None:
         s.bind(("127.0.0.2", 0))
         s.listen()
         taken = s.getsockname()[1]
-        assert not ports.port_free(taken, "127.0.0.2")
-        picked = ports.pick_free_ports(2, "127.0.0.2")
-        assert taken not in picked and all(ports.port_free(p, "127.0.0.2") for p in picked)
+        assert not hostports.port_free(taken, "127.0.0.2")
+        picked = hostports.pick_free_ports(2, "127.0.0.2")
+        assert taken not in picked and all(hostports.port_free(p, "127.0.0.2") for p in picked)

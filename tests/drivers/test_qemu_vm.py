@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from machine.drivers.qemu import ports, socket_path
+from machine.drivers.qemu import socket_path
 from machine.drivers.qemu.kvmprobe import find_qemu, kill_pid
 
-from machine import process
+from machine import hostports, process
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
@@ -70,7 +70,7 @@ def assert_nothing_left(store_root: Path, name: str, used_ports: list[int]) -> N
     assert not mdir.exists(), f"left behind: {sorted(p.name for p in mdir.iterdir())}"
     assert not socket_path(mdir).exists()
     for port in used_ports:
-        assert ports.port_free(port), f"port {port} is still taken"
+        assert hostports.port_free(port), f"port {port} is still taken"
 
 
 @pytest.fixture
