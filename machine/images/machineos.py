@@ -57,9 +57,9 @@ def default_build_cache() -> Path:
 
 def recipe_dir() -> Path:
     """The installed recipe (machine/isos in site-packages), else the checkout's isos/ folder."""
-    here = Path(__file__).resolve()
-    installed = here.parents[1] / "isos"
-    return installed if (installed / "build.py").is_file() else here.parents[2] / "isos"
+    from machine import packagedata
+
+    return packagedata.folder("isos")
 
 
 @functools.lru_cache(maxsize=1)
