@@ -173,13 +173,20 @@ def wait_ready(driver: Driver, progress: Progress, timeout: float = BOOT_TIMEOUT
             except TimeoutError_ as e:
                 e.hint = "Console log tail:\n" + waiting.log_tail(console)
                 raise
-        waiting.until(lambda: _banner(driver), timeout=timeout, what="SSH", interval=0.2,
+        # sshd runs (or the console says nothing): give each connection time for its banner. A slow guest (TCG on
+        # a busy host) needs seconds to fork and re-exec sshd per connection; dropping it after 2 s and trying again
+        # piled up unfinished sshd children until MaxStartups refused them all (load ~16: ssh-ready on the console,
+        # no banner in 300 s).
+        waiting.until(lambda: _banner(driver, SSH_BANNER_WAIT), timeout=timeout, what="SSH", interval=0.2,
                       hint=hint, failed=failed)
 
 
-def _banner(driver: Driver) -> bool:
+SSH_BANNER_WAIT = 20.0
+
+
+def _banner(driver: Driver, banner_wait: float | None = None) -> bool:
     ep = driver.ssh_endpoint()
-    return bool(ep) and waiting.ssh_banner(ep.host, ep.port)  # type: ignore[union-attr]
+    return bool(ep) and waiting.ssh_banner(ep.host, ep.port, banner_wait=banner_wait)  # type: ignore[union-attr]
 
 
 # -- lifecycle --------------------------------------------------------------------------------

@@ -40,11 +40,12 @@ def serial_has(path: Path, marker: str) -> bool:
         return False
 
 
-def ssh_banner(host: str, port: int, timeout: float = 2.0) -> bool:
-    """True when something at host:port speaks SSH (a forwarded port accepts TCP before sshd runs)."""
+def ssh_banner(host: str, port: int, timeout: float = 2.0, banner_wait: float | None = None) -> bool:
+    """True when something at host:port speaks SSH (a forwarded port accepts TCP before sshd runs). Once connected,
+    the banner gets `banner_wait` seconds (default `timeout`): see orchestrator.wait_ready for why more can help."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
-            s.settimeout(timeout)
+            s.settimeout(banner_wait or timeout)
             return s.recv(4).startswith(b"SSH-")
     except OSError:
         return False
