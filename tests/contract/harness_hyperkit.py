@@ -4,7 +4,6 @@ are injected. With MACHINE_CONTRACT_REAL=hyperkit (on an Intel Mac) the real hyp
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -13,34 +12,12 @@ import pytest
 from harness import Harness, context, real_requested
 from machine.drivers.hyperkit import HyperKitDriver
 
-FAKE = Path(__file__).resolve().parents[1] / "fakes" / "hyperkit" / "hyperkit"
-
-
-def pretend_intel_mac(monkeypatch: pytest.MonkeyPatch, root: bool = True) -> None:
-    monkeypatch.setattr(HyperKitDriver, "host_platform", "darwin")
-    monkeypatch.setattr(HyperKitDriver, "host_machine", "x86_64")
-    monkeypatch.setattr(HyperKitDriver, "_is_root", staticmethod(lambda: root))
+from tests.fakes import install
 
 
 def install_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Fake hyperkit first on PATH, a placeholder machine OS build, and a leases file; returns it."""
-    bindir = tmp_path / "fake-bin"
-    bindir.mkdir(exist_ok=True)
-    if not (bindir / "hyperkit").exists():
-        (bindir / "hyperkit").symlink_to(FAKE)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setattr(hk, "HYPERKIT_DIRS", ())
-    os_dir = tmp_path / "machine-os"
-    os_dir.mkdir(exist_ok=True)
-    for name in ("vmlinuz", "initrd.img", "machine-os.iso"):
-        (os_dir / name).write_bytes(b"placeholder " + name.encode())
-    monkeypatch.setenv("MACHINE_OS_DIR", str(os_dir))
-    lease_file = tmp_path / "dhcpd_leases"
-    monkeypatch.setenv("FAKE_HYPERKIT_LEASES", str(lease_file))
-    monkeypatch.delenv("FAKE_HYPERKIT_FAIL", raising=False)
-    monkeypatch.setattr(HyperKitDriver, "leases_path", lease_file)
-    pretend_intel_mac(monkeypatch)
-    return lease_file
+    return install.hyperkit(tmp_path, monkeypatch)
 
 
 def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HyperKitDriver:
@@ -66,7 +43,7 @@ def hide_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty.mkdir(exist_ok=True)
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.setattr(hk, "HYPERKIT_DIRS", ())
-    pretend_intel_mac(monkeypatch)
+    install.intel_mac(monkeypatch)
 
 
 HARNESSES = [

@@ -10,30 +10,15 @@ import pytest
 from harness import Harness, context, real_requested
 from machine.drivers.virtualbox import VirtualBoxDriver, vbm
 
-FAKE = Path(__file__).resolve().parents[1] / "fakes" / "vboxmanage" / "VBoxManage"
+from tests.fakes import install
+
 CONTRACT_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNvbnRyYWN0LXN1aXRlLW9ubHktbm90LWEtcmVhbC1rZXk contract"
 
 
 def install_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Put the fake VBoxManage first on PATH with its own VBOX_USER_HOME and a placeholder machine OS
     build. Returns the VBOX_USER_HOME folder (the fake's state and DHCP leases)."""
-    bindir = tmp_path / "fake-bin"
-    bindir.mkdir(exist_ok=True)
-    link = bindir / "VBoxManage"
-    if not link.exists():
-        link.symlink_to(FAKE)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
-    home = tmp_path / "vbox-home"
-    monkeypatch.setenv("VBOX_USER_HOME", str(home))
-    monkeypatch.setenv("FAKE_VBOX_NETWORKS_CONF", str(tmp_path / "no-networks.conf"))
-    monkeypatch.setenv("FAKE_VBOX_REQUIRE_C_LOCALE", "1")
-    monkeypatch.delenv("FAKE_VBOX_FAIL", raising=False)
-    os_dir = tmp_path / "machine-os"
-    os_dir.mkdir(exist_ok=True)
-    for name in ("vmlinuz", "initrd.img", "machine-os.iso"):
-        (os_dir / name).write_bytes(b"placeholder " + name.encode())
-    monkeypatch.setenv("MACHINE_OS_DIR", str(os_dir))
-    return home
+    return install.vboxmanage(tmp_path, monkeypatch, networks_conf=tmp_path / "no-networks.conf")
 
 
 def seed(path: Path, name: str) -> None:

@@ -18,36 +18,19 @@ from machine.drivers.hyperkit import HyperKitDriver, leases
 
 from machine.driver import DriverContext, State
 from machine.errors import HostNotUsable, MachineError
+from tests.fakes import install
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes" / "hyperkit"
 RECORDED = FAKES / "dhcpd_leases.recorded"
 
 
-def intel_mac(monkeypatch: pytest.MonkeyPatch, root: bool = True, machine: str | None = "x86_64") -> None:
-    monkeypatch.setattr(HyperKitDriver, "host_platform", "darwin")
-    monkeypatch.setattr(HyperKitDriver, "host_machine", machine)
-    monkeypatch.setattr(HyperKitDriver, "_is_root", staticmethod(lambda: root))
+intel_mac = install.intel_mac
 
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "hyperkit").symlink_to(FAKES / "hyperkit")
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(hk, "HYPERKIT_DIRS", ())
-    os_dir = tmp_path / "os"
-    os_dir.mkdir()
-    for name in ("vmlinuz", "initrd.img", "machine-os.iso"):
-        (os_dir / name).write_bytes(b"x")
-    (os_dir / "manifest.json").write_text(json.dumps({"cmdline": "console=ttyS0 quiet machine.os=1"}))
-    monkeypatch.setenv("MACHINE_OS_DIR", str(os_dir))
-    lease_file = tmp_path / "dhcpd_leases"
-    monkeypatch.setenv("FAKE_HYPERKIT_LEASES", str(lease_file))
-    monkeypatch.delenv("FAKE_HYPERKIT_FAIL", raising=False)
-    monkeypatch.setattr(HyperKitDriver, "leases_path", lease_file)
-    intel_mac(monkeypatch)
-    return lease_file
+    return install.hyperkit(tmp_path, monkeypatch, folder="bin", os_folder="os",
+                            cmdline="console=ttyS0 quiet machine.os=1")
 
 
 @pytest.fixture

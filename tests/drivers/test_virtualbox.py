@@ -13,6 +13,7 @@ from machine.drivers.virtualbox import VirtualBoxDriver, network, vbm
 
 from machine.driver import DriverContext, State
 from machine.errors import DriverError, HostNotUsable, MachineError, UsageError
+from tests.fakes import install
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes" / "vboxmanage"
 FIX = FAKES / "fixtures"
@@ -20,21 +21,8 @@ FIX = FAKES / "fixtures"
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "VBoxManage").symlink_to(FAKES / "VBoxManage")
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    home = tmp_path / "vbox-home"
-    monkeypatch.setenv("VBOX_USER_HOME", str(home))
-    monkeypatch.setenv("FAKE_VBOX_NETWORKS_CONF", str(tmp_path / "networks.conf"))
-    monkeypatch.setenv("FAKE_VBOX_REQUIRE_C_LOCALE", "1")
-    monkeypatch.delenv("FAKE_VBOX_FAIL", raising=False)
-    os_dir = tmp_path / "os"
-    os_dir.mkdir()
-    for name in ("vmlinuz", "initrd.img", "machine-os.iso"):
-        (os_dir / name).write_bytes(b"x")
-    monkeypatch.setenv("MACHINE_OS_DIR", str(os_dir))
-    return home
+    return install.vboxmanage(tmp_path, monkeypatch, networks_conf=tmp_path / "networks.conf", folder="bin",
+                              os_folder="os")
 
 
 def state(home: Path) -> dict:
