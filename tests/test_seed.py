@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 import pycdlib
 import pytest
 import yaml
+from test_provision import read_seed
 
 from machine.errors import ConfigError
 from machine.provision.seed import SeedFile, build_seed, render_seed
@@ -22,17 +22,10 @@ BLOB = bytes(range(256)) * 3
 
 
 def _read_iso(path: Path) -> tuple[pycdlib.PyCdlib, dict[str, bytes]]:
+    """The open ISO (for its volume descriptors) and its files by Rock Ridge name."""
     iso = pycdlib.PyCdlib()
     iso.open(str(path))
-    out = {}
-    for child in iso.list_children(rr_path="/"):
-        if child.is_dot() or child.is_dotdot():
-            continue
-        name = child.rock_ridge.name().decode()
-        buf = io.BytesIO()
-        iso.get_file_from_iso_fp(buf, rr_path="/" + name)
-        out[name] = buf.getvalue()
-    return iso, out
+    return iso, read_seed(path)
 
 
 def _seed(tmp_path: Path, **kw) -> Path:
