@@ -22,8 +22,9 @@ class App:
     progress: Progress = field(default_factory=Progress)
 
     def name_or_default(self, name: str | None) -> str:
-        """`name` validated, or `default` when none was given (saying so clearly if it does not exist)."""
-        if name:
+        """`name` validated, or `default` when none was given (saying so clearly if it does not exist).
+        An empty name ("") is refused: it is not the same as giving none."""
+        if name is not None:
             return validate_name(name)
         if not self.store.exists(DEFAULT_NAME):
             raise NotFound(

@@ -6,16 +6,33 @@ import os
 import tempfile
 from pathlib import Path
 
+from machine.errors import ConfigError
+
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 
 
 def ensure_dir(path: Path, mode: int = PRIVATE_DIR) -> Path:
-    """Create `path` (and parents) if missing; set `mode` on the leaf (best effort on Windows)."""
-    path.mkdir(parents=True, exist_ok=True, mode=mode)
-    if os.name == "posix":
-        os.chmod(path, mode)
+    """Create `path` (and parents) if missing; set `mode` on the leaf (best effort on Windows).
+    A path that cannot be a folder (a file on the way, /dev/null, no permission) is a ConfigError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
+        if os.name == "posix":
+            os.chmod(path, mode)
+    except OSError as e:
+        raise folder_error(path, e) from None
     return path
+
+
+def folder_error(path: Path, error: OSError) -> ConfigError:
+    """Why `path` cannot be used as a folder, naming the file in the way when there is one."""
+    blocker = next((p for p in (path, *path.parents) if p.exists() or p.is_symlink()), None)
+    if blocker is not None and not blocker.is_dir():
+        return ConfigError(f"Cannot use {path} as a folder: {blocker} is not a folder",
+                           "Choose another path (for the store: -s PATH or MACHINE_STORAGE_PATH; for the docker "
+                           "client: DOCKER_CONFIG), or move that file away.")
+    return ConfigError(f"Cannot create the folder {path}: {error.strerror or error}",
+                       "Check the path and its permissions, or choose another one (-s PATH or MACHINE_STORAGE_PATH).")
 
 
 def write_atomic(path: Path, data: bytes | str, mode: int = PRIVATE_FILE) -> None:

@@ -18,6 +18,12 @@ from typing import Any, ClassVar
 
 from machine.errors import UsageError
 
+# Bounds every driver declares on its sizes, so a typo (-1, 0, 10**30) is refused before a hypervisor sees it.
+MAX_CPUS = 255  # qemu's pc/q35 limit without x2APIC; VirtualBox and Hyper-V allow fewer
+MIN_MEMORY_MIB = 128  # below this no guest with a Docker engine boots
+MAX_MEMORY_MIB = 4 * 1024 * 1024  # 4 TiB
+MAX_DISK_GIB = 64 * 1024  # 64 TiB (sparse disks: only what the guest writes takes space)
+
 
 class State(StrEnum):
     NOT_CREATED = "NotCreated"
@@ -51,6 +57,12 @@ class Option:
     aliases: tuple[str, ...] = ()
     # True when `machine set` may change it on a stopped machine (it takes effect at the next start).
     settable: bool = False
+    # Bounds of a number option (inclusive), checked on every value from a flag, the environment, `machine set`
+    # and the saved config, so no out-of-range value reaches a hypervisor.
+    minimum: int | None = None
+    maximum: int | None = None
+    # False for a string option that must not be empty when given (e.g. a connection URI).
+    allow_empty: bool = True
 
     def flag(self, driver: str) -> str:
         return f"--{driver}-{self.name}"
@@ -93,7 +105,24 @@ class Option:
                 f"Invalid value {raw!r} for {self.flag(driver)}",
                 f"Choose one of: {', '.join(self.choices)}.",
             )
+        self.check(driver, value)
         return value
+
+    def check(self, driver: str, value: Any) -> None:
+        """Refuse a value outside this option's bounds (UsageError naming the flag and the range)."""
+        if value is None or self.multiple:
+            return
+        if self.type in (int, float) and not isinstance(value, bool) and isinstance(value, int | float):
+            low, high = self.minimum, self.maximum
+            if (low is not None and value < low) or (high is not None and value > high) or value != value:
+                shown = str(value) if len(str(value)) <= 20 else str(value)[:17] + "..."
+                bounds = f"from {low} to {high}" if low is not None and high is not None else (
+                    f"at least {low}" if low is not None else f"at most {high}")
+                raise UsageError(f"Invalid value {shown} for {self.flag(driver)}",
+                                 f"{self.flag(driver)} takes a number {bounds}.")
+        elif not self.allow_empty and isinstance(value, str) and not value.strip():
+            raise UsageError(f"{self.flag(driver)} must not be empty",
+                             f"Give a value, or leave {self.flag(driver)} out for the default ({self.default}).")
 
 
 PORTS_HYPERVISOR = "hypervisor"

@@ -7,6 +7,8 @@ import os
 import socket
 from contextlib import ExitStack
 
+from machine.errors import DriverError
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -16,7 +18,12 @@ def pick_free_ports(count: int, host: str = LOOPBACK) -> list[int]:
         ports = []
         for _ in range(count):
             s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            s.bind((host, 0))
+            try:
+                s.bind((host, 0))
+            except OSError as e:  # the address left this host (a LAN address that changed), or no ports left
+                raise DriverError(f"Cannot listen on {host} for the machine's forwards: {e.strerror or e}",
+                                  "Use a loopback address (127.0.0.0/8) or one this host has (machine set NAME "
+                                  "--qemu-host-address 127.0.0.1).") from None
             ports.append(int(s.getsockname()[1]))
         return ports
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from machine import machinedir, registry, waiting
 from machine.driver import Driver, DriverContext, State, option_values, settable_changes
-from machine.errors import DriverError, HostNotUsable, MachineError, TimeoutError_, UsageError
+from machine.errors import ConfigError, DriverError, HostNotUsable, MachineError, TimeoutError_, UsageError
 from machine.names import validate_name
 from machine.progress import Progress
 from machine.store import MachineConfig, Store
@@ -61,6 +61,18 @@ def driver_for(store: Store, cfg: MachineConfig, debug: bool = False) -> Driver:
     seed = ctx.machine_dir / machinedir.SEED
     ctx.seed_path = seed if seed.exists() else None
     return cls(ctx)
+
+
+def check_saved_options(cfg: MachineConfig) -> None:
+    """Before a start: a damaged or hand-edited config must not hand -1 CPUs to a hypervisor."""
+    cls = registry.get(cfg.driver)
+    for opt in cls.options:
+        try:
+            opt.check(cls.name, cfg.driver_options.get(opt.key))
+        except UsageError as e:
+            raise ConfigError(f"Config of {cfg.name!r}: {e.message}",
+                              f"Fix it with 'machine set {cfg.name} {opt.flag(cls.name)} VALUE', or remove the "
+                              f"machine with 'machine rm {cfg.name}'.") from None
 
 
 def check_available(driver_name: str, options: dict[str, Any] | None = None) -> None:
@@ -199,6 +211,7 @@ def start(store: Store, name: str, progress: Progress, debug: bool = False) -> N
         if driver.status() == State.RUNNING:
             progress.info(f"Machine {name!r} is already running.")
             return
+        check_saved_options(cfg)
         _boot(store, cfg, driver, progress, BOOT_TIMEOUT)
         if driver.features.managed_engine and not cfg.origin:  # a docker-machine record's certificates stay as they are
             from machine import provision

@@ -38,8 +38,9 @@ class GenericDriver(Driver):
         Option("ip-address", "IP address or host name of the host"),
         Option("ssh-user", "SSH user (needs root or passwordless sudo)", default="root"),
         Option("ssh-key", "SSH private key to log in with [default: ~/.ssh/id_ed25519, id_ecdsa or id_rsa]"),
-        Option("ssh-port", "SSH port", default=22, type=int),
-        Option("engine-port", "Port the Docker engine listens on (TLS)", default=2376, type=int),
+        Option("ssh-port", "SSH port", default=22, type=int, minimum=1, maximum=65535),
+        Option("engine-port", "Port the Docker engine listens on (TLS)", default=2376, type=int, minimum=1,
+               maximum=65535),
     )
 
     @classmethod

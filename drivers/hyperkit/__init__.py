@@ -23,7 +23,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from machine import machinedir, process
-from machine.driver import Availability, Driver, Features, Option, SSHEndpoint, State
+from machine.driver import (
+    MAX_CPUS,
+    MAX_DISK_GIB,
+    MAX_MEMORY_MIB,
+    MIN_MEMORY_MIB,
+    Availability,
+    Driver,
+    Features,
+    Option,
+    SSHEndpoint,
+    State,
+)
 from machine.errors import DriverError, HostNotUsable, MachineError
 
 from . import leases
@@ -42,9 +53,10 @@ class HyperKitDriver(Driver):
                    "with HVF).")
     features = Features()
     options = (
-        Option("cpu-count", "Number of virtual CPUs", default=2, type=int),
-        Option("memory", "Memory in MiB", default=2048, type=int),
-        Option("disk-size", "Data disk size in MiB (a raw sparse file)", default=20000, type=int),
+        Option("cpu-count", "Number of virtual CPUs", default=2, type=int, minimum=1, maximum=MAX_CPUS),
+        Option("memory", "Memory in MiB", default=2048, type=int, minimum=MIN_MEMORY_MIB, maximum=MAX_MEMORY_MIB),
+        Option("disk-size", "Data disk size in MiB (a raw sparse file)", default=20000, type=int, minimum=1,
+               maximum=MAX_DISK_GIB * 1024),
         Option("binary", "Path of the hyperkit executable (default: found on PATH or in Docker Desktop)"),
         Option("cmdline", "Extra kernel command line arguments"),
     )

@@ -15,7 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from machine import machinedir
-from machine.driver import Availability, Driver, DriverContext, Features, Option, SSHEndpoint, State
+from machine.driver import (
+    MAX_CPUS,
+    MAX_DISK_GIB,
+    MAX_MEMORY_MIB,
+    MIN_MEMORY_MIB,
+    Availability,
+    Driver,
+    DriverContext,
+    Features,
+    Option,
+    SSHEndpoint,
+    State,
+)
 from machine.errors import DriverError, HostNotUsable, MachineError, NotFound, UsageError
 
 from . import isotransfer
@@ -46,17 +58,20 @@ class HypervDriver(Driver):
         Option("password-file", "File whose first line is the WinRM password"),
         Option("transport", "WinRM authentication", default="ntlm",
                choices=("ntlm", "kerberos", "credssp", "ssl", "basic")),
-        Option("port", "WinRM port: 5986 (HTTPS, default) or 5985 (HTTP)", default=5986, type=int),
+        Option("port", "WinRM port: 5986 (HTTPS, default) or 5985 (HTTP)", default=5986, type=int, minimum=1,
+               maximum=65535),
         Option("scheme", "WinRM scheme; auto: http on port 5985, else https", default="auto",
                choices=("auto", "https", "http")),
         Option("insecure", "Skip TLS certificate validation of the WinRM endpoint (unsafe)", default=False,
                type=bool),
         Option("ca-file", "PEM file with the CA that signed the host's WinRM certificate"),
         Option("virtual-switch", "Virtual switch (default: an External switch; locally 'Default Switch')"),
-        Option("memory", "Memory in MiB (static)", default=2048, type=int),
-        Option("cpus", "Virtual processors", default=2, type=int),
-        Option("disk-size", "Data disk size in GB (dynamic VHDX)", default=20, type=int),
-        Option("vlan-id", "VLAN id of the network adapter (access mode)", type=int),
+        Option("memory", "Memory in MiB (static)", default=2048, type=int, minimum=MIN_MEMORY_MIB,
+               maximum=MAX_MEMORY_MIB),
+        Option("cpus", "Virtual processors", default=2, type=int, minimum=1, maximum=MAX_CPUS),
+        Option("disk-size", "Data disk size in GB (dynamic VHDX)", default=20, type=int, minimum=1,
+               maximum=MAX_DISK_GIB),
+        Option("vlan-id", "VLAN id of the network adapter (access mode)", type=int, minimum=1, maximum=4094),
         Option("vm-path", "Folder on the host for the VMs' files (default: the host's VirtualMachinePath)"),
         Option("iso", "Local boot ISO (default: the built machine OS ISO)"),
         Option("iso-url", "URL the Hyper-V host downloads the boot ISO from (checked against its sha256)"),

@@ -19,7 +19,18 @@ from machine.drivers.qemu import kvmprobe
 from machine.drivers.qemu.kvmprobe import TCG_TB_CACHE_MIB
 
 from machine import hostports, machinedir
-from machine.driver import Availability, Driver, Features, Option, SSHEndpoint, State
+from machine.driver import (
+    MAX_CPUS,
+    MAX_DISK_GIB,
+    MAX_MEMORY_MIB,
+    MIN_MEMORY_MIB,
+    Availability,
+    Driver,
+    Features,
+    Option,
+    SSHEndpoint,
+    State,
+)
 from machine.errors import DriverError, MachineError
 
 from . import connection as lv
@@ -38,10 +49,10 @@ class LibvirtDriver(Driver):
     description = "A libvirt (qemu/KVM) domain, through libvirt-python."
     features = Features()
     options = (
-        Option("uri", "libvirt connection URI (qemu:///system, qemu:///session, ...)", DEFAULT_URI),
-        Option("cpus", "Number of virtual CPUs", 2, int, settable=True),
-        Option("memory", "Memory in MiB", 1024, int, settable=True),
-        Option("disk-size", "Size of the (sparse) disk in GiB", 20, int),
+        Option("uri", "libvirt connection URI (qemu:///system, qemu:///session, ...)", DEFAULT_URI, allow_empty=False),
+        Option("cpus", "Number of virtual CPUs", 2, int, settable=True, minimum=1, maximum=MAX_CPUS),
+        Option("memory", "Memory in MiB", 1024, int, settable=True, minimum=MIN_MEMORY_MIB, maximum=MAX_MEMORY_MIB),
+        Option("disk-size", "Size of the (sparse) disk in GiB", 20, int, minimum=1, maximum=MAX_DISK_GIB),
         Option("image", "Boot image: machine-os (default, built locally), a catalogue name (debian-12, ...), "
                         "an http(s) URL or a local file", "machine-os"),
         Option("network", "'user' (user-mode networking, ports forwarded on 127.0.0.1), a libvirt network name "
@@ -51,7 +62,8 @@ class LibvirtDriver(Driver):
                choices=("auto", "on", "off")),
         Option("accel", "Acceleration: auto (KVM only when a probe boot works), kvm, or tcg", "auto",
                choices=("auto", "kvm", "tcg")),
-        Option("tb-cache", "TCG translation cache in MiB (without KVM)", TCG_TB_CACHE_MIB, int),
+        Option("tb-cache", "TCG translation cache in MiB (without KVM)", TCG_TB_CACHE_MIB, int, minimum=1,
+               maximum=MAX_MEMORY_MIB),
         Option("storage-dir", "Folder for the machine's disks (default: the machine directory); must be "
                               "readable by the user libvirt runs qemu as", None),
     )

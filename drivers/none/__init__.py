@@ -6,8 +6,7 @@ alone. Nothing is provisioned over SSH: the URL is used as given.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
+from machine import engineurl
 from machine.driver import PORTS_NONE, Driver, Features, Option, State
 from machine.errors import DriverError, UsageError
 
@@ -18,16 +17,15 @@ class NoneDriver(Driver):
     # An existing engine: always running, not ours to power, provision or forward ports to.
     features = Features(power=False, always_running=True, managed_engine=False, seed=False,
                         port_forwarding=PORTS_NONE)
-    options = (Option("url", "URL of the existing Docker engine, e.g. tcp://10.0.0.5:2376", aliases=("--url",)),)
+    options = (Option("url", "URL of the existing Docker engine, e.g. tcp://10.0.0.5:2376", aliases=("--url",),
+                      type=engineurl.EngineURLOption),)
 
     def _url(self) -> str:
         url = self.ctx.options.get("url")
         if not url:
             raise UsageError("The none driver needs --url",
                              "Example: machine create -d none --url tcp://10.0.0.5:2376 NAME")
-        parts = urlsplit(url)
-        if parts.scheme not in ("tcp", "unix", "ssh", "npipe") or not (parts.netloc or parts.path):
-            raise UsageError(f"Invalid --url {url!r}", "Use tcp://HOST:PORT, ssh://USER@HOST or unix:///path.")
+        engineurl.parse(url)
         return url
 
     def create(self) -> None:
@@ -47,7 +45,12 @@ class NoneDriver(Driver):
         return State.RUNNING
 
     def ip(self) -> str | None:
-        return urlsplit(self._url()).hostname
+        return engineurl.parse(self._url()).host or None
+
+    def engine_address(self, guest_port: int) -> tuple[str, int] | None:
+        """Where the engine is: the URL's own host and port (the guest port means nothing here)."""
+        parsed = engineurl.parse(self._url())
+        return (parsed.host, parsed.port) if parsed.scheme == "tcp" and parsed.port else None
 
     def url(self) -> str | None:
         return self._url()

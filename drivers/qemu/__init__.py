@@ -19,7 +19,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from machine import machinedir
-from machine.driver import CLUSTER_VDE, Availability, Driver, Features, Option, SSHEndpoint, State
+from machine.driver import (
+    CLUSTER_VDE,
+    MAX_CPUS,
+    MAX_DISK_GIB,
+    MAX_MEMORY_MIB,
+    MIN_MEMORY_MIB,
+    Availability,
+    Driver,
+    Features,
+    Option,
+    SSHEndpoint,
+    State,
+)
 
 from . import ports, qmp
 from .accel import ACCELS
@@ -57,9 +69,10 @@ class QemuDriver(Driver):
     description = "qemu-system run directly (KVM/HVF/WHPX when usable, else TCG); user-mode networking."
     features = Features(cluster_nic=CLUSTER_VDE)  # a Swarm node's second NIC plugs into the cluster's vde_switch
     options: ClassVar[tuple[Option, ...]] = (
-        Option("cpus", "Number of virtual CPUs", default=2, type=int, settable=True),
-        Option("memory", "Memory in MiB", default=1024, type=int, settable=True),
-        Option("disk-size", "Size of the (sparse) disk in GiB", default=20, type=int),
+        Option("cpus", "Number of virtual CPUs", default=2, type=int, settable=True, minimum=1, maximum=MAX_CPUS),
+        Option("memory", "Memory in MiB", default=1024, type=int, settable=True, minimum=MIN_MEMORY_MIB,
+               maximum=MAX_MEMORY_MIB),
+        Option("disk-size", "Size of the (sparse) disk in GiB", default=20, type=int, minimum=1, maximum=MAX_DISK_GIB),
         Option("image", "Boot image: a catalogue name (machine-os, debian-12, ubuntu-24.04), URL or path",
                default="machine-os"),
         Option("accel", "Accelerator", default="auto", choices=ACCELS, settable=True),

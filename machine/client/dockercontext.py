@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from machine import machinedir
-from machine.atomicfile import ensure_dir, write_atomic
+from machine.atomicfile import ensure_dir, folder_error, write_atomic
 from machine.errors import ConfigError, MachineError
 from machine.filelock import FileLock
 from machine.store import default_root
@@ -41,7 +41,11 @@ TLS_FILES = machinedir.CLIENT_TLS_FILES
 def docker_config_dir() -> Path:
     """The docker CLI's config directory: $DOCKER_CONFIG, else ~/.docker."""
     env = os.environ.get("DOCKER_CONFIG")
-    return Path(env).expanduser() if env else Path.home() / ".docker"
+    path = Path(env).expanduser() if env else Path.home() / ".docker"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"The docker client's config folder {path} is not a folder",
+                          "Point DOCKER_CONFIG at a folder (or unset it for ~/.docker).")
+    return path
 
 
 def context_name_for(machine: str) -> str:
@@ -90,7 +94,10 @@ def _make_dirs(path: Path, mode: int) -> None:
     if path.is_dir():
         return
     _make_dirs(path.parent, mode)
-    path.mkdir(mode=mode, exist_ok=True)
+    try:
+        path.mkdir(mode=mode, exist_ok=True)
+    except OSError as e:
+        raise folder_error(path, e) from None
 
 
 def config_path() -> Path:

@@ -30,6 +30,31 @@ def _raw(value: str) -> str:
     return value
 
 
+def _tcsh(value: str) -> str:
+    """For tcsh's "...": a backslash escapes nothing there, so `$`, backquote and `"` leave the double quotes
+    for single quotes ("'$'"), and `!` (history, live even in single quotes) becomes a backslashed `!`."""
+    out = []
+    for c in value:
+        if c in "$`\"":
+            out.append(f"\"'{c}'\"")
+        elif c == "!":
+            out.append('"\\!"')
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+CMD_SPECIAL = set('&|<>^%!()"')
+
+
+def _cmd_set(name: str, value: str) -> str:
+    """cmd.exe: `SET NAME=value`, as docker-machine prints it; a value with characters cmd would act on
+    (& | < > ^ ( ) ! %) uses the quoted form `SET "NAME=value"`, inside which they are plain text."""
+    if not CMD_SPECIAL.intersection(value):
+        return f"SET {name}={value}\n"
+    return f'SET "{name}={value.replace(chr(34), "")}"\n'
+
+
 @dataclass(frozen=True)
 class Syntax:
     """docker-machine's ShellConfig Prefix/Delimiter/Suffix for set and unset, plus the hint form."""
@@ -43,6 +68,8 @@ class Syntax:
     comment: str
     eval_form: str  # {cmd} is the command line
     escape: Callable[[str], str] = _raw
+    # a whole set line (name, value) -> text, for shells whose quoting is not prefix + escaped value + suffix
+    set_line: Callable[[str, str], str] | None = None
 
 
 POSIX = Syntax("export ", '="', '"\n', "unset ", "", "\n", "#", "eval $({cmd})", _escape('\\"$`'))
@@ -51,8 +78,8 @@ SYNTAX: dict[str, Syntax] = {
     "powershell": Syntax("$Env:", ' = "', '"\n', "Remove-Item Env:\\\\", "", "\n", "#",
                          "& {cmd} | Invoke-Expression", _escape('`"$', "`")),
     "cmd": Syntax("SET ", "=", "\n", "SET ", "=", "\n", "REM",
-                  "\t@FOR /f \"tokens=*\" %i IN ('{cmd}') DO @%i"),
-    "tcsh": Syntax("setenv ", ' "', '";\n', "unsetenv ", "", ";\n", ":", "eval `{cmd}`"),
+                  "\t@FOR /f \"tokens=*\" %i IN ('{cmd}') DO @%i", set_line=_cmd_set),
+    "tcsh": Syntax("setenv ", ' "', '";\n', "unsetenv ", "", ";\n", ":", "eval `{cmd}`", _tcsh),
     "emacs": Syntax('(setenv "', '" "', '")\n', '(setenv "', '" nil', ")\n", ";;",
                     '(with-temp-buffer (shell-command "{cmd}" (current-buffer)) (eval-buffer))', _escape('\\"')),
 }
@@ -160,6 +187,8 @@ def render(shell: str, lines: Sequence[Assignment], hint: str) -> str:
     for line in lines:
         if line.value is None:
             out.append(f"{syntax.unset_prefix}{line.name}{syntax.unset_delimiter}{syntax.unset_suffix}")
+        elif syntax.set_line is not None:
+            out.append(syntax.set_line(line.name, line.value))
         else:
             out.append(f"{syntax.set_prefix}{line.name}{syntax.set_delimiter}{syntax.escape(line.value)}"
                        f"{syntax.set_suffix}")

@@ -134,7 +134,7 @@ def active(app: App) -> None:
 @pass_app
 def version(app: App, name: str | None) -> None:
     """Print machine's version, or with NAME the Docker engine version of that machine."""
-    if not name:
+    if name is None:
         click.echo(f"machine version {__version__}")
         return
     from machine.provision import engine_version

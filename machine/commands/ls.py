@@ -12,13 +12,15 @@ import click
 from machine.app import App, pass_app
 from machine.ls import listing
 
+MAX_TIMEOUT = 3600.0  # an hour; inf or 1e300 would overflow the wait
+
 
 @click.command()
 @click.option("-q", "--quiet", is_flag=True, help="Print only machine names.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Filter: name=REGEX, driver=NAME, state=STATE, label=K=V, swarm=CLUSTER (repeatable; the same "
                    "key ORs, different keys AND).")
-@click.option("-t", "--timeout", type=click.FloatRange(0, min_open=True), default=listing.DEFAULT_TIMEOUT,
+@click.option("-t", "--timeout", type=click.FloatRange(0, MAX_TIMEOUT, min_open=True), default=listing.DEFAULT_TIMEOUT,
               show_default=True, help="Seconds to wait for each machine's state (all are asked in parallel).")
 @click.option("--format", "fmt", metavar="TEMPLATE",
               help="Go-template row format, e.g. '{{.Name}}: {{.State}}' or 'table {{.Name}}\\t{{.URL}}'; "
@@ -26,6 +28,8 @@ from machine.ls import listing
 @pass_app
 def ls(app: App, quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str | None) -> None:
     """List machines and their state."""
+    if timeout != timeout:  # NaN passes FloatRange's comparisons
+        raise click.BadParameter("nan is not a number of seconds.", param_hint="'-t' / '--timeout'")
     parsed = listing.parse_filters(filters)
     if quiet and not parsed.needs_state:
         for name in listing.quiet_names(app.store, parsed):

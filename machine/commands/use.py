@@ -32,7 +32,7 @@ def _override_warnings() -> list[str]:
 def use(app: App, name: str | None, unset_: bool) -> None:
     """Make a machine's docker context current (plain `docker` then talks to it)."""
     if unset_:
-        if name:
+        if name is not None:
             raise UsageError("'machine use --unset' takes no machine name",
                              "It restores the context that was current before 'machine use'.")
         switch = dockercontext.unset(app.store.root)

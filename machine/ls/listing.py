@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from machine.errors import MachineError, TimeoutError_, UsageError
+from machine.ls.namefilter import NamePattern, compile_filter
 from machine.store import MachineConfig, Store
 
 DEFAULT_TIMEOUT = 10.0
@@ -66,7 +67,7 @@ class HostListItem:
 class Filters:
     """Parsed --filter options: values of one key OR together, different keys AND."""
 
-    name: list[re.Pattern[str]] = field(default_factory=list)
+    name: list[NamePattern] = field(default_factory=list)
     driver: list[str] = field(default_factory=list)
     state: list[str] = field(default_factory=list)
     label: list[tuple[str, str | None]] = field(default_factory=list)
@@ -105,11 +106,7 @@ def parse_filters(specs: Iterable[str]) -> Filters:
         if value == "":
             continue
         if key == "name":
-            try:
-                filters.name.append(re.compile(value))
-            except re.error as e:
-                raise UsageError(f"Invalid regular expression in filter {spec!r}: {e}",
-                                 "name= takes a regular expression, e.g. --filter name='^dev'.") from None
+            filters.name.append(compile_filter(value))
         elif key == "label":
             k, has_value, v = value.partition("=")
             filters.label.append((k, v if has_value else None))
