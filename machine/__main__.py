@@ -1,3 +1,3 @@
-from machine.cli import main
+from machine.entry import main
 
 main()

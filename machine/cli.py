@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from machine import __version__
+from machine import __version__, signals
 from machine.app import App, storage_root
 from machine.errors import MachineError
 from machine.progress import Progress
@@ -73,7 +73,7 @@ def cli(ctx: click.Context, debug: bool, storage_path: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI; print typed errors as message + hint, never a traceback."""
+    """Run the CLI; print typed errors as message + hint, never a traceback (machine.entry calls it)."""
     debug = "-D" in (argv or sys.argv[1:]) or "--debug" in (argv or sys.argv[1:])
     try:
         rc = cli.main(args=argv, prog_name="machine", standalone_mode=False)
@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # SIGINT, or SIGTERM/SIGHUP (signals.Terminated); undo paths have run
         click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        sys.exit(signals.exit_code(e))
     except BrokenPipeError:
         sys.exit(0)
     except click.exceptions.Exit as e:

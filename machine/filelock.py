@@ -51,17 +51,40 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.timeout
-        while not _try_lock(fd):
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise LockedError(
-                    f"{self.what} is busy: another machine command is working on it",
-                    "Wait for the other command to finish, then try again.",
-                )
-            time.sleep(0.05)
-        self._fd = fd
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            while not _try_lock(fd):
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockedError(
+                        f"{self.what} is busy: another machine command is working on it",
+                        "Wait for the other command to finish, then try again.",
+                    )
+                time.sleep(0.05)
+            if self._still_the_file(fd):
+                self._fd = fd
+                return
+            os.close(fd)  # its holder deleted the lock file meanwhile (unlink): lock the new one
+
+    def _still_the_file(self, fd: int) -> bool:
+        """True when `fd` is still the file at self.path (not one a previous holder unlinked)."""
+        if os.name == "nt":  # pragma: no cover - Windows does not unlink open files
+            return True
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+    def unlink(self) -> None:
+        """Delete the lock file while holding it (waiters notice and lock the path afresh)."""
+        if self._fd is not None and os.name != "nt":
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
 
     def release(self) -> None:
         if self._fd is not None:

@@ -6,13 +6,13 @@ Drivers never wait, provision or save; commands never talk to drivers directly.
 from __future__ import annotations
 
 import logging
-import shutil
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from machine import machinedir, registry, waiting
+from machine import createmarker, machinedir, registry, signals, waiting
 from machine.driver import Driver, DriverContext, State, option_values, settable_changes
-from machine.errors import ConfigError, DriverError, HostNotUsable, MachineError, TimeoutError_, UsageError
+from machine.errors import ConfigError, DriverError, HostNotUsable, MachineError, NotFound, TimeoutError_, UsageError
 from machine.names import validate_name
 from machine.progress import Progress
 from machine.store import MachineConfig, Store
@@ -96,18 +96,20 @@ def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = F
     cls = registry.get(req.driver)
     options = option_values(cls, req.driver_flags)
     with store.lock(req.name):
-        if store.exists(req.name):
-            raise UsageError(f"Machine {req.name!r} already exists",
-                             f"Pick another name, or remove it first: machine rm {req.name}")
+        if os.path.lexists(store.machine_dir(req.name)):
+            hint = f"Pick another name, or remove it first: machine rm {req.name}"
+            raise UsageError(f"Machine {req.name!r} already exists", hint)
         check_available(req.driver, options)
         engine = {"transport": "tls", "port": 2376, **req.engine}
         secrets = {o.key for o in cls.options if o.secret}
         cfg = MachineConfig(name=req.name, driver=req.driver,
                             driver_options={k: v for k, v in options.items() if k not in secrets},
                             engine=engine, swarm=dict(req.swarm), labels=dict(req.labels))
-        store.make_machine_dir(req.name)
         driver: Driver | None = None
         try:
+            # the marker goes first and leaves last: a create killed in between shows as broken, not healthy
+            with signals.deferred():
+                createmarker.begin(store.make_machine_dir(req.name))
             driver = driver_for(store, cfg, debug)
             driver.ctx.options.update({k: v for k, v in options.items() if k in secrets})
             if cls.features.seed or cls.features.managed_engine:
@@ -116,6 +118,7 @@ def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = F
                 with progress.step("Preparing keys, certificates and seed"):
                     provision.prepare(store, cfg, driver.ctx)
             with progress.step(f"Creating {req.driver} machine {req.name!r}"):
+                store.save(cfg)  # before the VM exists, so 'machine rm' can find and remove what a kill leaves
                 driver.create()
                 store.save(cfg)
             for note in driver.notes():
@@ -132,8 +135,10 @@ def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = F
                 certs.copy_client_certs(store.certs_dir, store.machine_dir(req.name))
                 cfg.engine["url"] = driver.url()
             store.save(cfg)
+            createmarker.finish(store.machine_dir(req.name))
         except BaseException as e:
-            _undo_create(store, req.name, driver, progress, e)
+            with signals.deferred():  # a second Ctrl-C or SIGTERM must not cut the undo short
+                _undo_create(store, req.name, driver, progress, e)
             raise
     return cfg
 
@@ -146,7 +151,10 @@ def _undo_create(store: Store, name: str, driver: Driver | None, progress: Progr
             driver.remove()
         except Exception as e:  # keep the original error; say what could not be undone
             progress.warn(f"could not remove the VM: {e}")
-    shutil.rmtree(store.machine_dir(name), ignore_errors=True)
+    try:
+        store.remove(name)
+    except MachineError as e:
+        progress.warn(e.message)
 
 
 # -- boot and wait ----------------------------------------------------------------------------
@@ -304,16 +312,20 @@ def restart(store: Store, name: str, progress: Progress, debug: bool = False) ->
 
 
 def remove(store: Store, name: str, progress: Progress, *, force: bool = False, debug: bool = False) -> None:
-    """Remove the VM and the machine directory. With force, remove the directory even when the
-    driver fails (or the config cannot be read)."""
-    with store.lock(name):
-        if not store.machine_dir(name).exists():
-            from machine.errors import NotFound
+    """Remove the VM, the machine directory and the machine's docker context, all under the machine's lock
+    (so a concurrent `use` either finishes first or finds no machine). With force, remove the directory even
+    when the driver fails (or the config cannot be read). A machine whose create was killed is removed as far
+    as its config allows, without -f."""
+    from machine.client import dockercontext
 
+    with store.lock(name):
+        directory = store.machine_dir(name)
+        if not os.path.lexists(directory):
             raise NotFound(f"Host does not exist: {name!r}", "See 'machine ls'.")
+        unfinished = createmarker.abandoned(directory)
         cluster = ""
         try:
-            cfg = store.load(name)
+            cfg = store.load(name, unfinished=unfinished)
             cluster = str(cfg.swarm.get("cluster") or "")
             notice = removal_notice(store, cfg)
             if notice:
@@ -326,24 +338,26 @@ def remove(store: Store, name: str, progress: Progress, *, force: bool = False, 
             if driver.features.removal_note:
                 progress.info(driver.features.removal_note)
         except MachineError as e:
-            if not force:
+            if not (force or unfinished):
                 e.hint = (e.hint + "\n" if e.hint else "") + f"Use 'machine rm -f {name}' to remove it anyway."
                 raise
-            progress.warn(f"{e}; removing the machine directory anyway (-f)")
+            if not unfinished or not isinstance(e, ConfigError):
+                progress.warn(f"{e}; removing the machine directory anyway")
         except Exception as e:
             if not force:
                 raise DriverError(f"Removing {name!r} failed: {e}",
                                   f"Use 'machine rm -f {name}' to remove it anyway.") from e
             progress.warn(f"{e}; removing the machine directory anyway (-f)")
         store.remove(name)
-    if cluster:
-        from machine.swarm import clusternet
+        if cluster:
+            from machine.swarm import clusternet
 
-        if clusternet.cluster_dir(store, cluster).exists():
-            clusternet.forget_member(store, cluster, name)  # its cluster address becomes free
-    from machine.client import dockercontext
-
-    dockercontext.forget_machine(name, store.root)
+            if clusternet.cluster_dir(store, cluster).exists():
+                clusternet.forget_member(store, cluster, name)  # its cluster address becomes free
+        try:
+            dockercontext.forget_machine(name, store.root)
+        except MachineError as e:
+            progress.warn(f"the docker context of {name!r} was not removed: {e.message}")
 
 
 def require_own(cfg: MachineConfig, what: str) -> None:

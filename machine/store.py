@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -17,15 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from machine import machinedir
+from machine import createmarker, machinedir
 from machine.atomicfile import ensure_dir, write_atomic
-from machine.errors import ConfigError, NotFound
+from machine.errors import ConfigError, MachineError, NotFound
 from machine.filelock import FileLock
-from machine.names import validate_name
+from machine.names import MAX_LEN, NAME_RE, validate_name
 
 SCHEMA_VERSION = 1
 # docker-machine's top-level keys (machine.dockermachine.record.HEADER_KEYS)
 DOCKER_MACHINE_KEYS = ("ConfigVersion", "Driver", "DriverName", "HostOptions", "Name")
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
 def default_root() -> Path:
@@ -80,9 +82,9 @@ class MachineConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path) -> MachineConfig:
         version = data.get("schema_version")
-        if not isinstance(version, int):
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise ConfigError(
-                f"Config file {source} has no valid schema_version",
+                f"Config file {source} has no valid schema_version (a whole number from 1)",
                 "The file is damaged: restore it from a backup, or remove the machine with 'machine rm -f'.",
             )
         if version > SCHEMA_VERSION:
@@ -108,7 +110,22 @@ class MachineConfig:
                     f"Config file {source}: '{key}' must be an object",
                     "The file is damaged: restore it, or remove the machine with 'machine rm -f'.",
                 )
+        _check_values(values, source)
         return cls(**values)
+
+
+def _check_values(values: dict[str, Any], source: Path) -> None:
+    """Fields other code relies on: the engine port, the URL, the cluster name."""
+    damaged = "The file is damaged: restore it, or remove the machine with 'machine rm -f'."
+    engine = values.get("engine") or {}
+    port = engine.get("port")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535):
+        raise ConfigError(f"Config file {source}: engine port must be a number from 1 to 65535", damaged)
+    if not isinstance(engine.get("url", ""), str | None):
+        raise ConfigError(f"Config file {source}: engine url must be a string", damaged)
+    cluster = (values.get("swarm") or {}).get("cluster")
+    if cluster is not None and cluster != "" and not (isinstance(cluster, str) and NAME_RE.fullmatch(cluster)):
+        raise ConfigError(f"Config file {source}: swarm cluster must be a cluster name", damaged)
 
 
 class Store:
@@ -139,26 +156,27 @@ class Store:
         return self.config_path(name).is_file()
 
     def names(self) -> list[str]:
-        if not self.machines_dir.is_dir():
-            return []
-        return sorted(p.name for p in self.machines_dir.iterdir() if (p / machinedir.CONFIG).is_file())
-
-    def load(self, name: str) -> MachineConfig:
-        path = self.config_path(name)
+        """Every machine in the store, readable or not: each folder (or file or symlink in its place) under
+        machines/ with a valid machine name. Commands that load them report the damaged ones."""
         try:
-            raw = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise NotFound(
-                f"Host does not exist: {name!r}",
-                "See the machines you have with 'machine ls', or create one with 'machine create'.",
-            ) from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"Config file {path} is corrupt: not UTF-8 text (byte {e.start})",
-                              "Fix or restore the file, or remove the machine with 'machine rm -f " + name + "'.",
-                              ) from None
+            entries = list(os.scandir(self.machines_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
         except OSError as e:
-            raise ConfigError(f"Config file {path} cannot be read: {e.strerror or e}",
-                              "Check the file and its permissions.") from None
+            raise ConfigError(f"Cannot list the machines in {self.machines_dir}: {e.strerror or e}",
+                              "Check the folder's permissions (-s PATH or MACHINE_STORAGE_PATH chooses the store).") \
+                from None
+        return sorted(e.name for e in entries if NAME_RE.fullmatch(e.name) and len(e.name) <= MAX_LEN)
+
+    def load(self, name: str, *, unfinished: bool = False) -> MachineConfig:
+        """The machine's config. Never blocks (a FIFO is refused, not opened) and never raises anything but
+        NotFound or ConfigError. A machine whose create was killed is a ConfigError unless `unfinished`."""
+        directory = self.machine_dir(name)
+        if not unfinished and createmarker.abandoned(directory):
+            raise ConfigError(f"Machine {name!r} is broken: its create did not finish (the command was killed)",
+                              f"Remove it with: machine rm {name}")
+        path = directory / machinedir.CONFIG
+        raw = self._read_config(name, directory)
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as e:
@@ -166,13 +184,24 @@ class Store:
                 f"Config file {path} is corrupt: {e.msg} at line {e.lineno} column {e.colno}",
                 "Fix or restore the file, or remove the machine with 'machine rm -f " + name + "'.",
             ) from None
+        except (RecursionError, ValueError) as e:  # nesting deeper than the parser's stack, a 5,000-digit number
+            why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+            raise ConfigError(f"Config file {path} is corrupt: {why}",
+                              "Fix or restore the file, or remove the machine with 'machine rm -f " + name + "'.",
+                              ) from None
         if not isinstance(data, dict):
             raise ConfigError(f"Config file {path} is corrupt: not a JSON object",
                               "Fix or restore the file, or remove the machine with 'machine rm -f'.")
         if "schema_version" not in data and "ConfigVersion" in data:  # docker-machine's record, read as it is
             from machine.dockermachine.record import to_config
 
-            cfg = to_config(data, name, path)
+            try:
+                cfg = to_config(data, name, path)
+            except MachineError:
+                raise
+            except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as e:
+                raise ConfigError(f"docker-machine config {path} cannot be read: {e}",
+                                  f"Fix or restore it, or remove the machine with 'machine rm -f {name}'.") from None
             pin = self.host_key_path(name)
             if pin.is_file():
                 cfg.ssh["host_key"] = pin.read_text(encoding="utf-8").strip()
@@ -189,6 +218,48 @@ class Store:
         """Where the SSH host key of a docker-machine machine is pinned: beside its lock file, outside its
         folder (docker-machine's files are not written; docker-machine ignores dot files there)."""
         return self.machines_dir / f".{validate_name(name)}{machinedir.HOST_KEY_SUFFIX}"
+
+    def _read_config(self, name: str, directory: Path) -> str:
+        path = directory / machinedir.CONFIG
+        damaged = f"Fix or restore it, or remove the machine with 'machine rm -f {name}'."
+        try:
+            st = os.stat(path)  # follows symlinks: a dangling one or a loop fails here
+        except FileNotFoundError:
+            if not os.path.lexists(directory):
+                raise NotFound(
+                    f"Host does not exist: {name!r}",
+                    "See the machines you have with 'machine ls', or create one with 'machine create'.",
+                ) from None
+            if os.path.islink(path):
+                raise ConfigError(f"Config file {path} is a symlink to nothing", damaged) from None
+            if createmarker.present(directory):
+                raise ConfigError(f"Machine {name!r} is broken: its create did not finish (no config was written)",
+                                  f"Remove it with: machine rm {name}") from None
+            raise ConfigError(f"Machine folder {directory} has no {machinedir.CONFIG}", damaged) from None
+        except NotADirectoryError:
+            raise ConfigError(f"Machine folder {directory} is not a folder", damaged) from None
+        except OSError as e:  # permission denied, a symlink loop, a name too long
+            raise ConfigError(f"Config file {path} cannot be read: {e.strerror or e}",
+                              "Check the file, its folder and their permissions.") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"Config file {path} is a folder, not a file", damaged)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"Config file {path} is not a regular file (a FIFO, socket or device)", damaged)
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"Config file {path} is {st.st_size} bytes, too large for a machine config", damaged)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # never wait on a FIFO swapped in
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise ConfigError(f"Config file {path} is not a regular file", damaged)
+                data = f.read(MAX_CONFIG_BYTES + 1)
+        except OSError as e:
+            raise ConfigError(f"Config file {path} cannot be read: {e.strerror or e}",
+                              "Check the file and its permissions.") from None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"Config file {path} is corrupt: not UTF-8 text (byte {e.start})", damaged) from None
 
     def save(self, cfg: MachineConfig) -> None:
         if cfg.origin:  # docker-machine's record: never rewritten (machine import converts it); keep our pin
@@ -210,15 +281,66 @@ class Store:
         return ensure_dir(self.machine_dir(name))
 
     def remove(self, name: str) -> None:
-        """Delete the machine directory (its config and every file the driver kept there)."""
-        shutil.rmtree(self.machine_dir(name), ignore_errors=False)
+        """Delete the machine directory (its config and every file the driver kept there). A file or symlink
+        in its place is unlinked; folders the owner made unreadable are made readable first."""
+        directory = self.machine_dir(name)
+        try:
+            if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+                directory.unlink()
+            else:
+                shutil.rmtree(directory, onerror=_make_removable)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise ConfigError(f"Cannot remove {directory}: {e.strerror or e}",
+                              "Check its permissions (as its owner: chmod -R u+rwx), then run machine rm again.") \
+                from None
         self.host_key_path(name).unlink(missing_ok=True)
 
     @contextmanager
     def lock(self, name: str, timeout: float = 30.0) -> Iterator[None]:
-        """Hold `name`'s lock. The lock file lives beside the machine dirs so it works before the
-        machine dir exists (create) and after it is gone (rm)."""
+        """Hold `name`'s lock (re-entrant within this process, so `use` can hold it while a certificate renewal
+        takes it again). The lock file lives beside the machine dirs so it works before the machine dir exists
+        (create) and after it is gone (rm); it is deleted on release when the machine does not exist."""
         ensure_dir(self.machines_dir)
         lock_path = self.machines_dir / f".{validate_name(name)}{machinedir.LOCK_SUFFIX}"
-        with FileLock(lock_path, timeout=timeout, what=f"Machine {name!r}"):
+        key = str(lock_path.absolute())
+        if key in _HELD:
+            _HELD[key] += 1
+            try:
+                yield
+            finally:
+                _HELD[key] -= 1
+            return
+        lock = FileLock(lock_path, timeout=timeout, what=f"Machine {name!r}")
+        lock.acquire()
+        _HELD[key] = 1
+        try:
             yield
+        finally:
+            del _HELD[key]
+            if not os.path.lexists(self.machine_dir(name)):
+                lock.unlink()  # no stale .NAME.lock for removed or never-made machines
+            lock.release()
+
+
+# lock files this process holds, with their nesting depth
+_HELD: dict[str, int] = {}
+
+
+def _make_removable(func: Any, path: str, exc_info: Any) -> None:
+    """rmtree's error handler: a folder its owner made unreadable (mode 000) gets u+rwx, then the step is retried."""
+    parent = os.path.dirname(path)
+    for target in (path, parent):
+        try:
+            os.chmod(target, 0o700)
+        except OSError:
+            pass
+    if func in (os.rmdir, os.unlink, os.remove):
+        func(path)
+    else:
+        shutil.rmtree(path, onerror=_rmtree_final)
+
+
+def _rmtree_final(func: Any, path: str, exc_info: Any) -> None:
+    raise exc_info[1]

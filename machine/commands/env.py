@@ -81,12 +81,16 @@ class ClientTarget:
 
 
 def client_target(app: App, name: str | None) -> ClientTarget:
-    cfg = app.store.load(app.name_or_default(name))
-    url = engine_url_for(app, cfg)
-    tls = cfg.engine.get("transport", "tls") != "ssh" and urlsplit(url).scheme in ("tcp", "https")
-    # a docker-machine record whose machine dir holds no client certificates names where they are
-    cert_dir = Path(cfg.engine["cert_dir"]) if cfg.engine.get("cert_dir") else app.store.machine_dir(cfg.name)
-    return ClientTarget(cfg.name, url, cert_dir if tls else None, cfg.driver)
+    """What the docker client needs for machine `name`, read under the machine's lock (so an `rm` running at
+    the same time either finishes first, and this says there is no such machine, or waits)."""
+    resolved = app.name_or_default(name)
+    with app.store.lock(resolved):
+        cfg = app.store.load(resolved)
+        url = engine_url_for(app, cfg)
+        tls = cfg.engine.get("transport", "tls") != "ssh" and urlsplit(url).scheme in ("tcp", "https")
+        # a docker-machine record whose machine dir holds no client certificates names where they are
+        cert_dir = Path(cfg.engine["cert_dir"]) if cfg.engine.get("cert_dir") else app.store.machine_dir(cfg.name)
+        return ClientTarget(cfg.name, url, cert_dir if tls else None, cfg.driver)
 
 
 def _quote_word(word: str, shell: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from machine import orchestrator
@@ -72,7 +74,7 @@ def status(app: App, name: str | None) -> None:
 def rm(app: App, names: tuple[str, ...], yes: bool, force: bool) -> None:
     """Remove machines: the VM, its disks and the local configuration."""
     resolved = [app.name_or_default(n) for n in names] if names else [app.name_or_default(None)]
-    missing = [n for n in resolved if not app.store.machine_dir(n).exists()]
+    missing = [n for n in resolved if not os.path.lexists(app.store.machine_dir(n))]
     if missing and not (force or yes):
         raise NotFound(f"Host does not exist: {', '.join(repr(n) for n in missing)}", "See 'machine ls'.")
     if not yes:

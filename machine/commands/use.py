@@ -41,9 +41,11 @@ def use(app: App, name: str | None, unset_: bool) -> None:
         if switch.after != switch.before:
             click.echo(f"Current docker context is now {switch.after or 'default'!r}")
         return
-    target = client_target(app, name)
-    description = f"machine {target.name}" + (f" ({target.driver})" if target.driver else "")
-    switch = dockercontext.use(target.name, target.url, target.cert_dir, description, app.store.root)
+    resolved = app.name_or_default(name)
+    with app.store.lock(resolved):  # serialised with rm: never a context left current for a removed machine
+        target = client_target(app, resolved)
+        description = f"machine {target.name}" + (f" ({target.driver})" if target.driver else "")
+        switch = dockercontext.use(target.name, target.url, target.cert_dir, description, app.store.root)
     for warning in _override_warnings():
         app.progress.warn(warning)
     click.echo(f"Current docker context is now {switch.after!r} (machine {target.name}, {target.url})")

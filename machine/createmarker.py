@@ -1,0 +1,82 @@
+"""The create-in-progress marker: `<machine dir>/.creating`, written first by a create and removed last.
+
+A create that was killed (kill -9, power loss) cannot undo itself; the marker, naming a creator process that
+is no longer alive, is how every later command knows the machine is half-made ("create did not finish:
+remove it with machine rm NAME") instead of showing it as healthy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+from machine.atomicfile import write_atomic
+
+MARKER = ".creating"
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When process `pid` started (Linux clock ticks since boot), to tell a reused pid from the creator."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def begin(machine_dir: Path) -> None:
+    write_atomic(machine_dir / MARKER, json.dumps({"pid": os.getpid(), "start": _start_ticks(os.getpid())}))
+
+
+def finish(machine_dir: Path) -> None:
+    try:
+        os.unlink(machine_dir / MARKER)
+    except FileNotFoundError:
+        pass
+
+
+def present(machine_dir: Path) -> bool:
+    return os.path.lexists(machine_dir / MARKER)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # pragma: no cover - Windows only
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # type: ignore[attr-defined]
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))  # type: ignore[attr-defined]
+        ctypes.windll.kernel32.CloseHandle(handle)  # type: ignore[attr-defined]
+        return code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def abandoned(machine_dir: Path) -> bool:
+    """True when a marker is there and the process that wrote it is gone (or is not that process any more)."""
+    path = machine_dir / MARKER
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return True  # not a file we wrote: its create surely did not finish cleanly
+        data = json.loads(path.read_text(encoding="utf-8"))
+        pid, start = int(data["pid"]), data.get("start")
+    except OSError:
+        return False  # no marker, or a folder we cannot read (the config read reports that)
+    except (ValueError, KeyError, TypeError):
+        return True  # a marker we cannot parse: its create surely did not finish cleanly
+    if pid == os.getpid():
+        return False
+    if not _alive(pid):
+        return True
+    return start is not None and _start_ticks(pid) not in (None, start)

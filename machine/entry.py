@@ -1,0 +1,48 @@
+"""The `machine` program's entry point. Signal handlers go in before anything else is imported: a Ctrl-C or
+SIGTERM while click, the drivers or paramiko load is remembered, then ends the command with "Interrupted."
+and exit 130/143, never a KeyboardInterrupt traceback. (The interpreter's own start-up, before this module
+runs, is outside our reach.)"""
+
+import signal as _signal
+
+_early: list[int] = []
+
+
+def _remember(signum, frame):  # noqa: ANN001, ANN202 - kept free of imports on purpose
+    _early.append(signum)
+
+
+for _name in ("SIGINT", "SIGTERM", "SIGHUP"):
+    if hasattr(_signal, _name):
+        _signal.signal(getattr(_signal, _name), _remember)
+
+import sys  # noqa: E402 - after the handlers, on purpose
+
+
+def main(argv: list[str] | None = None) -> None:
+    code: int | str | None = 0
+    try:
+        from machine import signals
+
+        signals.install()  # from here on a signal raises KeyboardInterrupt (or signals.Terminated)
+        if _early:
+            raise signals.Terminated() if _early[0] != _signal.SIGINT else KeyboardInterrupt()
+        from machine import cli
+
+        cli.main(argv)
+    except SystemExit as e:
+        code = e.code
+    except KeyboardInterrupt as e:
+        try:
+            sys.stderr.write("Interrupted.\n")
+            sys.stderr.flush()
+        except (OSError, ValueError, KeyboardInterrupt):
+            pass
+        code = 143 if type(e).__name__ == "Terminated" else 130
+    finally:
+        # the command is done: a late signal must not print a traceback while the interpreter exits
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(_signal, name):
+                _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
+    sys.exit(code)
