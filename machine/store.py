@@ -22,7 +22,7 @@ from machine import createmarker, machinedir
 from machine.atomicfile import ensure_dir, write_atomic
 from machine.errors import ConfigError, MachineError, NotFound
 from machine.filelock import FileLock
-from machine.names import MAX_LEN, NAME_RE, validate_name
+from machine.names import NAME_RE, validate_name
 
 SCHEMA_VERSION = 1
 # docker-machine's top-level keys (machine.dockermachine.record.HEADER_KEYS)
@@ -157,7 +157,7 @@ class Store:
 
     def names(self) -> list[str]:
         """Every machine in the store, readable or not: each folder (or file or symlink in its place) under
-        machines/ with a valid machine name. Commands that load them report the damaged ones."""
+        machines/. Commands that load them report the damaged ones (and invalid names)."""
         try:
             entries = list(os.scandir(self.machines_dir))
         except (FileNotFoundError, NotADirectoryError):
@@ -166,7 +166,7 @@ class Store:
             raise ConfigError(f"Cannot list the machines in {self.machines_dir}: {e.strerror or e}",
                               "Check the folder's permissions (-s PATH or MACHINE_STORAGE_PATH chooses the store).") \
                 from None
-        return sorted(e.name for e in entries if NAME_RE.fullmatch(e.name) and len(e.name) <= MAX_LEN)
+        return sorted(e.name for e in entries if not e.name.startswith("."))  # not lock or temporary files
 
     def load(self, name: str, *, unfinished: bool = False) -> MachineConfig:
         """The machine's config. Never blocks (a FIFO is refused, not opened) and never raises anything but

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -145,12 +146,10 @@ def test_out_of_range_options_are_refused_before_the_hypervisor(store_root: Path
 def test_libvirt_negative_cpus_does_not_segfault(store_root: Path, tmp_path: Path) -> None:
     """It crashed the process (and a libvirtd daemon) before: a real subprocess, so a segfault shows."""
     pytest.importorskip("libvirt")
-    machine = shutil.which("machine")
-    assert machine
     env = {"MACHINE_STORAGE_PATH": str(store_root), "LIBVIRT_URI": "test:///default", "PATH": "/usr/bin:/bin",
            "HOME": str(tmp_path)}
-    proc = subprocess.run([machine, "create", "-d", "libvirt", "--libvirt-cpus", "-1", "x"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "machine", "create", "-d", "libvirt", "--libvirt-cpus", "-1", "x"],
+                          env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc
     assert "--libvirt-cpus" in proc.stderr and "Traceback" not in proc.stderr
 

@@ -53,11 +53,14 @@ def test_save_load_round_trip(store: Store) -> None:
     assert store.names() == ["m1"] and store.exists("m1")
 
 
-def test_names_skips_directories_without_config(store: Store) -> None:
+def test_names_lists_directories_without_config(store: Store) -> None:
+    """A folder without config (a create killed before writing it) is a machine to show and remove."""
     make(store, "b")
     make(store, "a")
     (store.machines_dir / "half-made").mkdir()
-    assert store.names() == ["a", "b"]
+    assert store.names() == ["a", "b", "half-made"]
+    with pytest.raises(ConfigError, match="has no config.json"):
+        store.load("half-made")
 
 
 def test_load_missing_machine_is_not_found(store: Store) -> None:
