@@ -12,9 +12,10 @@ import os
 import stat
 from pathlib import Path
 
+from machine import machinedir
 from machine.atomicfile import write_atomic
 
-MARKER = ".creating"
+MARKER = machinedir.CREATING
 
 
 def _start_ticks(pid: int) -> int | None:

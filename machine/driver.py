@@ -292,6 +292,11 @@ class Driver(ABC):
         """Path of the serial console log, when the driver keeps one."""
         return None
 
+    def unexpected_exit(self) -> str:
+        """When the VM is not running although nobody stopped it (its process crashed or was killed): what is
+        known about it (the exit, the console log), for `ls` and `status` to say. Empty otherwise."""
+        return ""
+
 
 def option_values(driver_cls: type[Driver], given: dict[str, Any], environ: dict[str, str] | None = None
                   ) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 # -- written by the store ------------------------------------------------------------------------
 CONFIG = "config.json"  # the saved MachineConfig
+CREATING = ".creating"  # written first and removed last by a create (machine.createmarker): a killed create
 LOCK_SUFFIX = ".lock"  # `<machines>/.<name>.lock`, beside the folder: held while a command changes the machine
 # `<machines>/.<name>.host_key`, beside the folder: our pin of a docker-machine machine's SSH host key (docker-machine
 # skips dot files)

@@ -436,6 +436,11 @@ def status(store: Store, name: str, debug: bool = False) -> State:
     return driver_for(store, cfg, debug).status()
 
 
+def unexpected_exit(store: Store, name: str, debug: bool = False) -> str:
+    """What is known when the machine's VM crashed or was killed (empty when it runs or was stopped)."""
+    return driver_for(store, store.load(name), debug).unexpected_exit()
+
+
 def require_running(driver: Driver, name: str) -> None:
     state = driver.status()
     if state != State.RUNNING:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import stat
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -18,16 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from machine import createmarker, machinedir
+from machine import configfile, createmarker, machinedir
 from machine.atomicfile import ensure_dir, write_atomic
-from machine.errors import ConfigError, MachineError, NotFound
+from machine.errors import ConfigError, MachineError
 from machine.filelock import FileLock
 from machine.names import NAME_RE, validate_name
 
 SCHEMA_VERSION = 1
 # docker-machine's top-level keys (machine.dockermachine.record.HEADER_KEYS)
 DOCKER_MACHINE_KEYS = ("ConfigVersion", "Driver", "DriverName", "HostOptions", "Name")
-MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
 def default_root() -> Path:
@@ -176,7 +174,7 @@ class Store:
             raise ConfigError(f"Machine {name!r} is broken: its create did not finish (the command was killed)",
                               f"Remove it with: machine rm {name}")
         path = directory / machinedir.CONFIG
-        raw = self._read_config(name, directory)
+        raw = configfile.read_text(name, directory)
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as e:
@@ -219,48 +217,6 @@ class Store:
         folder (docker-machine's files are not written; docker-machine ignores dot files there)."""
         return self.machines_dir / f".{validate_name(name)}{machinedir.HOST_KEY_SUFFIX}"
 
-    def _read_config(self, name: str, directory: Path) -> str:
-        path = directory / machinedir.CONFIG
-        damaged = f"Fix or restore it, or remove the machine with 'machine rm -f {name}'."
-        try:
-            st = os.stat(path)  # follows symlinks: a dangling one or a loop fails here
-        except FileNotFoundError:
-            if not os.path.lexists(directory):
-                raise NotFound(
-                    f"Host does not exist: {name!r}",
-                    "See the machines you have with 'machine ls', or create one with 'machine create'.",
-                ) from None
-            if os.path.islink(path):
-                raise ConfigError(f"Config file {path} is a symlink to nothing", damaged) from None
-            if createmarker.present(directory):
-                raise ConfigError(f"Machine {name!r} is broken: its create did not finish (no config was written)",
-                                  f"Remove it with: machine rm {name}") from None
-            raise ConfigError(f"Machine folder {directory} has no {machinedir.CONFIG}", damaged) from None
-        except NotADirectoryError:
-            raise ConfigError(f"Machine folder {directory} is not a folder", damaged) from None
-        except OSError as e:  # permission denied, a symlink loop, a name too long
-            raise ConfigError(f"Config file {path} cannot be read: {e.strerror or e}",
-                              "Check the file, its folder and their permissions.") from None
-        if stat.S_ISDIR(st.st_mode):
-            raise ConfigError(f"Config file {path} is a folder, not a file", damaged)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"Config file {path} is not a regular file (a FIFO, socket or device)", damaged)
-        if st.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"Config file {path} is {st.st_size} bytes, too large for a machine config", damaged)
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # never wait on a FIFO swapped in
-            with os.fdopen(fd, "rb") as f:
-                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                    raise ConfigError(f"Config file {path} is not a regular file", damaged)
-                data = f.read(MAX_CONFIG_BYTES + 1)
-        except OSError as e:
-            raise ConfigError(f"Config file {path} cannot be read: {e.strerror or e}",
-                              "Check the file and its permissions.") from None
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"Config file {path} is corrupt: not UTF-8 text (byte {e.start})", damaged) from None
-
     def save(self, cfg: MachineConfig) -> None:
         if cfg.origin:  # docker-machine's record: never rewritten (machine import converts it); keep our pin
             key = str(cfg.ssh.get("host_key") or "")
@@ -288,7 +244,7 @@ class Store:
             if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
                 directory.unlink()
             else:
-                shutil.rmtree(directory, onerror=_make_removable)
+                configfile.remove_tree(directory)
         except FileNotFoundError:
             pass
         except OSError as e:
@@ -304,7 +260,7 @@ class Store:
         (create) and after it is gone (rm); it is deleted on release when the machine does not exist."""
         ensure_dir(self.machines_dir)
         lock_path = self.machines_dir / f".{validate_name(name)}{machinedir.LOCK_SUFFIX}"
-        key = str(lock_path.absolute())
+        key = (threading.get_ident(), str(lock_path.absolute()))
         if key in _HELD:
             _HELD[key] += 1
             try:
@@ -324,23 +280,5 @@ class Store:
             lock.release()
 
 
-# lock files this process holds, with their nesting depth
-_HELD: dict[str, int] = {}
-
-
-def _make_removable(func: Any, path: str, exc_info: Any) -> None:
-    """rmtree's error handler: a folder its owner made unreadable (mode 000) gets u+rwx, then the step is retried."""
-    parent = os.path.dirname(path)
-    for target in (path, parent):
-        try:
-            os.chmod(target, 0o700)
-        except OSError:
-            pass
-    if func in (os.rmdir, os.unlink, os.remove):
-        func(path)
-    else:
-        shutil.rmtree(path, onerror=_rmtree_final)
-
-
-def _rmtree_final(func: Any, path: str, exc_info: Any) -> None:
-    raise exc_info[1]
+# lock files each thread of this process holds, with their nesting depth
+_HELD: dict[tuple[int, str], int] = {}

@@ -36,6 +36,8 @@ from machine.driver import (
 from . import ports, qmp
 from .accel import ACCELS
 
+# what the guest kernel prints on the serial console when it powers itself off
+POWER_OFF_MARKS = ("reboot: Power down", "reboot: System halted", "System halted")
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 START_CHECK = 5.0  # seconds start() watches for qemu failing at once (bad args, port taken)
 QMP_TIMEOUT = 2.0
@@ -189,6 +191,36 @@ class QemuDriver(Driver):
             time.sleep(0.05)
         if pid_alive(pid):
             kill_pid(pid)
+        self._path(machinedir.QEMU_PID).unlink(missing_ok=True)  # stopped on purpose: not a crash
+
+    def unexpected_exit(self) -> str:
+        """qemu left its pid file (it is removed when we stop it) and is gone, and the guest did not power itself
+        off: it crashed or was killed. Says what the console and qemu's log show last."""
+        from machine.process import pid_alive
+
+        try:
+            pid = int(self._path(machinedir.QEMU_PID).read_text().strip())
+        except (OSError, ValueError):
+            return ""
+        if pid_alive(pid):
+            return ""
+        console = self._path(machinedir.CONSOLE_LOG)
+        try:
+            tail = console.read_bytes()[-4096:].decode(errors="replace")
+        except OSError:
+            tail = ""
+        if any(mark in tail for mark in POWER_OFF_MARKS):
+            return ""  # the guest powered itself off (shutdown inside the VM)
+        qemu_said = ""
+        try:
+            qemu_said = " ".join(self._path(machinedir.QEMU_LOG).read_text(errors="replace").split()[-30:])
+        except OSError:
+            pass
+        last = next((line.strip() for line in reversed(tail.splitlines()) if line.strip()), "")
+        return (f"qemu (pid {pid}) exited unexpectedly: it crashed or was killed"
+                + (f"; qemu said: {qemu_said[-200:]}" if qemu_said else "")
+                + (f"; last console line: {last[-120:]}" if last else "")
+                + f" (see {console}). Start it again: machine start {self.ctx.name}")
 
     def remove(self) -> None:
         self.stop(force=True)

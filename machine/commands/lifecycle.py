@@ -63,7 +63,12 @@ def restart(app: App, names: tuple[str, ...]) -> None:
 @pass_app
 def status(app: App, name: str | None) -> None:
     """Print a machine's state (asked of its driver)."""
-    click.echo(str(orchestrator.status(app.store, app.existing(name), app.debug)))
+    resolved = app.existing(name)
+    state = orchestrator.status(app.store, resolved, app.debug)
+    click.echo(str(state))
+    note = orchestrator.unexpected_exit(app.store, resolved, app.debug) if state != "Running" else ""
+    if note:
+        click.echo(f"Warning: {note}", err=True)
 
 
 @click.command()

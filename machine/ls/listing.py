@@ -204,6 +204,8 @@ def probe(store: Store, cfg: MachineConfig, deadline: float, debug: bool = False
     driver = driver_for(store, cfg, debug)
     state = str(driver.status())
     result = Probe(state)
+    if state != RUNNING:
+        result.error = one_line(driver.unexpected_exit())
     if state == RUNNING:
         try:
             result.url = str(cfg.engine.get("url") or driver.url() or "")
