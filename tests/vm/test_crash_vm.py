@@ -74,7 +74,7 @@ def test_qemu_killed_under_a_running_machine_is_reported_as_crashed(store_root: 
                                                                     vm_env: dict[str, str]) -> None:
     name = f"cr-{uuid.uuid4().hex[:6]}"
     try:
-        res = machine("create", "-d", "qemu", "--qemu-memory", "512", "--qemu-cpus", "1", name, env=vm_env,
+        res = machine("create", "-d", "qemu", name, env=vm_env,
                       timeout=900)
         assert res.returncode == 0, res.stdout + res.stderr
         pid = qemu_pid(store_root, name)
