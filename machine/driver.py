@@ -205,6 +205,9 @@ class DriverContext:
     # A second NIC on a cluster network (Swarm): {"switch": vde socket dir, "mac": ..., "address": ...,
     # "prefix": 24}. Drivers that support clusters plug a NIC with that MAC into the switch.
     cluster_nic: dict[str, Any] | None = None
+    # Shared folders: [{"tag": "msh0", "host": "/home/me", "guest": "/home/me", "ro": False}]; the driver
+    # exposes each host folder under its tag with the mechanism it picks (machine.shares.mechanisms).
+    shares: list[dict[str, Any]] = field(default_factory=list)
     debug: bool = False
 
 

@@ -44,6 +44,10 @@ HYPERKIT_LOG = "hyperkit.log"
 HYPERKIT_DISK = "data.img"  # HyperKit: the raw sparse data disk
 HYPERKIT_TTY = "tty"  # HyperKit: the serial console's pty link
 HYPERKIT_TMP = "hyperkit.tmp"
+# qemu shared folders: one virtiofsd per share N (drivers/qemu/sharing.py); format with the share's index
+VIRTIOFSD_PID = "virtiofsd{}.pid"
+VIRTIOFSD_LOG = "virtiofsd{}.log"
+VIRTIOFS_SOCKET = "virtiofs{}.sock"  # its vhost-user socket (under the temp dir when this path is too long)
 
 # -- the machine's agent (machine/agent: published ports, shares) ---------------------------------
 AGENT_PID = "agent.pid"

@@ -15,6 +15,7 @@ from machine.driver import Driver, DriverContext, State, option_values, settable
 from machine.errors import ConfigError, DriverError, HostNotUsable, MachineError, NotFound, TimeoutError_, UsageError
 from machine.names import validate_name
 from machine.progress import Progress
+from machine.shares import hostplan
 from machine.store import MachineConfig, Store
 
 log = logging.getLogger("machine.orchestrator")
@@ -33,6 +34,10 @@ class CreateRequest:
     engine: dict[str, Any] = field(default_factory=dict)
     swarm: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    # shared folders ({"host", "guest", "ro"}, validated by machine.shares.spec); `default_share` marks the
+    # first one as the implicit home share, dropped with a note (not refused) when this host cannot share
+    shares: list[dict[str, Any]] = field(default_factory=list)
+    default_share: bool = False
     boot_timeout: float = BOOT_TIMEOUT
 
 
@@ -56,6 +61,7 @@ def driver_for(store: Store, cfg: MachineConfig, debug: bool = False) -> Driver:
         cache_dir=store.cache_dir,
         engine_port=int(cfg.engine.get("port", 2376)),
         cluster_nic=dict(cfg.swarm) if cfg.swarm.get("mac") else None,
+        shares=hostplan.device_entries(cfg.shares),
         debug=debug,
     )
     seed = ctx.machine_dir / machinedir.SEED
@@ -100,11 +106,13 @@ def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = F
             hint = f"Pick another name, or remove it first: machine rm {req.name}"
             raise UsageError(f"Machine {req.name!r} already exists", hint)
         check_available(req.driver, options)
+        shares = hostplan.keep_for_create(cls.name, cls.features.share_mechanisms, req.shares, req.default_share,
+                                          progress.warn)
         engine = {"transport": "tls", "port": 2376, **req.engine}
         secrets = {o.key for o in cls.options if o.secret}
         cfg = MachineConfig(name=req.name, driver=req.driver,
                             driver_options={k: v for k, v in options.items() if k not in secrets},
-                            engine=engine, swarm=dict(req.swarm), labels=dict(req.labels))
+                            engine=engine, swarm=dict(req.swarm), labels=dict(req.labels), shares=shares)
         driver: Driver | None = None
         try:
             # the marker goes first and leaves last: a create killed in between shows as broken, not healthy
@@ -167,6 +175,15 @@ def _boot(store: Store, cfg: MachineConfig, driver: Driver, progress: Progress, 
             store.save(cfg)
     if driver.features.managed_engine:
         wait_ready(driver, progress, timeout)
+    _record_share_errors(cfg, driver, progress)
+
+
+def _record_share_errors(cfg: MachineConfig, driver: Driver, progress: Progress) -> None:
+    """What the guest reported about its shared folders at this boot: saved (ls shows it in ERRORS) and told.
+    A share that failed does not stop the machine."""
+    cfg.share_errors = hostplan.boot_errors(driver.ctx.shares, driver.console_log()) if cfg.shares else []
+    for err in cfg.share_errors:
+        progress.warn(f"{err} (the machine runs without it; 'machine doctor' says which mechanism is used)")
 
 
 def wait_ready(driver: Driver, progress: Progress, timeout: float = BOOT_TIMEOUT) -> None:
@@ -304,6 +321,30 @@ def set_options(store: Store, name: str, given: dict[str, Any], debug: bool = Fa
         cfg.driver_options.update({key: new for key, (_, new) in changes.items()})
         store.save(cfg)
     return changes
+
+
+def set_shares(store: Store, name: str, shares: list[dict[str, Any]], debug: bool = False
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Replace a stopped machine's shared folders (`machine set --share/--no-share`); the guest mounts the new
+    ones at the next start. Returns (old, new)."""
+    with store.lock(name):
+        cfg = store.load(name)
+        old = list(cfg.shares)
+        if old == shares:
+            return old, shares
+        if shares:
+            hostplan.require_mechanism(cfg.driver, registry.get(cfg.driver).features.share_mechanisms)
+        state = driver_for(store, cfg, debug).status()
+        if state != State.STOPPED:
+            raise MachineError(f"Machine {name!r} is {state}: its shared folders can change only while it is stopped",
+                               f"Stop it first: machine stop {name}")
+        cfg.shares = list(shares)
+        cfg.share_errors = []
+        from machine.provision.seeding import update_shares
+
+        update_shares(cfg, store.machine_dir(name))
+        store.save(cfg)
+    return old, shares
 
 
 def restart(store: Store, name: str, progress: Progress, debug: bool = False) -> None:

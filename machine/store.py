@@ -50,6 +50,10 @@ class MachineConfig:
     ssh: dict[str, Any] = field(default_factory=dict)
     swarm: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    # shared folders: [{"host": ..., "guest": ..., "ro": bool}] (machine.shares.spec); share_errors: what the
+    # guest reported at the last boot ("share /home/me: ...")
+    shares: list[dict[str, Any]] = field(default_factory=list)
+    share_errors: list[str] = field(default_factory=list)
     created_at: str = ""
     # "docker-machine" for a machine `machine import` converted (its docker-machine keys are then kept as
     # they were, so docker-machine still drives it)
@@ -109,6 +113,12 @@ class MachineConfig:
                     "The file is damaged: restore it, or remove the machine with 'machine rm -f'.",
                 )
         _check_values(values, source)
+        for key in ("shares", "share_errors"):
+            if key in values and not isinstance(values[key], list):
+                raise ConfigError(
+                    f"Config file {source}: '{key}' must be a list",
+                    "The file is damaged: restore it, or remove the machine with 'machine rm -f'.",
+                )
         return cls(**values)
 
 

@@ -51,7 +51,7 @@ class HyperKitDriver(Driver):
     name = "hyperkit"
     description = ("HyperKit VM on macOS, Intel only (DEPRECATED upstream; on Apple silicon use the qemu driver "
                    "with HVF).")
-    features = Features()
+    features = Features(share_mechanisms=("9p",))  # hyperkit virtio-9p
     options = (
         Option("cpu-count", "Number of virtual CPUs", default=2, type=int, minimum=1, maximum=MAX_CPUS),
         Option("memory", "Memory in MiB", default=2048, type=int, minimum=MIN_MEMORY_MIB, maximum=MAX_MEMORY_MIB),
@@ -169,7 +169,8 @@ class HyperKitDriver(Driver):
         """hyperkit's arguments, as docker-machine-driver-hyperkit builds them (with -M: only print the
         MAC vmnet assigns to `uuid`, then exit)."""
         kernel, initrd, iso, cmdline = self._boot_files()
-        for path in (kernel, initrd, iso, self.ctx.seed_path, self._dir):
+        shares = [s["host"] for s in self.ctx.shares]
+        for path in (kernel, initrd, iso, self.ctx.seed_path, self._dir, *shares):
             if path and "," in str(path):  # hyperkit splits -s and -f values at commas
                 raise MachineError(f"HyperKit cannot use a path with a comma: {path}",
                                    "Move it (or set MACHINE_STORAGE_PATH / MACHINE_OS_DIR) to a path without commas.")
@@ -187,6 +188,10 @@ class HyperKitDriver(Driver):
                 if cd:
                     args += ["-s", f"{slot}:0,ahci-cd,{cd}"]
                     slot += 1
+            # shared folders: hyperkit's virtio-9p takes path= and tag= (no read-only: the guest mounts those ro)
+            for share in self.ctx.shares:
+                args += ["-s", f"{slot}:0,virtio-9p,path={share['host']},tag={share['tag']}"]
+                slot += 1
         args += ["-U", uuid]
         if not print_mac:
             tty, console = self._dir / machinedir.HYPERKIT_TTY, self._dir / machinedir.CONSOLE_LOG

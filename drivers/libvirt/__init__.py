@@ -47,7 +47,7 @@ def is_local_uri(uri: str) -> bool:
 class LibvirtDriver(Driver):
     name = "libvirt"
     description = "A libvirt (qemu/KVM) domain, through libvirt-python."
-    features = Features()
+    features = Features(share_mechanisms=("virtiofs", "9p"))
     options = (
         Option("uri", "libvirt connection URI (qemu:///system, qemu:///session, ...)", DEFAULT_URI, allow_empty=False),
         Option("cpus", "Number of virtual CPUs", 2, int, settable=True, minimum=1, maximum=MAX_CPUS),
@@ -180,9 +180,32 @@ class LibvirtDriver(Driver):
             tb_cache_mib=int(self.opt("tb_cache") or TCG_TB_CACHE_MIB),
         )
         try:
-            conn.defineXML(render_domain(spec))
+            conn.defineXML(self._with_shares(render_domain(spec)))
         except libvirt.libvirtError as e:
             raise self._fail(e, "Defining the domain") from None
+
+    def _with_shares(self, xml: str) -> str:
+        """The domain XML with the machine's shared folders (mechanism chosen here, recorded in data)."""
+        from machine.shares import mechanisms
+
+        from .sharesxml import with_shares
+
+        chosen = mechanisms.choose(self.features.share_mechanisms) if self.ctx.shares else None
+        if self.ctx.shares and chosen is None:
+            raise DriverError(f"{self.ctx.name!r} has shared folders but this host cannot share them: "
+                              f"{mechanisms.explain(self.features.share_mechanisms)}",
+                              f"Remove them (machine set {self.ctx.name} --no-share) or see 'machine doctor'.")
+        self.data["share_mechanism"] = chosen.mechanism if chosen else ""
+        return with_shares(xml, self.ctx.shares, chosen.mechanism if chosen else None, mechanisms.find_virtiofsd())
+
+    def _apply_shares(self, dom: Any) -> None:
+        """Redefine the stopped domain when `machine set` changed its shares (or the mechanism changed)."""
+        from .sharesxml import shares_of
+
+        xml = dom.XMLDesc(lv.import_libvirt().VIR_DOMAIN_XML_INACTIVE)
+        wanted = self._with_shares(xml)
+        if shares_of(wanted) != shares_of(xml):
+            self._conn().defineXML(wanted)
 
     def _attach_network(self, conn: Any, network: str) -> str:
         from . import networks
@@ -217,6 +240,7 @@ class LibvirtDriver(Driver):
             if self.user_mode:
                 self._refresh_ports(dom)
             self._apply_resources(dom)
+            self._apply_shares(dom)
             try:
                 Path(self.console_log()).write_bytes(b"")  # the readiness line must come from this boot
             except OSError:

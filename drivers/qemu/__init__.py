@@ -69,7 +69,8 @@ def socket_path(machine_dir: Path) -> Path:
 class QemuDriver(Driver):
     name = "qemu"
     description = "qemu-system run directly (KVM/HVF/WHPX when usable, else TCG); user-mode networking."
-    features = Features(cluster_nic=CLUSTER_VDE)  # a Swarm node's second NIC plugs into the cluster's vde_switch
+    # a Swarm node's second NIC plugs into the cluster's vde_switch
+    features = Features(cluster_nic=CLUSTER_VDE, share_mechanisms=("virtiofs", "9p"))
     options: ClassVar[tuple[Option, ...]] = (
         Option("cpus", "Number of virtual CPUs", default=2, type=int, settable=True, minimum=1, maximum=MAX_CPUS),
         Option("memory", "Memory in MiB", default=1024, type=int, settable=True, minimum=MIN_MEMORY_MIB,
@@ -192,6 +193,9 @@ class QemuDriver(Driver):
         if pid_alive(pid):
             kill_pid(pid)
         self._path(machinedir.QEMU_PID).unlink(missing_ok=True)  # stopped on purpose: not a crash
+        from .sharing import stop_daemons
+
+        stop_daemons(self)
 
     def unexpected_exit(self) -> str:
         """qemu left its pid file (it is removed when we stop it) and is gone, and the guest did not power itself
@@ -224,10 +228,14 @@ class QemuDriver(Driver):
 
     def remove(self) -> None:
         self.stop(force=True)
+        from .sharing import stop_daemons
+
+        stop_daemons(self)  # also when qemu was gone already
         sock = socket_path(self.dir)
         made = (machinedir.DATA_DISK, machinedir.ROOT_DISK, machinedir.CONSOLE_LOG, machinedir.QEMU_LOG,
                 machinedir.QEMU_PID, machinedir.QMP_SOCKET)
-        for path in (*(self._path(name) for name in made), sock):
+        logs = list(self.dir.glob(machinedir.VIRTIOFSD_LOG.format("*")))
+        for path in (*(self._path(name) for name in made), sock, *logs):
             path.unlink(missing_ok=True)
         self.data.pop("created", None)
 

@@ -44,6 +44,9 @@ class VMSpec:
     # a second NIC on a cluster's userspace switch (Swarm): VDE socket dir and MAC
     cluster_switch: str | None = None
     cluster_mac: str | None = None
+    # shared folders: virtiofs (tag, vhost-user socket of its virtiofsd) or 9p (tag, host folder, read-only)
+    virtiofs: tuple[tuple[str, str], ...] = ()
+    ninep: tuple[tuple[str, str, bool], ...] = ()
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -89,6 +92,21 @@ def network_args(spec: VMSpec) -> list[str]:
     return args
 
 
+def share_args(spec: VMSpec) -> list[str]:
+    """Shared folders. virtiofs needs the guest RAM as shared memory (memfd) for virtiofsd to map it."""
+    args: list[str] = []
+    if spec.virtiofs:
+        args += ["-object", f"memory-backend-memfd,id=mem,size={spec.memory_mib}M,share=on",
+                 "-numa", "node,memdev=mem"]
+        for i, (tag, sock) in enumerate(spec.virtiofs):
+            args += ["-chardev", f"socket,id=vfs{i},path={escape(sock)}",
+                     "-device", f"vhost-user-fs-pci,chardev=vfs{i},tag={escape(tag)},queue-size=1024"]
+    for i, (tag, host, ro) in enumerate(spec.ninep):
+        fsdev = f"local,id=fs{i},path={escape(host)},security_model=none" + (",readonly=on" if ro else "")
+        args += ["-fsdev", fsdev, "-device", f"virtio-9p-pci,fsdev=fs{i},mount_tag={escape(tag)}"]
+    return args
+
+
 def qmp_args(qmp: str) -> list[str]:
     return ["-qmp", f"{qmp},server=on,wait=off"]
 
@@ -105,6 +123,7 @@ def build_args(spec: VMSpec) -> list[str]:
         accel = accel[:2]
     args += accel
     args += ["-smp", str(spec.cpus), "-m", str(spec.memory_mib)]
+    args += share_args(spec)
     if spec.kernel:
         args += ["-kernel", str(spec.kernel)]
         if spec.initrd:

@@ -164,9 +164,18 @@ def launch(driver: QemuDriver) -> None:
     if not driver.data.get("qmp"):
         sock.unlink(missing_ok=True)
     spec = vm_spec(driver, qemu)
+    from dataclasses import replace
+
+    from . import sharing
+
+    spec = replace(spec, **sharing.spec_fields(driver))  # starts virtiofsd when that is the mechanism
     qlog = driver._path(machinedir.QEMU_LOG)
     qlog.unlink(missing_ok=True)
-    pid = process.spawn(cmdline.build_args(spec), log_file=qlog, cwd=driver.dir)
+    try:
+        pid = process.spawn(cmdline.build_args(spec), log_file=qlog, cwd=driver.dir)
+    except BaseException:
+        sharing.stop_daemons(driver)
+        raise
     driver._path(machinedir.QEMU_PID).write_text(f"{pid}\n")
     driver.data["started_at"] = time.time()
     deadline = time.monotonic() + 5.0
@@ -174,6 +183,7 @@ def launch(driver: QemuDriver) -> None:
         if not pid_alive(pid):
             err = qlog.read_text(errors="replace").strip() if qlog.exists() else ""
             driver._path(machinedir.QEMU_PID).unlink(missing_ok=True)
+            sharing.stop_daemons(driver)
             raise DriverError(f"qemu exited at once: {err[-800:] or 'no output'}",
                               "Run with -D to see the qemu command line.")
         try:

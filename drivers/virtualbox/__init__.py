@@ -43,7 +43,7 @@ SSH_USER = "root"
 class VirtualBoxDriver(Driver):
     name = "virtualbox"
     description = "VirtualBox VM (VBoxManage, VirtualBox >= 6.1) booting the machine OS ISO."
-    features = Features()
+    features = Features(share_mechanisms=("vboxsf",))
     options = (
         Option("cpu-count", "Number of virtual CPUs", default=2, type=int, minimum=1, maximum=MAX_CPUS),
         Option("memory", "Memory in MiB", default=2048, type=int, minimum=MIN_MEMORY_MIB, maximum=MAX_MEMORY_MIB),
@@ -175,6 +175,21 @@ class VirtualBoxDriver(Driver):
         if self.ctx.seed_path:
             runner.run("storageattach", uuid, "--storagectl", CONTROLLER, "--port", "0", "--device", "1",
                        "--type", "dvddrive", "--medium", Path(self.ctx.seed_path).resolve())
+        self._sync_shares(runner, uuid, {})
+
+    def _sync_shares(self, runner: vbm.VBoxManage, uuid: str, info: dict[str, str]) -> None:
+        """Make the VM's permanent shared folders named msh<N> exactly the machine's shares (the guest mounts
+        each by that name with vboxsf). Only while the VM is powered off."""
+        prefix = "SharedFolderNameMachineMapping"
+        have = {v: info.get(k.replace("Name", "Path", 1), "") for k, v in info.items() if k.startswith(prefix)}
+        want = {s["tag"]: s for s in self.ctx.shares}
+        for name, path in have.items():
+            if name.startswith("msh") and (name not in want or want[name]["host"] != path):
+                runner.run("sharedfolder", "remove", uuid, f"--name={name}")
+        for tag, share in want.items():
+            if have.get(tag) != share["host"]:
+                runner.run("sharedfolder", "add", uuid, f"--name={tag}", f"--hostpath={share['host']}",
+                           *(["--readonly"] if share.get("ro") else []))
 
     def start(self) -> None:
         state = self.status()
@@ -186,6 +201,7 @@ class VirtualBoxDriver(Driver):
         if state == State.PAUSED:
             runner.run("controlvm", self.data["uuid"], "resume")
             return
+        self._sync_shares(runner, self.data["uuid"], self._info() or {})  # `machine set` may have changed them
         runner.run("startvm", self.data["uuid"], "--type", self._option("ui_type"), timeout=300)
 
     def stop(self, force: bool = False) -> None:

@@ -65,6 +65,7 @@ def request_from_options(name: str, driver: str, engine_transport: str = "tls", 
                          engine_env: tuple = (), engine_opt: tuple = (), engine_install_url: str | None = None,
                          engine_version: str | None = None, tls_san: tuple = (), swarm_manager: str | None = None,
                          swarm_join: str | None = None, engine_archive: str | None = None,
+                         share: tuple = (), no_share: bool = False,
                          **driver_flags: Any) -> orchestrator.CreateRequest:
     """The CreateRequest that `machine create` options describe (also used by `machine swarm`)."""
     validate_name(name)
@@ -97,7 +98,14 @@ def request_from_options(name: str, driver: str, engine_transport: str = "tls", 
         swarm = {"cluster": validate_name(swarm_manager), "role": "manager"}
     elif swarm_join:
         swarm = {"cluster": validate_name(swarm_join), "role": "worker"}
-    return orchestrator.CreateRequest(name=name, driver=cls.name, driver_flags=own, engine=engine, swarm=swarm)
+    from machine.shares import spec
+
+    default = spec.default_share() if cls.features.share_mechanisms else None
+    if share and not cls.features.share_mechanisms:
+        raise UsageError(f"Driver {driver!r} cannot share folders", "Create the machine without --share.")
+    shares, with_default = spec.plan(share, no_share, default)
+    return orchestrator.CreateRequest(name=name, driver=cls.name, driver_flags=own, engine=engine, swarm=swarm,
+                                      shares=[s.to_dict() for s in shares], default_share=with_default)
 
 
 def parse_request(name: str, args: list[str]) -> orchestrator.CreateRequest:
@@ -151,6 +159,11 @@ def _build() -> click.Command:
         click.Option(["--tls-san"], multiple=True, metavar="NAME|IP", help="Extra SAN for the server certificate."),
         click.Option(["--swarm-manager"], metavar="CLUSTER", help="Make this machine a manager of CLUSTER."),
         click.Option(["--swarm-join"], metavar="CLUSTER", help="Join CLUSTER as a worker."),
+        click.Option(["--share"], multiple=True, metavar="HOST_PATH[:GUEST_PATH][:ro]",
+                     help="Share a host folder with the machine (repeatable; by default at the same path, "
+                          "writable). The home folder is shared unless --no-share."),
+        click.Option(["--no-share"], is_flag=True, default=False,
+                     help="Share no folder, not even the home folder."),
         *_driver_params(),
     ]
     return click.Command(

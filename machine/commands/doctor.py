@@ -21,11 +21,18 @@ def _drivers() -> list[dict[str, Any]]:
         try:
             cls = registry.get(name)
             verdict = cls.check_available({})
-            rows.append({"driver": name, "ok": verdict.ok, "message": verdict.message, "hint": verdict.hint})
+            rows.append({"driver": name, "ok": verdict.ok, "message": verdict.message, "hint": verdict.hint,
+                         "shares": _shares(cls.features.share_mechanisms)})
         except Exception as e:  # a broken driver is reported, not raised
             rows.append({"driver": name, "ok": False, "message": f"cannot load or check: {e}",
                          "hint": "Reinstall the package that provides it."})
     return rows
+
+
+def _shares(declared: tuple[str, ...]) -> str:
+    from machine.shares import mechanisms
+
+    return mechanisms.explain(declared)
 
 
 def _kvm(app: App, recheck: bool) -> dict[str, Any]:
@@ -64,6 +71,10 @@ def doctor(app: App, as_json: bool, recheck: bool) -> None:
         click.echo(f"  {mark} {row['driver']:<12} {row['message']}")
         if row["hint"] and not row["ok"]:
             click.echo(f"       {'':<12} fix: {row['hint']}")
+    click.echo("Shared folders (mechanism each driver would use here):")
+    for row in report["drivers"]:
+        if "shares" in row:
+            click.echo(f"  {row['driver']:<12} {row['shares']}")
     kvm = report["kvm"]
     cached = " (cached; --recheck to probe again)" if kvm["cached"] else ""
     click.echo(f"KVM: {'usable' if kvm['usable'] else 'NOT usable'}: {kvm['reason']}"

@@ -39,6 +39,9 @@ def public_view(cfg: MachineConfig, machine_dir: os.PathLike[str] | str) -> dict
         "SSH": {k: v for k, v in cfg.ssh.items()},
         "Swarm": cfg.swarm,
         "Labels": cfg.labels,
+        "Shares": [{"HostPath": s.get("host"), "GuestPath": s.get("guest"), "ReadOnly": bool(s.get("ro"))}
+                   for s in cfg.shares],
+        "ShareErrors": list(cfg.share_errors),
         "CreatedAt": cfg.created_at,
         "StorePath": str(machine_dir),
         "SchemaVersion": cfg.schema_version,

@@ -28,10 +28,28 @@ def _settable_params() -> list[click.Parameter]:
     return params
 
 
-def _set(app: App, name: str, **flags: Any) -> None:
+def _set_shares(app: App, name: str, share: tuple[str, ...], no_share: bool) -> None:
+    from machine.shares import spec
+
+    shares, _ = spec.plan(share, no_share, None)
+    old, new = orchestrator.set_shares(app.store, name, [s.to_dict() for s in shares], app.debug)
+    if old == new:
+        click.echo(f"Nothing changed: {name!r} already shares these folders.")
+        return
+    before = ", ".join(str(s) for s in spec.from_config(old)) or "none"
+    after = ", ".join(str(s) for s in spec.from_config(new)) or "none"
+    click.echo(f"shared folders: {before} -> {after}")
+
+
+def _set(app: App, name: str, share: tuple[str, ...] = (), no_share: bool = False, **flags: Any) -> None:
     name = app.existing(name)
     driver = app.store.load(name).driver
+    if share or no_share:
+        _set_shares(app, name, share, no_share)
     given = {k: v for k, v in flags.items() if v not in (None, ())}
+    if (share or no_share) and not given:
+        app.progress.info(f"The changes take effect when {name!r} starts: machine start {name}")
+        return
     prefix = f"{driver}__"
     foreign = sorted({k.split("__")[0] for k in given if not k.startswith(prefix)})
     if foreign:
@@ -49,7 +67,14 @@ def _set(app: App, name: str, **flags: Any) -> None:
     app.progress.info(f"The changes take effect when {name!r} starts: machine start {name}")
 
 
+_SHARE_PARAMS = [
+    click.Option(["--share"], multiple=True, metavar="HOST_PATH[:GUEST_PATH][:ro]",
+                 help="The machine's shared folders become exactly these (repeatable; include your home folder "
+                      "to keep it)."),
+    click.Option(["--no-share"], is_flag=True, default=False, help="Share no folder any more."),
+]
+
 set_ = click.Command(
-    "set", params=[click.Argument(["name"]), *_settable_params()], callback=pass_app(_set),
-    help="Change a stopped machine's driver options (memory, CPUs, host address...); they take effect at "
-         "the next start. Only the options listed below can change; for others, recreate the machine.")
+    "set", params=[click.Argument(["name"]), *_SHARE_PARAMS, *_settable_params()], callback=pass_app(_set),
+    help="Change a stopped machine's driver options (memory, CPUs, host address...) or shared folders; they take "
+         "effect at the next start. Only the options listed below can change; for others, recreate the machine.")

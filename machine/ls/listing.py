@@ -282,6 +282,8 @@ def _row(cfg: MachineConfig, result: Any, timeout: float, docker_host: str, curr
     if isinstance(result, Probe):
         row.State, row.URL, row.DockerVersion, row.Error = result.state, result.url, result.version, result.error
         row.ResponseTime = go_duration(result.took)
+        if result.state == RUNNING and cfg.share_errors and not row.Error:  # a share the guest could not mount
+            row.Error = one_line("; ".join(cfg.share_errors))
     elif isinstance(result, TimeoutError_):
         row.State, row.Error, row.ResponseTime = "Timeout", one_line(result.message), go_duration(timeout)
     else:

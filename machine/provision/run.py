@@ -91,6 +91,7 @@ def provision(store: Store, cfg: MachineConfig, driver: Driver, progress: Progre
     try:
         with progress.step("Detecting the operating system"):
             prov = _detect(remote, store, cfg)
+        _mount_shares(cfg, driver, remote, progress)
         reissued = cfg.engine.get("transport", "tls") == "tls" and _cover_addresses(store, cfg, driver)
         if not prov.engine_installed():
             with progress.step(f"Installing the Docker engine ({prov.family})"):
@@ -108,6 +109,20 @@ def provision(store: Store, cfg: MachineConfig, driver: Driver, progress: Progre
     progress.info(f"Docker is up and running! (engine {version} at {cfg.engine['url']})")
     if cfg.engine.get("transport") == "ssh":
         progress.info(ssh_transport_hint(store, cfg))
+
+
+def _mount_shares(cfg: MachineConfig, driver: Driver, remote: Remote, progress: Progress) -> None:
+    """Guests other than our machine OS (which mounts them from its seed) get their shares over SSH."""
+    if cfg.ssh.get("os") == "machine-os" or not (driver.ctx.shares or cfg.ssh.get("shares_mounted")):
+        return
+    from machine.provision import sharemounts
+
+    mechanism = driver.data.get("share_mechanism") or next(iter(driver.features.share_mechanisms), None)
+    with progress.step("Mounting shared folders"):
+        cfg.share_errors = sharemounts.apply(remote, driver.ctx.shares, mechanism)
+    cfg.ssh["shares_mounted"] = bool(driver.ctx.shares)
+    for err in cfg.share_errors:
+        progress.warn(f"{err} (the machine runs without it)")
 
 
 def _cover_addresses(store: Store, cfg: MachineConfig, driver: Driver) -> bool:
@@ -137,6 +152,12 @@ def after_start(store: Store, cfg: MachineConfig, driver: Driver, progress: Prog
             new = f"ssh://{cfg.ssh.get('user') or ep.user}@{ep.host}:{ep.port}"
             _note_url(cfg, new, progress)
         return
+    if cfg.ssh.get("os") not in (None, "machine-os") and (driver.ctx.shares or cfg.ssh.get("shares_mounted")):
+        remote = Remote(open_session(store, cfg, driver, progress))
+        try:
+            _mount_shares(cfg, driver, remote, progress)
+        finally:
+            remote.session.close()
     if _cover_addresses(store, cfg, driver):
         with progress.step("Re-issuing the server certificate for the machine's new address"):
             remote = Remote(open_session(store, cfg, driver, progress))

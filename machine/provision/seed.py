@@ -22,6 +22,7 @@ from machine.errors import ConfigError
 
 VOLUME_ID = "cidata"
 CLOUD_CONFIG_HEADER = "#cloud-config\n"
+SHARES_KEY = "machine_shares"
 
 # ISO9660 level-1 name, Rock Ridge / Joliet name
 _ISO_NAMES = {
@@ -81,8 +82,10 @@ def user_data(
     files: Iterable[SeedFile] = (),
     host_keys: Mapping[str, str] | None = None,
     user: str = "root",
+    shares: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The cloud-config document (as a dict) that `build_seed` writes to user-data."""
+    """The cloud-config document (as a dict) that `build_seed` writes to user-data. `shares` (our machine OS
+    only: key `machine_shares`) are the folders the guest mounts at every boot: {"tag", "path", "ro"}."""
     keys = [k.strip() for k in authorized_keys if k and k.strip()]
     cfg: dict[str, Any] = {
         "hostname": hostname,
@@ -91,6 +94,9 @@ def user_data(
         "ssh_authorized_keys": keys,
         "write_files": [f.to_cloud_config() for f in files],
     }
+    mounts = [dict(x) for x in shares]
+    if mounts:
+        cfg[SHARES_KEY] = mounts
     if user == "root":
         cfg["disable_root"] = False
     else:
@@ -162,6 +168,7 @@ def render_seed(
     host_keys: Mapping[str, str] | None = None,
     network_config: Mapping[str, Any] | None = None,
     user: str = "root",
+    shares: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, bytes]:
     """The seed's files by name (`meta-data`, `user-data`, maybe `network-config`)."""
     _check(instance_id, hostname, user)
@@ -174,6 +181,7 @@ def render_seed(
                 files=files,
                 host_keys=host_keys,
                 user=user,
+                shares=shares,
             )
         ).encode(),
     }
@@ -209,6 +217,7 @@ def build_seed(
     host_keys: Mapping[str, str] | None = None,
     network_config: Mapping[str, Any] | None = None,
     user: str = "root",
+    shares: Iterable[Mapping[str, Any]] = (),
 ) -> Path:
     """Write a NoCloud `cidata` seed ISO to `path` atomically (mode 0600: it may hold a host key).
 
@@ -224,8 +233,49 @@ def build_seed(
         host_keys=host_keys,
         network_config=network_config,
         user=user,
+        shares=shares,
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, build_iso(docs))
     return path
+
+
+def read_iso(path: Path) -> dict[str, bytes]:
+    """The files at the root of a seed ISO this module wrote, by their Rock Ridge names."""
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    iso.open(str(path))
+    try:
+        docs: dict[str, bytes] = {}
+        for name in ("meta-data", "user-data", "network-config"):
+            out = io.BytesIO()
+            try:
+                iso.get_file_from_iso_fp(out, rr_path="/" + name)
+            except pycdlib.pycdlibexception.PyCdlibInvalidInput:
+                continue
+            docs[name] = out.getvalue()
+    finally:
+        iso.close()
+    return docs
+
+
+def replace_shares(path: Path, shares: Iterable[Mapping[str, Any]]) -> None:
+    """Rewrite the seed at `path` with another list of shares (`machine set` on a stopped machine); the rest
+    (instance id, keys, files) stays as it was, so the guest does not take it for a new instance."""
+    docs = read_iso(path)
+    raw = docs.get("user-data", b"").decode()
+    body = raw[len(CLOUD_CONFIG_HEADER):] if raw.startswith(CLOUD_CONFIG_HEADER) else raw
+    try:
+        doc = json.loads(body)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"The seed {path} has no JSON user-data ({e.msg})",
+                          "Recreate the machine to change its shared folders.") from None
+    mounts = [dict(x) for x in shares]
+    if mounts:
+        doc[SHARES_KEY] = mounts
+    else:
+        doc.pop(SHARES_KEY, None)
+    docs["user-data"] = render_user_data(doc).encode()
+    write_atomic(path, build_iso(docs))

@@ -70,6 +70,23 @@ def cluster_network(cfg: MachineConfig) -> dict[str, Any] | None:
     return {"version": 2, "ethernets": {"c0": nic}}
 
 
+def share_entries(cfg: MachineConfig) -> list[dict[str, Any]]:
+    """The shared folders our machine OS mounts at boot (seed key machine_shares)."""
+    from machine.shares import spec
+
+    return spec.guest_entries(spec.from_config(cfg.shares))
+
+
+def update_shares(cfg: MachineConfig, machine_dir: Any) -> None:
+    """After `machine set` changed the shares: the machine OS seed lists the new ones (other guests mount
+    them over SSH after each start)."""
+    from machine.provision.seed import replace_shares
+
+    seed = machine_dir / "seed.iso"
+    if cfg.ssh.get("seed_kind", MACHINE_OS) == MACHINE_OS and seed.exists():
+        replace_shares(seed, share_entries(cfg))
+
+
 def prepare(store: Store, cfg: MachineConfig, ctx: DriverContext) -> None:
     from machine import registry
 
@@ -105,6 +122,7 @@ def prepare(store: Store, cfg: MachineConfig, ctx: DriverContext) -> None:
         host_keys={"ed25519_private": host.private, "ed25519_public": host.public},
         network_config=cluster_network(cfg),
         user=cfg.ssh["user"],
+        shares=share_entries(cfg) if kind == MACHINE_OS else (),
     )
     cfg.ssh["seed_kind"] = kind
     cfg.engine["configured_by_seed"] = kind == MACHINE_OS

@@ -238,3 +238,35 @@ def test_fake_parses_like_hyperkit(fake: Path) -> None:
     bad = subprocess.run(["hyperkit", "-s", "2:0,virtio-blk,/nonexistent.img", "-f", "kexec,a,b,"],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "Could not open backing file" in bad.stderr
+
+
+def test_shared_folders_are_virtio_9p_devices_the_fake_accepts(fake: Path, tmp_path: Path) -> None:
+    src, data = tmp_path / "src", tmp_path / "data"
+    src.mkdir()
+    data.mkdir()
+    mdir = tmp_path / "m" / "hk2"
+    mdir.mkdir(parents=True)
+    (mdir / "seed.iso").write_bytes(b"seed")
+    d = HyperKitDriver(DriverContext(name="hk2", machine_dir=mdir, options={"memory": 768, "cpu_count": 1,
+                                                                          "disk_size": 3000},
+                                     seed_path=mdir / "seed.iso",
+                                     shares=[{"tag": "msh0", "host": str(src), "guest": "/src", "ro": False},
+                                             {"tag": "msh1", "host": str(data), "guest": "/data", "ro": True}]))
+    try:
+        d.create()
+        argv = d.command("hyperkit", d.data["uuid"])
+        i = argv.index("-U")
+        assert argv[i - 4:i] == ["-s", f"5:0,virtio-9p,path={src},tag=msh0",
+                                 "-s", f"6:0,virtio-9p,path={data},tag=msh1"]
+        d.start()
+        assert wait(lambda: d.status() == State.RUNNING)
+        assert wait(lambda: f"virtio-9p: initialising path={data},tag=msh1" in (mdir / "hyperkit.log").read_text())
+    finally:
+        d.remove()
+    bad = subprocess.run(["hyperkit", "-s", f"5:0,virtio-9p,path={src},tag=msh0,ro", "-f", "kexec,a,b,"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 4 and "invalid option: ro" in bad.stderr
+    (tmp_path / "a,b").mkdir()
+    d.ctx.shares = [{"tag": "msh0", "host": str(tmp_path / "a,b"), "guest": "/x", "ro": False}]
+    with pytest.raises(MachineError, match="comma"):
+        d.command("hyperkit", "u")

@@ -493,3 +493,25 @@ def test_rewrite_resources_keeps_other_elements() -> None:
     out = rewrite_resources(xml, 512, 4)
     assert out == ("<domain><memory unit='MiB'>512</memory><currentMemory unit='MiB'>512</currentMemory>"
                    "<memoryBacking><source type='memfd'/></memoryBacking><vcpu placement='static'>4</vcpu></domain>")
+
+
+def test_shares_are_filesystems_and_follow_machine_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from machine.drivers.libvirt.sharesxml import shares_of
+
+    fake_os(tmp_path, monkeypatch)
+    monkeypatch.setenv("MACHINE_SHARE_MECHANISM", "9p")  # the test driver knows no virtiofs binary
+    src, other = tmp_path / "src", tmp_path / "other"
+    src.mkdir()
+    other.mkdir()
+    drv = make_driver(tmp_path, "sh1")
+    drv.ctx.shares = [{"tag": "msh0", "host": str(src), "guest": "/src", "ro": True}]
+    try:
+        drv.create()
+        xml = drv._domain().XMLDesc(0)
+        assert shares_of(xml) == [("9p", str(src), "msh0", True)]
+        assert drv.data["share_mechanism"] == "9p"
+        drv.ctx.shares = [{"tag": "msh0", "host": str(other), "guest": "/o", "ro": False}]  # machine set
+        drv.start()
+        assert shares_of(drv._domain().XMLDesc(0)) == [("9p", str(other), "msh0", False)]
+    finally:
+        drv.remove()

@@ -148,9 +148,11 @@ def test_doctor_reports_drivers_kvm_and_image(store_root: Path, monkeypatch: pyt
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     qemu = next(row for row in report["drivers"] if row["driver"] == "qemu")
-    assert set(qemu) == {"driver", "ok", "message", "hint"}
+    assert set(qemu) == {"driver", "ok", "message", "hint", "shares"}
+    assert qemu["shares"].split(":")[0] in ("virtiofs", "9p")  # the share mechanism qemu would use here
     assert report["kvm"]["usable"] is False and "MSR 0x10a" in report["kvm"]["reason"]
     assert report["machine_os"]["ok"] is False and "machine os build" in report["machine_os"]["hint"]
     text = CliRunner().invoke(cli, ["doctor", "--recheck"])
     assert text.exit_code == 0 and "KVM: NOT usable: failed to set MSR 0x10a" in text.output
+    assert "Shared folders (mechanism each driver would use here):" in text.output
     assert seen == [False, True]

@@ -342,3 +342,46 @@ def test_fake_refuses_changes_while_running(fake: Path) -> None:
     locked = fake_run("modifyvm", "x", "--cpus", "2")
     assert locked.returncode == 1 and "already locked" in locked.stderr
     assert "while it is locked" in fake_run("unregistervm", "x", "--delete").stderr
+
+
+def test_shared_folders_follow_the_machine_shares(fake: Path, tmp_path: Path) -> None:
+    src, data, other = tmp_path / "src", tmp_path / "data", tmp_path / "other"
+    for d in (src, data, other):
+        d.mkdir()
+    d = make(tmp_path)
+    d.ctx.shares = [{"tag": "msh0", "host": str(src), "guest": "/src", "ro": False},
+                    {"tag": "msh1", "host": str(data), "guest": "/data", "ro": True}]
+    d.create()
+    info = d._info()
+    assert [(info[f"SharedFolderNameMachineMapping{n}"], info[f"SharedFolderPathMachineMapping{n}"]) for n in (1, 2)] \
+        == [("msh0", str(src)), ("msh1", str(data))]
+    folders = state(fake)["vms"][d.data["uuid"]]["sharedfolders"]
+    assert folders["msh1"]["readonly"] is True and folders["msh0"]["readonly"] is False
+    # `machine set` changed the shares: the next start removes and adds folders before booting
+    d.ctx.shares = [{"tag": "msh0", "host": str(other), "guest": "/o", "ro": False}]
+    d.start()
+    info = d._info()
+    assert info["SharedFolderNameMachineMapping1"] == "msh0"
+    assert info["SharedFolderPathMachineMapping1"] == str(other)
+    assert "SharedFolderNameMachineMapping2" not in info
+    d.stop(force=True)
+    d.remove()
+
+
+def test_fake_sharedfolder_refuses_like_vboxmanage(fake: Path, tmp_path: Path) -> None:
+    d = make(tmp_path)
+    d.create()
+    uuid = d.data["uuid"]
+    env = {**os.environ, "LC_ALL": "C"}
+    run = lambda *a: subprocess.run(["VBoxManage", *a], capture_output=True, text=True, env=env)  # noqa: E731
+    res = run("sharedfolder", "add", uuid, "--name=x", f"--hostpath={tmp_path / 'missing'}")
+    assert res.returncode == 1 and "does not exist on the host" in res.stderr
+    assert run("sharedfolder", "add", uuid, "--name=x", f"--hostpath={tmp_path}").returncode == 0
+    res = run("sharedfolder", "add", uuid, "--name=x", f"--hostpath={tmp_path}")
+    assert res.returncode == 1 and "Shared folder named 'x' already exists" in res.stderr
+    res = run("sharedfolder", "add", uuid, "--name=y", f"--hostpath={tmp_path}", "--bogus")
+    assert res.returncode == 2 and "Unknown option: --bogus" in res.stderr
+    assert run("sharedfolder", "remove", uuid, "--name=x").returncode == 0
+    res = run("sharedfolder", "remove", uuid, "--name=x")
+    assert res.returncode == 1 and "Could not find a shared folder named 'x'" in res.stderr
+    d.remove()

@@ -207,6 +207,41 @@ write_file() { # write_file PATH ENCODING PERMISSIONS OWNER APPEND CONTENT   (pe
 	echo "write_files: $path"
 }
 
+# Shared folders (seed key machine_shares): the host exposes each under its tag with virtiofs, virtio-9p or a
+# VirtualBox shared folder; the guest tries them in that order. One console line per share says what happened.
+mount_share() { # mount_share TAG PATH RO(true|false)
+	tag="$1"
+	path="$2"
+	ro=""
+	[ "$3" = true ] && ro=ro
+	case "$path" in /*) ;; *)
+		say "machine-os: share-failed: $tag $path: not an absolute path"
+		return 0
+		;;
+	esac
+	if ! mkdir -p "$path" 2>$RUN/share.err; then
+		say "machine-os: share-failed: $tag $path: $(head -c 200 $RUN/share.err)"
+		return 0
+	fi
+	modprobe -q virtiofs 2>/dev/null
+	if mount -t virtiofs ${ro:+-o ro} "$tag" "$path" 2>$RUN/share.err; then
+		say "machine-os: share-mounted: $tag $path virtiofs"
+		return 0
+	fi
+	modprobe -q -a 9pnet_virtio 9p 2>/dev/null
+	if mount -t 9p -o "trans=virtio,version=9p2000.L,msize=262144,cache=mmap${ro:+,ro}" "$tag" "$path" 2>$RUN/share.err; then
+		say "machine-os: share-mounted: $tag $path 9p"
+		return 0
+	fi
+	modprobe -q vboxsf 2>/dev/null
+	if mount -t vboxsf ${ro:+-o ro} "$tag" "$path" 2>$RUN/share.err; then
+		say "machine-os: share-mounted: $tag $path vboxsf"
+		return 0
+	fi
+	say "machine-os: share-failed: $tag $path: no virtiofs, 9p or vboxsf device with this tag mounted ($(tr '\n' ' ' <$RUN/share.err | head -c 200))"
+	return 0
+}
+
 apply_seed() {
 	: >$RUN/runcmd.sh
 	command -v apply_user_data >/dev/null && apply_user_data

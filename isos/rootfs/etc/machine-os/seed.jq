@@ -4,7 +4,8 @@
 #   netplan version 2 (`network:` wrapper optional), `ethernets` only.
 # user-data keys: hostname/fqdn, disable_root, ssh_authorized_keys, ssh_keys.ed25519_private/_public,
 #   users[] (name, shell, groups, ssh_authorized_keys), write_files[] (path, content, encoding, permissions, owner,
-#   append), runcmd (strings or argv lists). Other keys are ignored.
+#   append), runcmd (strings or argv lists), machine_shares[] (tag, path, ro: host folders mounted at every boot).
+#   Other keys are ignored.
 def arr: if . == null then [] elif type == "array" then . else [.] end;
 def groups: if type == "array" then join(",") elif type == "string" then gsub(" "; "") else "" end;
 def str: if . == null then "" else tostring end;
@@ -40,6 +41,11 @@ doc($nc; "network-config") as $n |
 ($u.runcmd | arr | .[] |
   if type == "array" then "  echo " + (map(tostring | @sh) | join(" ") | @sh) + " >>$RUN/runcmd.sh"
   else "  printf '%s\\n' " + (tostring | @sh) + " >>$RUN/runcmd.sh" end),
+"}",
+"apply_shares() {",
+"  :",
+($u.machine_shares | arr | .[] | select(type == "object" and (.tag // "") != "" and (.path // "") != "") |
+  @sh "  mount_share \(.tag | str) \(.path | str) \(.ro // false | str)"),
 "}",
 "apply_network_config() {",
 "  :",

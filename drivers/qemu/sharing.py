@@ -1,0 +1,122 @@
+"""Shared folders for the qemu driver: virtiofs (one `virtiofsd` per share, started before qemu and gone with
+it) when this host has virtiofsd, else virtio-9p (built into qemu). The guest mounts each by its tag.
+
+virtiofsd exits by itself when qemu closes its socket (guest power-off, qemu killed); `stop_daemons` kills
+what is left after a kill or before a removal or a new start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from machine import machinedir, process
+from machine.errors import DriverError
+from machine.shares import mechanisms
+
+if TYPE_CHECKING:
+    from . import QemuDriver
+
+SOCKET_START = 5.0  # seconds a virtiofsd gets to create its socket
+
+
+def _socket(driver: QemuDriver, index: int) -> Path:
+    """The vhost-user socket of share `index`: in the machine dir when the path is short enough (sun_path)."""
+    from . import MAX_SOCKET_PATH
+
+    path = driver.dir / machinedir.VIRTIOFS_SOCKET.format(index)
+    if len(str(path).encode()) <= MAX_SOCKET_PATH and "," not in str(path):
+        return path
+    digest = hashlib.sha256(str(driver.dir.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"machine-vfs-{digest}-{index}.sock"
+
+
+def _pid_file(driver: QemuDriver, index: int) -> Path:
+    return driver.dir / machinedir.VIRTIOFSD_PID.format(index)
+
+
+def _our_pid(driver: QemuDriver, index: int) -> int | None:
+    """The pid of share `index`'s virtiofsd while it runs (a reused pid does not count)."""
+    try:
+        pid = int(_pid_file(driver, index).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not process.pid_alive(pid):
+        return None
+    cmd = Path(f"/proc/{pid}/cmdline")
+    try:
+        if cmd.exists() and str(_socket(driver, index)).encode() not in cmd.read_bytes():
+            return None
+    except OSError:
+        return None
+    return pid
+
+
+def mechanism(driver: QemuDriver) -> str | None:
+    """The mechanism this start uses for the machine's shares (None: no shares)."""
+    if not driver.ctx.shares:
+        return None
+    chosen = mechanisms.choose(type(driver).features.share_mechanisms)
+    if chosen is None:
+        raise DriverError(f"{driver.ctx.name!r} has shared folders but this host cannot share them: "
+                          f"{mechanisms.explain(type(driver).features.share_mechanisms)}",
+                          f"Remove them (machine set {driver.ctx.name} --no-share) or see 'machine doctor'.")
+    return chosen.mechanism
+
+
+def start_daemons(driver: QemuDriver) -> list[tuple[str, str]]:
+    """Start one virtiofsd per share; [(tag, socket)] for qemu's command line."""
+    stop_daemons(driver)
+    binary = mechanisms.find_virtiofsd()
+    if not binary:
+        raise DriverError("virtiofsd was not found", "Install qemu-system-common, or see 'machine doctor'.")
+    started: list[tuple[str, str, int]] = []
+    for i, share in enumerate(driver.ctx.shares):
+        sock = _socket(driver, i)
+        sock.unlink(missing_ok=True)
+        log = driver.dir / machinedir.VIRTIOFSD_LOG.format(i)
+        log.unlink(missing_ok=True)
+        args = [binary, f"--socket-path={sock}", "-o", f"source={share['host']}", "-o", "cache=auto",
+                "-o", "no_posix_lock", "-o", "no_flock"]
+        pid = process.spawn(args, log_file=log, cwd=driver.dir)
+        _pid_file(driver, i).write_text(f"{pid}\n")
+        started.append((share["tag"], str(sock), pid))
+    deadline = time.monotonic() + SOCKET_START
+    for i, (_, sock, pid) in enumerate(started):
+        while not Path(sock).exists():
+            if not process.pid_alive(pid) or time.monotonic() > deadline:
+                err = driver.dir / machinedir.VIRTIOFSD_LOG.format(i)
+                text = err.read_text(errors="replace").strip()[-400:] if err.exists() else ""
+                stop_daemons(driver)
+                raise DriverError(f"virtiofsd for {driver.ctx.shares[i]['host']} did not start: {text or 'no output'}",
+                                  "See 'machine doctor'; or share nothing: machine set NAME --no-share")
+            time.sleep(0.02)
+    return [(tag, sock) for tag, sock, _ in started]
+
+
+def stop_daemons(driver: QemuDriver) -> None:
+    """Kill the virtiofsd processes of this machine that are still running; remove their sockets and pid files."""
+    for pid_file in driver.dir.glob(machinedir.VIRTIOFSD_PID.format("*")):
+        try:
+            index = int(pid_file.stem[len("virtiofsd"):])
+        except ValueError:
+            continue
+        pid = _our_pid(driver, index)
+        if pid is not None:
+            process.kill_pid(pid)
+        pid_file.unlink(missing_ok=True)
+        _socket(driver, index).unlink(missing_ok=True)
+
+
+def spec_fields(driver: QemuDriver) -> dict[str, Any]:
+    """VMSpec fields for the shares (starts virtiofsd when that is the mechanism); records the mechanism."""
+    chosen = mechanism(driver)
+    driver.data["share_mechanism"] = chosen or ""
+    if chosen == mechanisms.VIRTIOFS:
+        return {"virtiofs": tuple(start_daemons(driver))}
+    if chosen == mechanisms.NINEP:
+        return {"ninep": tuple((s["tag"], s["host"], bool(s.get("ro"))) for s in driver.ctx.shares)}
+    return {}

@@ -1,0 +1,97 @@
+"""How a share reaches the guest, chosen per driver and host: the fastest mechanism the driver declares
+(`Driver.features.share_mechanisms`, in order of preference) that this host has. Host facts only: no driver names.
+
+| mechanism | host side | guest side |
+|---|---|---|
+| virtiofs | `virtiofsd` per share (qemu: started with the VM; libvirt starts its own) | `mount -t virtiofs TAG` |
+| vboxsf | `VBoxManage sharedfolder add` (permanent, on the powered-off VM) | `mount -t vboxsf TAG` |
+| 9p | qemu `-fsdev local` + virtio-9p-pci, libvirt `<filesystem>`, HyperKit `virtio-9p,path=,tag=` | `mount -t 9p` |
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+VIRTIOFS = "virtiofs"
+NINEP = "9p"
+VBOXSF = "vboxsf"
+# Pins the mechanism (one of the driver's) instead of the fastest: benchmarks and tests compare them.
+OVERRIDE_ENV = "MACHINE_SHARE_MECHANISM"
+VIRTIOFSD_DIRS = ("/usr/lib/qemu", "/usr/libexec", "/usr/lib", "/usr/local/libexec")
+
+# What does not carry across each mechanism (README "Shared folders" says the same).
+LIMITS = {
+    VIRTIOFS: "no inotify events for changes made on the host; host changes to a file's attributes show in the "
+              "guest within 1 s (cache=auto); read-only is enforced by the guest mount",
+    NINEP: "no inotify events for changes made on the host; slower on many small files; no file locks across "
+           "host and guest",
+    VBOXSF: "no inotify events for host changes; symlinks only where VirtualBox allows them (off by default)",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    mechanism: str
+    ok: bool
+    reason: str
+
+
+def find_virtiofsd() -> str | None:
+    from machine import process
+
+    return process.which("virtiofsd", VIRTIOFSD_DIRS)
+
+
+def check(mechanism: str, platform: str | None = None) -> Verdict:
+    """Can this host serve `mechanism`? Never raises."""
+    plat = platform or sys.platform
+    if mechanism == VIRTIOFS:
+        if not plat.startswith("linux"):
+            return Verdict(mechanism, False, "virtiofsd runs on Linux hosts only")
+        path = find_virtiofsd()
+        if not path:
+            return Verdict(mechanism, False, "virtiofsd not found (Debian: package qemu-system-common)")
+        if hasattr(os, "geteuid") and os.geteuid() != 0:
+            return Verdict(mechanism, False, f"{path} needs root (it switches to each caller's uid)")
+        return Verdict(mechanism, True, f"{path}")
+    if mechanism == NINEP:
+        if plat == "win32":
+            return Verdict(mechanism, False, "qemu on Windows has no virtio-9p")
+        return Verdict(mechanism, True, "virtio-9p, built into the hypervisor")
+    if mechanism == VBOXSF:
+        return Verdict(mechanism, True, "VirtualBox shared folders (vboxsf in the guest)")
+    return Verdict(mechanism, False, f"unknown mechanism {mechanism!r}")
+
+
+def _candidates(declared: tuple[str, ...]) -> tuple[str, ...]:
+    pinned = os.environ.get(OVERRIDE_ENV, "")
+    return tuple(m for m in declared if m == pinned) if pinned else declared
+
+
+def choose(declared: tuple[str, ...], platform: str | None = None) -> Verdict | None:
+    """The first declared mechanism this host can serve ($MACHINE_SHARE_MECHANISM pins one); None when the
+    driver declares none or none works (`explain` says why)."""
+    for m in _candidates(declared):
+        v = check(m, platform)
+        if v.ok:
+            return v
+    return None
+
+
+def explain(declared: tuple[str, ...], platform: str | None = None) -> str:
+    """One line for `machine doctor`: which mechanism would be used here, and why the faster ones are not."""
+    if not declared:
+        return "no shared folders (the driver declares no mechanism)"
+    pinned = os.environ.get(OVERRIDE_ENV, "")
+    if pinned and pinned not in declared:
+        return f"none: {OVERRIDE_ENV}={pinned} is not one of {', '.join(declared)}"
+    skipped: list[str] = []
+    for m in _candidates(declared):
+        v = check(m, platform)
+        if v.ok:
+            why = f" ({'; '.join(skipped)})" if skipped else ""
+            return f"{m}: {v.reason}{why}"
+        skipped.append(f"not {m}: {v.reason}")
+    return "none usable here: " + "; ".join(skipped)
