@@ -234,6 +234,9 @@ def start(store: Store, name: str, progress: Progress, debug: bool = False) -> N
         cfg = store.load(name)
         driver = driver_for(store, cfg, debug)
         if driver.status() == State.RUNNING:
+            if driver.features.always_running:  # as docker-machine: nothing was started, so say it and fail
+                raise MachineError(f"Machine {name!r} is already running.",
+                                   f"Driver {cfg.driver} machines are not started or stopped by machine.")
             progress.info(f"Machine {name!r} is already running.")
             return
         check_saved_options(cfg)

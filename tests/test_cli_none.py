@@ -6,7 +6,6 @@ core/inspect_format.bats). Program name and wording follow ours; exit codes foll
 Where we deliberately differ from docker-machine:
 - usage errors (bad name, unknown driver, extra argument, existing name) exit 2, not 1;
 - `--url` must be a real engine URL (docker-machine's tests used `--url none`);
-- `start` on a none machine is a no-op that says it is already running (exit 0).
 """
 
 from __future__ import annotations
@@ -248,10 +247,10 @@ def test_stop_kill_restart_are_refused(store: Path, command: str, message: str) 
     assert quiet_ls() == ["m"]
 
 
-def test_start_of_a_running_none_machine_changes_nothing(store: Path) -> None:
+def test_start_of_a_running_none_machine_fails_as_docker_machines_and_changes_nothing(store: Path) -> None:
     create("m")
-    result = ok("start", "m")
-    assert "already running" in result.err
+    result = fails(1, "start", "m")
+    assert "Error: Machine 'm' is already running." in result.err
     assert ok("status", "m").out == "Running\n"
 
 

@@ -177,6 +177,7 @@ def launch(driver: QemuDriver) -> None:
         sharing.stop_daemons(driver)
         raise
     driver._path(machinedir.QEMU_PID).write_text(f"{pid}\n")
+    driver.data["pid_file"] = machinedir.QEMU_PID  # for machine.cheapstate: env/config/url tell a stopped machine
     driver.data["started_at"] = time.time()
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:

@@ -15,6 +15,7 @@ from click.core import ParameterSource
 
 from machine import machinedir
 from machine.app import App, pass_app
+from machine.cheapstate import require_running
 from machine.client import shellenv
 from machine.errors import MachineError, UsageError
 from machine.store import MachineConfig
@@ -86,6 +87,7 @@ def client_target(app: App, name: str | None) -> ClientTarget:
     resolved = app.name_or_default(name)
     with app.store.lock(resolved):
         cfg = app.store.load(resolved)
+        require_running(app.store, cfg)
         url = engine_url_for(app, cfg)
         tls = cfg.engine.get("transport", "tls") != "ssh" and urlsplit(url).scheme in ("tcp", "https")
         # a docker-machine record whose machine dir holds no client certificates names where they are
@@ -126,7 +128,10 @@ def env(app: App, name: str | None, shell: str | None, unset: bool, no_proxy: bo
     words = [f"--shell={shell}"] if shell else []
     words += ["--no-proxy"] if no_proxy else []
     if unset:
-        words += ["-u"] + ([name] if name else [])
+        if name is not None:
+            raise UsageError("Expected no machine name when the -u flag is present",
+                             f"Run '{PROGRAM} env -u' alone: it unsets the variables of whichever machine was set.")
+        words += ["-u"]
         hint = shellenv.usage_hint(used_shell, command_line(ctx, words, used_shell))
         proxy_var = shellenv.no_proxy_from_env()[0] if no_proxy else None
         click.echo(shellenv.render(used_shell, shellenv.unset_lines(proxy_var), hint), nl=False)

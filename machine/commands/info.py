@@ -82,7 +82,11 @@ def inspect(app: App, name: str | None, fmt: str | None) -> None:
 @pass_app
 def url(app: App, name: str | None) -> None:
     """Print a machine's engine URL."""
-    click.echo(saved_url(app.store.load(app.name_or_default(name))))
+    from machine.cheapstate import require_running
+
+    cfg = app.store.load(app.name_or_default(name))
+    require_running(app.store, cfg)
+    click.echo(saved_url(cfg))
 
 
 @click.command()
