@@ -33,7 +33,7 @@ COMMANDS: dict[str, str] = {
     "regenerate-certs": "provisioning:regenerate_certs",
     "restart": "lifecycle:restart",
     "rm": "lifecycle:rm",
-    "scp": "remote:scp",
+    "scp": "copy:scp",
     "set": "set:set_",
     "ssh": "remote:ssh",
     "start": "lifecycle:start",

@@ -53,10 +53,12 @@ def write_known_hosts(path: Path, host: str, port: int, host_key: str) -> None:
 
 
 def ssh_argv(ssh: str, key: Path, known_hosts: Path, user: str, host: str, port: int,
-             command: tuple[str, ...] = ()) -> list[str]:
+             command: tuple[str, ...] | list[str] = (), options: list[str] | None = None) -> list[str]:
+    """The system ssh's words: our key, pinned known_hosts, port first (ssh keeps the first value of an
+    option, so a user's -o cannot unpin the host key), then the user's `options`, the host, `--` and `command`."""
     argv = [ssh, "-i", str(key), "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
             "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30", "-p", str(port),
-            f"{user}@{host}"]
+            *(options or []), f"{user}@{host}"]
     if command:
         argv += ["--", *command]
     return argv
@@ -64,15 +66,31 @@ def ssh_argv(ssh: str, key: Path, known_hosts: Path, user: str, host: str, port:
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("name")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.argument("words", nargs=-1, type=click.UNPROCESSED)
+@click.option("-t", "force_tty", flag_value=True, default=None, help="Force a TTY (as ssh -t).")
+@click.option("-T", "force_tty", flag_value=False, help="Never allocate a TTY (as ssh -T).")
 @click.option("--native", is_flag=True, help="Use the built-in SSH client (paramiko) instead of the system ssh.")
 @pass_app
 @click.pass_context
-def ssh(ctx: click.Context, app: App, name: str, command: tuple[str, ...], native: bool) -> None:
-    """Log in to a machine, or run COMMAND on it (exit status passed on)."""
+def ssh(ctx: click.Context, app: App, name: str, words: tuple[str, ...], force_tty: bool | None,
+        native: bool) -> None:
+    """Log in to a machine, or run COMMAND on it (its exit status is ours).
+
+    \b
+    machine ssh [-t|-T] NAME [SSH OPTIONS] [--] [COMMAND...]
+    Options after NAME are the system ssh's (-L, -R, -D, -N, -o, ...); '--' ends them. A TTY is
+    allocated when stdin is a terminal and a command is given (as ssh -t); -T refuses one.
+    The system ssh is used when found (docker-machine's "external" client), else the built-in one
+    (paramiko, commands only, no ssh options: docker-machine's "native" client)."""
+    import sys
+
     from machine import process
+    from machine.commands.sshargs import split
     from machine.provision.remote import key_file
 
+    parsed = split(list(words))
+    if force_tty is not None and parsed.tty is None:
+        parsed.tty = force_tty
     name = app.existing(name)
     cfg, driver, ep = _target(app, name)
     user = cfg.ssh.get("user") or ep.user
@@ -80,15 +98,22 @@ def ssh(ctx: click.Context, app: App, name: str, command: tuple[str, ...], nativ
     if client:
         known = known_hosts_path(app, cfg)
         write_known_hosts(known, ep.host, ep.port, cfg.ssh["host_key"])
-        argv = ssh_argv(client, Path(key_file(app.store, cfg, driver)), known, user, ep.host, ep.port, command)
+        tty = parsed.wants_tty(sys.stdin.isatty())
+        options = (["-t"] if tty else ["-T"] if parsed.tty is False else []) + parsed.options
+        argv = ssh_argv(client, Path(key_file(app.store, cfg, driver)), known, user, ep.host, ep.port,
+                        parsed.command, options)
         ctx.exit(process.exec_interactive(argv))
-    if not command:
+    if not parsed.command:
         raise UsageError("No ssh client found for an interactive login",
                          "Install OpenSSH's client, or give a command to run: machine ssh NAME COMMAND")
+    if parsed.options or parsed.tty:
+        raise UsageError(f"The built-in SSH client does not take ssh options ({' '.join(parsed.options or ['-t'])})",
+                         "Install OpenSSH's client (ssh on PATH) and run without --native.")
     import shlex
 
     from machine.provision.remote import open_session
 
+    command = parsed.command
     with open_session(app.store, cfg, driver, timeout=60) as session:
         res = session.run(" ".join(shlex.quote(c) for c in command) if len(command) > 1 else command[0],
                           sudo=False, check=False)
@@ -133,44 +158,3 @@ def _download(sftp, remote: str, local: Path, recursive: bool) -> int:  # noqa: 
     sftp.get(remote, str(local))
     os.chmod(local, stat.S_IMODE(st.st_mode or 0o644))
     return 1
-
-
-@click.command()
-@click.argument("source")
-@click.argument("destination")
-@click.option("-r", "--recursive", is_flag=True, help="Copy directories recursively.")
-@pass_app
-def scp(app: App, source: str, destination: str, recursive: bool) -> None:
-    """Copy files between this host and a machine: machine scp [-r] SRC DST, with MACHINE:PATH on one side."""
-    from machine.provision.remote import open_session
-
-    src_machine, src_path = parse_location(source)
-    dst_machine, dst_path = parse_location(destination)
-    if bool(src_machine) == bool(dst_machine):
-        raise UsageError("Exactly one of SRC and DST must be MACHINE:PATH",
-                         "Examples: machine scp ./file dev:/tmp/   machine scp dev:/etc/os-release .")
-    name = app.existing(src_machine or dst_machine)
-    cfg, driver, _ = _target(app, name)
-    with open_session(app.store, cfg, driver, timeout=60) as session:
-        sftp = session.sftp
-        try:
-            if dst_machine:
-                local = Path(src_path).expanduser()
-                if not local.exists():
-                    raise UsageError(f"{local} does not exist", "Check the source path.")
-                remote = dst_path or "."
-                try:
-                    if stat.S_ISDIR(sftp.stat(remote).st_mode or 0):
-                        remote = posixpath.join(remote, local.name)
-                except OSError:
-                    pass
-                count = _upload(sftp, local, remote, recursive)
-            else:
-                remote = src_path or "."
-                local = Path(dst_path).expanduser()
-                if local.is_dir():
-                    local = local / posixpath.basename(remote.rstrip("/"))
-                count = _download(sftp, remote, local, recursive)
-        except OSError as e:
-            raise MachineError(f"Copying failed: {e}", "Check the paths and the permissions on the machine.") from None
-    app.progress.info(f"Copied {count} file(s).")
