@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "kill": "lifecycle:kill",
     "ls": "ls:ls",
     "os": "machineos:os_group",
+    "ports": "ports:ports",
     "provision": "provisioning:provision",
     "regenerate-certs": "provisioning:regenerate_certs",
     "restart": "lifecycle:restart",

@@ -300,6 +300,21 @@ class Driver(ABC):
         known about it (the exit, the console log), for `ls` and `status` to say. Empty otherwise."""
         return ""
 
+    # -- published ports (called by the machine's agent while the VM runs) -----------------------
+    def port_forward_path(self) -> str:
+        """This machine's forward path: its class's `features.port_forwarding`, unless the machine's own
+        configuration rules it out (e.g. a libvirt guest on a libvirt network has its own address: PORTS_SSH)."""
+        return self.features.port_forwarding
+
+    def forward_port(self, proto: str, host_ip: str, host_port: int, guest_port: int) -> None:
+        """Add a NAT rule host_ip:host_port -> the guest's guest_port (proto tcp|udp). Raises DriverError
+        naming the reason when the hypervisor refuses (e.g. the host port is taken)."""
+        raise NotImplementedError(f"driver {self.name} adds no NAT rules")
+
+    def unforward_port(self, proto: str, host_ip: str, host_port: int) -> None:
+        """Remove the NAT rule forward_port added; no error when it is gone already."""
+        raise NotImplementedError(f"driver {self.name} adds no NAT rules")
+
 
 def option_values(driver_cls: type[Driver], given: dict[str, Any], environ: dict[str, str] | None = None
                   ) -> dict[str, Any]:

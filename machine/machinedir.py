@@ -52,3 +52,4 @@ VIRTIOFS_SOCKET = "virtiofs{}.sock"  # its vhost-user socket (under the temp dir
 # -- the machine's agent (machine/agent: published ports, shares) ---------------------------------
 AGENT_PID = "agent.pid"
 AGENT_LOG = "agent.log"
+AGENT_STATUS = "ports.json"  # what the agent forwards and what failed (`machine ports`)

@@ -143,6 +143,7 @@ def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = F
                 certs.copy_client_certs(store.certs_dir, store.machine_dir(req.name))
                 cfg.engine["url"] = driver.url()
             store.save(cfg)
+            agent_up(store, cfg, driver, progress)
             createmarker.finish(store.machine_dir(req.name))
         except BaseException as e:
             with signals.deferred():  # a second Ctrl-C or SIGTERM must not cut the undo short
@@ -154,6 +155,9 @@ def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = F
 def _undo_create(store: Store, name: str, driver: Driver | None, progress: Progress, error: BaseException) -> None:
     reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
     progress.info(f"Create {reason}; removing what was made for {name!r}")
+    from machine.agent import control
+
+    control.stop(store.machine_dir(name))
     if driver is not None:
         try:
             driver.remove()
@@ -238,6 +242,8 @@ def start(store: Store, name: str, progress: Progress, debug: bool = False) -> N
                 raise MachineError(f"Machine {name!r} is already running.",
                                    f"Driver {cfg.driver} machines are not started or stopped by machine.")
             progress.info(f"Machine {name!r} is already running.")
+            if agent_up(store, cfg, driver, progress):
+                progress.info("Its agent (published ports) was not running: started it again.")
             return
         check_saved_options(cfg)
         _boot(store, cfg, driver, progress, BOOT_TIMEOUT)
@@ -246,7 +252,22 @@ def start(store: Store, name: str, progress: Progress, debug: bool = False) -> N
 
             provision.after_start(store, cfg, driver, progress)
         store.save(cfg)
+        agent_up(store, cfg, driver, progress)
         sync_context(store, cfg)
+
+
+def agent_up(store: Store, cfg: MachineConfig, driver: Driver, progress: Progress) -> bool:
+    """Start the machine's agent (it forwards the ports containers publish) unless it runs or the machine
+    has none (no guest reached over SSH, no forward path, or an engine reached over SSH). True when it was
+    started now."""
+    from machine.agent import control
+
+    if not control.wanted(cfg, driver):
+        return False
+    pid, started = control.start(store.root, cfg.name, store.machine_dir(cfg.name))
+    if started:
+        log.debug("agent of %r started (pid %d)", cfg.name, pid)
+    return started
 
 
 def refresh_engine(store: Store, name: str, progress: Progress, debug: bool = False) -> bool:
@@ -290,10 +311,16 @@ def stop(store: Store, name: str, progress: Progress, *, force: bool = False, de
         driver = driver_for(store, cfg, debug)
         state = driver.status()
         if state in (State.STOPPED, State.NOT_CREATED):
+            from machine.agent import control
+
+            control.stop(store.machine_dir(name))
             progress.info(f"Machine {name!r} is already stopped.")
             return
         verb = "Killing" if force else "Stopping"
+        from machine.agent import control
+
         with progress.step(f"{verb} {name!r}"):
+            control.stop(store.machine_dir(name))  # its forwards go first, while the VM still answers
             driver.stop(force=force)
             try:
                 waiting.until(lambda: driver.status() in (State.STOPPED, State.NOT_CREATED), timeout=timeout,
@@ -368,6 +395,9 @@ def remove(store: Store, name: str, progress: Progress, *, force: bool = False, 
             raise NotFound(f"Host does not exist: {name!r}", "See 'machine ls'.")
         unfinished = createmarker.abandoned(directory)
         cluster = ""
+        from machine.agent import control
+
+        control.stop(store.machine_dir(name))
         try:
             cfg = store.load(name, unfinished=unfinished)
             cluster = str(cfg.swarm.get("cluster") or "")

@@ -171,3 +171,22 @@ def kill_pid(pid: int) -> None:
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline and pid_alive(pid):
         time.sleep(0.02)
+
+
+def terminate_pid(pid: int, grace: float = 3.0) -> None:
+    """Ask `pid` to exit (SIGTERM; on Windows TerminateProcess at once), killing it when it is still there after
+    `grace` seconds; reaps it if it is our child."""
+    if pid <= 0 or not pid_alive(pid):
+        return
+    if sys.platform != "win32":
+        import signal
+
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError, OSError):
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.05)
+    if pid_alive(pid):
+        kill_pid(pid)

@@ -24,6 +24,8 @@ from machine.driver import (
     MAX_DISK_GIB,
     MAX_MEMORY_MIB,
     MIN_MEMORY_MIB,
+    PORTS_HYPERVISOR,
+    PORTS_SSH,
     Availability,
     Driver,
     Features,
@@ -47,7 +49,7 @@ def is_local_uri(uri: str) -> bool:
 class LibvirtDriver(Driver):
     name = "libvirt"
     description = "A libvirt (qemu/KVM) domain, through libvirt-python."
-    features = Features(share_mechanisms=("virtiofs", "9p"))
+    features = Features(share_mechanisms=("virtiofs", "9p"), port_forwarding=PORTS_HYPERVISOR)
     options = (
         Option("uri", "libvirt connection URI (qemu:///system, qemu:///session, ...)", DEFAULT_URI, allow_empty=False),
         Option("cpus", "Number of virtual CPUs", 2, int, settable=True, minimum=1, maximum=MAX_CPUS),
@@ -393,6 +395,44 @@ class LibvirtDriver(Driver):
 
     def console_log(self) -> Path | None:
         return Path(self.ctx.machine_dir) / machinedir.CONSOLE_LOG
+
+    # -- published ports --------------------------------------------------------------------------
+    def port_forward_path(self) -> str:
+        """User networking: NAT rules in qemu's monitor; on a libvirt network the guest has its own address,
+        which the host must not be sent to (SSH relay instead)."""
+        return PORTS_HYPERVISOR if self.user_mode else PORTS_SSH
+
+    def _hostfwd(self, command_line: str) -> None:
+        from machine.drivers.qemu import ports
+
+        libvirt = lv.import_libvirt()
+        import libvirt_qemu
+
+        dom = self._domain()
+        if dom is None:
+            raise DriverError(f"Domain {self.domain_name} does not exist", "Is the machine running?")
+        try:
+            output = libvirt_qemu.qemuMonitorCommand(dom, command_line,
+                                                     libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP)
+        except libvirt.libvirtError as e:
+            raise self._fail(e, command_line) from None
+        error = ports.hostfwd_error(command_line, str(output or ""))
+        if error:
+            raise DriverError(f"qemu refused {command_line!r}: {error}", "Is the host port free?")
+
+    def forward_port(self, proto: str, host_ip: str, host_port: int, guest_port: int) -> None:
+        from machine.drivers.qemu import ports
+
+        if proto == "udp":
+            dom = self._domain()
+            if dom is not None and "restrict=on" in dom.XMLDesc(0):
+                raise DriverError(ports.restricted_udp_error("--libvirt-restrict"))
+        self._hostfwd(ports.hostfwd_add(proto, host_ip, host_port, guest_port))
+
+    def unforward_port(self, proto: str, host_ip: str, host_port: int) -> None:
+        from machine.drivers.qemu import ports
+
+        self._hostfwd(ports.hostfwd_remove(proto, host_ip, host_port))
 
 
 DRIVER = LibvirtDriver

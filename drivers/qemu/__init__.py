@@ -25,6 +25,7 @@ from machine.driver import (
     MAX_DISK_GIB,
     MAX_MEMORY_MIB,
     MIN_MEMORY_MIB,
+    PORTS_HYPERVISOR,
     Availability,
     Driver,
     Features,
@@ -70,7 +71,8 @@ class QemuDriver(Driver):
     name = "qemu"
     description = "qemu-system run directly (KVM/HVF/WHPX when usable, else TCG); user-mode networking."
     # a Swarm node's second NIC plugs into the cluster's vde_switch
-    features = Features(cluster_nic=CLUSTER_VDE, share_mechanisms=("virtiofs", "9p"))
+    features = Features(cluster_nic=CLUSTER_VDE, share_mechanisms=("virtiofs", "9p"),
+                        port_forwarding=PORTS_HYPERVISOR)
     options: ClassVar[tuple[Option, ...]] = (
         Option("cpus", "Number of virtual CPUs", default=2, type=int, settable=True, minimum=1, maximum=MAX_CPUS),
         Option("memory", "Memory in MiB", default=1024, type=int, settable=True, minimum=MIN_MEMORY_MIB,
@@ -272,6 +274,30 @@ class QemuDriver(Driver):
         if guest_port == self.ctx.engine_port and self.data.get("engine_port"):
             return self.host_address, int(self.data["engine_port"])
         return None
+
+    # -- published ports ------------------------------------------------------------------------
+    def _hostfwd(self, command_line: str) -> None:
+        from machine.errors import DriverError
+
+        try:
+            output = qmp.hmp(self._qmp_address(), command_line, QMP_TIMEOUT)
+        except (qmp.QMPError, OSError, EOFError) as e:
+            raise DriverError(f"{command_line}: {e}", "Is the machine running?") from e
+        error = ports.hostfwd_error(command_line, output)
+        if error:
+            raise DriverError(f"qemu refused {command_line!r}: {error}", "Is the host port free?")
+
+    def forward_port(self, proto: str, host_ip: str, host_port: int, guest_port: int) -> None:
+        from .lifecycle import _restrict
+
+        if proto == "udp" and _restrict(self):
+            from machine.errors import DriverError
+
+            raise DriverError(ports.restricted_udp_error("--qemu-restrict"))
+        self._hostfwd(ports.hostfwd_add(proto, host_ip, host_port, guest_port))
+
+    def unforward_port(self, proto: str, host_ip: str, host_port: int) -> None:
+        self._hostfwd(ports.hostfwd_remove(proto, host_ip, host_port))
 
 
 DRIVER = QemuDriver

@@ -31,3 +31,34 @@ def is_local(address: str) -> bool:
         except OSError:
             return False
     return True
+
+
+# -- forwards added while the VM runs (published container ports), through the human monitor ---------------
+
+NETDEV = "n0"  # the user-mode netdev of every machine (qemu and libvirt user networking)
+
+
+def hostfwd_add(proto: str, host_ip: str, host_port: int, guest_port: int, netdev: str = NETDEV) -> str:
+    """The HMP command line adding a user-mode forward host_ip:host_port -> the guest's guest_port."""
+    return f"hostfwd_add {netdev} {proto}:{host_ip}:{int(host_port)}-:{int(guest_port)}"
+
+
+def hostfwd_remove(proto: str, host_ip: str, host_port: int, netdev: str = NETDEV) -> str:
+    return f"hostfwd_remove {netdev} {proto}:{host_ip}:{int(host_port)}"
+
+
+def hostfwd_error(command_line: str, output: str) -> str | None:
+    """None when the monitor's answer to `command_line` means success, else the reason. hostfwd_add says
+    nothing when it worked ("Could not set up host forwarding rule ..." otherwise); hostfwd_remove answers
+    "host forwarding rule for ... removed" (or "not found", which counts as done)."""
+    text = output.strip()
+    if command_line.startswith("hostfwd_remove"):
+        return None if (text.endswith("removed") or text.endswith("not found")) else (text or "no answer")
+    return text or None
+
+
+def restricted_udp_error(flag: str) -> str:
+    """Why a UDP forward cannot work on a restricted user network: libslirp drops every UDP datagram the guest
+    sends (but DHCP/TFTP) when restrict=on, so replies never come back."""
+    return (f"UDP is not forwarded: the machine's user network is restricted (restrict=on drops the guest's UDP "
+            f"replies); give the machine {flag} off to forward UDP")

@@ -143,3 +143,10 @@ def command(address: str, name: str, timeout: float = DEFAULT_TIMEOUT, tolerate_
         except QMPError:
             if not tolerate_eof:
                 raise
+
+
+def hmp(address: str, command_line: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Run a human-monitor command (e.g. hostfwd_add) through QMP; its text output ("" when it says nothing)."""
+    with QMPClient(address, timeout) as q:
+        result = q.execute("human-monitor-command", {"command-line": command_line})
+    return str(result or "")

@@ -20,6 +20,7 @@ from machine.driver import (
     MAX_DISK_GIB,
     MAX_MEMORY_MIB,
     MIN_MEMORY_MIB,
+    PORTS_HYPERVISOR,
     Availability,
     Driver,
     Features,
@@ -43,7 +44,7 @@ SSH_USER = "root"
 class VirtualBoxDriver(Driver):
     name = "virtualbox"
     description = "VirtualBox VM (VBoxManage, VirtualBox >= 6.1) booting the machine OS ISO."
-    features = Features(share_mechanisms=("vboxsf",))
+    features = Features(share_mechanisms=("vboxsf",), port_forwarding=PORTS_HYPERVISOR)
     options = (
         Option("cpu-count", "Number of virtual CPUs", default=2, type=int, minimum=1, maximum=MAX_CPUS),
         Option("memory", "Memory in MiB", default=2048, type=int, minimum=MIN_MEMORY_MIB, maximum=MAX_MEMORY_MIB),
@@ -282,6 +283,23 @@ class VirtualBoxDriver(Driver):
 
     def console_log(self) -> Path | None:
         return self.ctx.machine_dir.resolve() / machinedir.CONSOLE_LOG
+
+    # -- published ports: NAT rules on NIC 1 while the VM runs --------------------------------------
+    @staticmethod
+    def nat_rule_name(proto: str, host_port: int) -> str:
+        return f"docker-{proto}-{int(host_port)}"
+
+    def forward_port(self, proto: str, host_ip: str, host_port: int, guest_port: int) -> None:
+        rule = f"{self.nat_rule_name(proto, host_port)},{proto},{host_ip},{int(host_port)},,{int(guest_port)}"
+        self._vbm().run("controlvm", self.data["uuid"], "natpf1", rule, retries=2)
+
+    def unforward_port(self, proto: str, host_ip: str, host_port: int) -> None:
+        try:
+            self._vbm().run("controlvm", self.data["uuid"], "natpf1", "delete", self.nat_rule_name(proto, host_port),
+                            retries=2)
+        except MachineError as e:
+            if "does not exist" not in e.message:
+                raise
 
 
 DRIVER = VirtualBoxDriver

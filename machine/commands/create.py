@@ -65,7 +65,7 @@ def request_from_options(name: str, driver: str, engine_transport: str = "tls", 
                          engine_env: tuple = (), engine_opt: tuple = (), engine_install_url: str | None = None,
                          engine_version: str | None = None, tls_san: tuple = (), swarm_manager: str | None = None,
                          swarm_join: str | None = None, engine_archive: str | None = None,
-                         share: tuple = (), no_share: bool = False,
+                         share: tuple = (), no_share: bool = False, ports_address: str | None = None,
                          **driver_flags: Any) -> orchestrator.CreateRequest:
     """The CreateRequest that `machine create` options describe (also used by `machine swarm`)."""
     validate_name(name)
@@ -92,6 +92,7 @@ def request_from_options(name: str, driver: str, engine_transport: str = "tls", 
         "version": engine_version or "",
         "archive": engine_archive,
         "tls_sans": list(tls_san),
+        "ports_address": _ports_address(ports_address),
     }
     swarm: dict[str, Any] = {}
     if swarm_manager:
@@ -106,6 +107,23 @@ def request_from_options(name: str, driver: str, engine_transport: str = "tls", 
     shares, with_default = spec.plan(share, no_share, default)
     return orchestrator.CreateRequest(name=name, driver=cls.name, driver_flags=own, engine=engine, swarm=swarm,
                                       shares=[s.to_dict() for s in shares], default_share=with_default)
+
+
+def _ports_address(raw: str | None) -> str:
+    """--ports-address: an IPv4 address of this host for the published ports ("" = the machine's own)."""
+    if not raw:
+        return ""
+    import ipaddress
+
+    try:
+        addr = ipaddress.IPv4Address(raw.strip())
+    except ValueError:
+        raise UsageError(f"Invalid value {raw!r} for --ports-address",
+                         "Give an IPv4 address of this host, e.g. 127.0.0.2, a LAN address, or 0.0.0.0 for all.") \
+            from None
+    if addr.is_multicast:
+        raise UsageError(f"Invalid value {raw!r} for --ports-address", "A multicast address cannot be listened on.")
+    return str(addr)
 
 
 def parse_request(name: str, args: list[str]) -> orchestrator.CreateRequest:
@@ -157,6 +175,10 @@ def _build() -> click.Command:
                      help="Install the engine offline from this host's file: Docker's static docker-VERSION.tgz, or "
                           "a directory/.tar(.gz) of the engine's .deb/.rpm/.apk packages (distro guests)."),
         click.Option(["--tls-san"], multiple=True, metavar="NAME|IP", help="Extra SAN for the server certificate."),
+        click.Option(["--ports-address"], metavar="IP",
+                     help="Host address the ports containers publish appear on [default: the machine's host "
+                          "address, 127.0.0.1]; a LAN address (or 0.0.0.0) shares them with the network. Ports "
+                          "published on the guest's 127.0.0.1 stay on a loopback address."),
         click.Option(["--swarm-manager"], metavar="CLUSTER", help="Make this machine a manager of CLUSTER."),
         click.Option(["--swarm-join"], metavar="CLUSTER", help="Join CLUSTER as a worker."),
         click.Option(["--share"], multiple=True, metavar="HOST_PATH[:GUEST_PATH][:ro]",

@@ -220,8 +220,19 @@ def probe(store: Store, cfg: MachineConfig, deadline: float, debug: bool = False
                 result.version = docker_version(store, cfg, max(0.1, deadline - time.monotonic()))
             except Exception as e:  # noqa: BLE001 - shown in the ERRORS column
                 result.error = one_line(f"Unable to query docker version: {_text(e)}")
+        if not result.error:
+            result.error = agent_error(store, cfg, driver)
     result.took = time.monotonic() - started
     return result
+
+
+def agent_error(store: Store, cfg: MachineConfig, driver: Any) -> str:
+    """For a running machine that should have an agent (it forwards published ports): "" when it runs."""
+    from machine.agent import control
+
+    if not control.wanted(cfg, driver) or control.running(store.machine_dir(cfg.name)):
+        return ""
+    return f"agent not running: published ports are not forwarded (machine start {cfg.name} restarts it)"
 
 
 def list_machines(store: Store, filters: Filters, timeout: float = DEFAULT_TIMEOUT, debug: bool = False,

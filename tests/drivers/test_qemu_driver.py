@@ -304,3 +304,54 @@ def test_free_ports_are_picked_on_the_host_address() -> None:
         assert not hostports.port_free(taken, "127.0.0.2")
         picked = hostports.pick_free_ports(2, "127.0.0.2")
         assert taken not in picked and all(hostports.port_free(p, "127.0.0.2") for p in picked)
+
+
+def test_udp_forward_on_a_restricted_user_network_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """libslirp drops every UDP datagram a restricted guest sends: the agent must report, not pretend."""
+    from machine.drivers.qemu import QemuDriver
+
+    from machine.driver import DriverContext
+    from machine.errors import DriverError
+
+    d = QemuDriver(DriverContext(name="r", machine_dir=tmp_path, options={"restrict": "on"}))
+    assert d.port_forward_path() == "hypervisor"
+    with pytest.raises(DriverError, match="restrict=on drops the guest's UDP replies.*--qemu-restrict off"):
+        d.forward_port("udp", "127.0.0.1", 5353, 53)
+
+
+def test_forward_port_through_a_real_qemu_monitor(tmp_path: Path) -> None:
+    """hostfwd_add/hostfwd_remove through QMP's human-monitor-command, against a real qemu whose guest never
+    runs (-S): the host port is bound by qemu, a second rule on it is refused with qemu's words, removal frees it."""
+    import subprocess
+    import time
+
+    from machine.drivers.qemu.kvmprobe import find_qemu
+
+    qemu = find_qemu()
+    if not qemu:
+        pytest.skip("qemu-system is not installed")
+    sock = short_socket_path()
+    proc = subprocess.Popen([qemu, "-nodefaults", "-display", "none", "-S", "-netdev", "user,id=n0,restrict=on",
+                             "-device", "virtio-net-pci,netdev=n0", "-qmp", f"unix:{sock},server=on,wait=off"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not Path(sock).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        d = QemuDriver(DriverContext(name="f", machine_dir=tmp_path, options={"restrict": "off"},
+                                     data={"qmp": f"unix:{sock}"}))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        d.forward_port("tcp", "127.0.0.1", port, 8080)
+        assert not hostports.port_free(port)
+        with pytest.raises(DriverError, match="Could not set up host forwarding rule"):
+            d.forward_port("tcp", "127.0.0.1", port, 8080)
+        d.forward_port("udp", "127.0.0.1", port, 53)  # UDP and TCP are separate rules on one port
+        d.unforward_port("tcp", "127.0.0.1", port)
+        assert hostports.port_free(port)
+        d.unforward_port("tcp", "127.0.0.1", port)  # gone already: not an error
+        d.unforward_port("udp", "127.0.0.1", port)
+    finally:
+        proc.kill()
+        proc.wait()

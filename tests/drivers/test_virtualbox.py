@@ -385,3 +385,37 @@ def test_fake_sharedfolder_refuses_like_vboxmanage(fake: Path, tmp_path: Path) -
     res = run("sharedfolder", "remove", uuid, "--name=x")
     assert res.returncode == 1 and "Could not find a shared folder named 'x'" in res.stderr
     d.remove()
+
+
+# -- published ports: NAT rules added and removed while the VM runs (the machine's agent calls these) ----------
+
+
+def test_forward_port_adds_and_removes_natpf_rules(fake: Path, tmp_path: Path) -> None:
+    d = running(make(tmp_path))
+    assert d.port_forward_path() == "hypervisor"
+    d.forward_port("tcp", "127.0.0.1", 8080, 8080)
+    d.forward_port("udp", "127.0.0.1", 5353, 5353)
+    rules = state(fake)["vms"][d.data["uuid"]]["nics"]["1"]["natpf"]
+    assert "docker-tcp-8080,tcp,127.0.0.1,8080,,8080" in rules
+    assert "docker-udp-5353,udp,127.0.0.1,5353,,5353" in rules
+    info = d._info()
+    assert vbm.forwards(info)["docker-tcp-8080"] == ("127.0.0.1", 8080, 8080)
+    # the same host port again: VirtualBox refuses it (recorded INATEngine error), and the driver says so
+    with pytest.raises(DriverError, match="already exists"):
+        d.forward_port("tcp", "127.0.0.1", 8080, 8080)
+    d.unforward_port("tcp", "127.0.0.1", 8080)
+    rules = state(fake)["vms"][d.data["uuid"]]["nics"]["1"]["natpf"]
+    assert not any(r.startswith("docker-tcp-8080,") for r in rules)
+    assert any(r.startswith("ssh,") for r in rules)  # the machine's own forwards stay
+    d.unforward_port("tcp", "127.0.0.1", 8080)  # gone already: not an error
+
+
+def test_fake_refuses_natpf_syntax_the_real_vboxmanage_refuses(fake: Path, tmp_path: Path) -> None:
+    d = running(make(tmp_path))
+    res = subprocess.run(["VBoxManage", "controlvm", d.data["uuid"], "natpf1", "x,sctp,,1,,2"], capture_output=True,
+                         text=True, env={**os.environ, "LC_ALL": "C"})
+    assert res.returncode == 2 and "Invalid NAT rule" in res.stderr
+    d.stop(force=True)
+    time.sleep(0.3)
+    with pytest.raises(MachineError, match="not currently running"):
+        d.forward_port("tcp", "127.0.0.1", 8080, 8080)
