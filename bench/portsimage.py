@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.rootfs import write_busybox_rootfs
 
-APPLETS = ("sh", "httpd", "nc", "cat", "echo", "sleep", "dd", "mkdir", "true", "head")
+APPLETS = ("sh", "httpd", "nc", "cat", "echo", "sleep", "dd", "mkdir", "true", "head", "test", "touch")
 SOURCE = Path(__file__).resolve().parent / "udpecho.c"
 
 

@@ -44,7 +44,7 @@ def agent_pid(machine_dir: Path) -> int | None:
             text = cmdline.read_bytes()
         except OSError:
             return None
-        if MODULE.encode() not in text or str(Path(machine_dir)).encode() not in text:
+        if MODULE.encode() not in text or str(Path(machine_dir).resolve()).encode() not in text:
             return None  # the pid now belongs to another process
     return pid
 
@@ -56,7 +56,7 @@ def running(machine_dir: Path) -> bool:
 def start(store_root: Path, name: str, machine_dir: Path) -> tuple[int, bool]:
     """Start the agent unless it runs: (pid, True when it was started now). It is detached (its own session):
     it outlives the command that started it."""
-    machine_dir = Path(machine_dir)
+    machine_dir = Path(machine_dir).resolve()  # the agent runs in the machine dir: no relative paths
     pid = agent_pid(machine_dir)
     if pid is not None:
         return pid, False
@@ -66,7 +66,7 @@ def start(store_root: Path, name: str, machine_dir: Path) -> tuple[int, bool]:
             log.replace(log.with_name(LOG_FILE + ".1"))
     except OSError:
         pass
-    pid = process.spawn([sys.executable, "-m", MODULE, "--store", str(store_root), "--name", name,
+    pid = process.spawn([sys.executable, "-m", MODULE, "--store", str(Path(store_root).resolve()), "--name", name,
                          "--dir", str(machine_dir)], log_file=log, cwd=machine_dir)
     write_atomic(machine_dir / PID_FILE, f"{pid}\n")
     return pid, True
