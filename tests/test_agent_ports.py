@@ -292,7 +292,7 @@ def test_ports_command_lists_forwards_and_failures(store_root: Path, tmp_path: P
     from machine.store import MachineConfig, Store
 
     store = Store(store_root)
-    store.save(MachineConfig(name="m", driver="qemu", engine={"transport": "tls"}))
+    store.save(MachineConfig(name="m", driver="qemu", engine={"transport": "tls"}, ssh={"user": "root"}))
     mdir = store.machine_dir("m")
     runner = CliRunner()
     res = runner.invoke(cli, ["ports", "m"])
@@ -321,3 +321,14 @@ def test_ports_command_lists_forwards_and_failures(store_root: Path, tmp_path: P
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_ports_command_on_a_machine_without_agent_says_why(store_root: Path) -> None:
+    from click.testing import CliRunner
+
+    from machine.cli import cli
+    from machine.store import MachineConfig, Store
+
+    Store(store_root).save(MachineConfig(name="s", driver="qemu", engine={"transport": "ssh"}, ssh={"user": "root"}))
+    res = CliRunner().invoke(cli, ["ports", "s"])
+    assert res.exit_code == 1 and "has no agent" in str(res.exception)

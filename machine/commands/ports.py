@@ -42,6 +42,11 @@ def ports(app: App, name: str | None, as_json: bool) -> None:
     from machine.agent import control
 
     resolved = app.existing(name)
+    cfg = app.store.load(resolved)
+    if not cfg.managed_engine or cfg.engine.get("transport", "tls") != "tls":
+        raise MachineError(f"Machine {resolved!r} has no agent forwarding published ports",
+                           "Only machines whose engine machine provisions and reaches through TLS have one "
+                           "(not --engine-transport ssh, not an existing engine given by URL).")
     mdir = app.store.machine_dir(resolved)
     status = control.read_status(mdir)
     if not control.running(mdir):
