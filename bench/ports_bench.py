@@ -25,9 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.portsimage import write_ports_rootfs  # noqa: E402
+from portsimage import write_ports_rootfs  # noqa: E402  (bench/portsimage.py, beside this script)
 
 IMAGE = "ports:bench"
 HTTPD = "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"

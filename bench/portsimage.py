@@ -8,7 +8,10 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from bench.rootfs import write_busybox_rootfs
+try:
+    from bench.rootfs import write_busybox_rootfs
+except ImportError:  # run as a script from bench/ (bench/bench.py shadows the package name there)
+    from rootfs import write_busybox_rootfs
 
 APPLETS = ("sh", "httpd", "nc", "cat", "echo", "sleep", "dd", "mkdir", "true", "head", "test", "touch")
 SOURCE = Path(__file__).resolve().parent / "udpecho.c"
