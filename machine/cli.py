@@ -11,7 +11,7 @@ import click
 
 from machine import __version__, signals
 from machine.app import App, storage_root
-from machine.errors import MachineError
+from machine.errors import ExitCode, MachineError
 from machine.progress import Progress
 from machine.store import Store
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(1)
+        sys.exit(ExitCode.ERROR)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Interrupted.", err=True)
         sys.exit(signals.exit_code(e))
     except BrokenPipeError:
-        sys.exit(0)
+        sys.exit(ExitCode.OK)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    sys.exit(rc if isinstance(rc, int) else 0)
+    sys.exit(rc if isinstance(rc, int) else ExitCode.OK)

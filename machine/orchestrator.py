@@ -12,7 +12,16 @@ from typing import Any
 
 from machine import createmarker, machinedir, registry, signals, waiting
 from machine.driver import Driver, DriverContext, State, option_values, settable_changes
-from machine.errors import ConfigError, DriverError, HostNotUsable, MachineError, NotFound, TimeoutError_, UsageError
+from machine.errors import (
+    ConfigError,
+    DriverError,
+    HostNotUsable,
+    InvalidState,
+    MachineError,
+    NotFound,
+    TimeoutError_,
+    UsageError,
+)
 from machine.names import validate_name
 from machine.progress import Progress
 from machine.shares import hostplan
@@ -239,7 +248,7 @@ def start(store: Store, name: str, progress: Progress, debug: bool = False) -> N
         driver = driver_for(store, cfg, debug)
         if driver.status() == State.RUNNING:
             if driver.features.always_running:  # as docker-machine: nothing was started, so say it and fail
-                raise MachineError(f"Machine {name!r} is already running.",
+                raise InvalidState(f"Machine {name!r} is already running.",
                                    f"Driver {cfg.driver} machines are not started or stopped by machine.")
             progress.info(f"Machine {name!r} is already running.")
             if agent_up(store, cfg, driver, progress):
@@ -346,7 +355,7 @@ def set_options(store: Store, name: str, given: dict[str, Any], debug: bool = Fa
             return {}
         state = driver_for(store, cfg, debug).status()
         if state != State.STOPPED:
-            raise MachineError(f"Machine {name!r} is {state}: its options can change only while it is stopped",
+            raise InvalidState(f"Machine {name!r} is {state}: its options can change only while it is stopped",
                                f"Stop it first: machine stop {name}")
         cfg.driver_options.update({key: new for key, (_, new) in changes.items()})
         store.save(cfg)
@@ -366,7 +375,7 @@ def set_shares(store: Store, name: str, shares: list[dict[str, Any]], debug: boo
             hostplan.require_mechanism(cfg.driver, registry.get(cfg.driver).features.share_mechanisms)
         state = driver_for(store, cfg, debug).status()
         if state != State.STOPPED:
-            raise MachineError(f"Machine {name!r} is {state}: its shared folders can change only while it is stopped",
+            raise InvalidState(f"Machine {name!r} is {state}: its shared folders can change only while it is stopped",
                                f"Stop it first: machine stop {name}")
         cfg.shares = list(shares)
         cfg.share_errors = []
@@ -437,7 +446,7 @@ def remove(store: Store, name: str, progress: Progress, *, force: bool = False, 
 def require_own(cfg: MachineConfig, what: str) -> None:
     """Refuse to rewrite the files of a docker-machine record: `machine import` takes it over first."""
     if cfg.origin:
-        raise MachineError(f"Machine {cfg.name!r} is docker-machine's: machine does not {what} until it is "
+        raise InvalidState(f"Machine {cfg.name!r} is docker-machine's: machine does not {what} until it is "
                            "imported (its files are left as docker-machine wrote them)",
                            f"Import it first: machine import {cfg.name} (reversible: machine import --undo "
                            f"{cfg.name}), or use docker-machine.")
@@ -518,4 +527,4 @@ def unexpected_exit(store: Store, name: str, debug: bool = False) -> str:
 def require_running(driver: Driver, name: str) -> None:
     state = driver.status()
     if state != State.RUNNING:
-        raise DriverError(f"Machine {name!r} is not running (state: {state})", f"Start it: machine start {name}")
+        raise InvalidState(f"Machine {name!r} is not running (state: {state})", f"Start it: machine start {name}")

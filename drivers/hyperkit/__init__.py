@@ -35,7 +35,7 @@ from machine.driver import (
     SSHEndpoint,
     State,
 )
-from machine.errors import DriverError, HostNotUsable, MachineError
+from machine.errors import DriverError, HostNotUsable, ImageNotFound, MachineError, Unsupported
 
 from . import leases
 
@@ -156,8 +156,8 @@ class HyperKitDriver(Driver):
 
         image = default_image()
         if not (image.kernel and image.initrd):
-            raise MachineError("HyperKit needs the machine OS kernel and initrd (vmlinuz, initrd.img)",
-                               "Get the machine OS: machine os build (or machine os pull)")
+            raise ImageNotFound("HyperKit needs the machine OS kernel and initrd (vmlinuz, initrd.img)",
+                                "Get the machine OS: machine os build (or machine os pull)")
         cmdline = str(image.manifest.get("cmdline") or "")
         if "console=ttyS0" not in cmdline:
             cmdline = f"{cmdline} console=ttyS0".strip()
@@ -172,8 +172,8 @@ class HyperKitDriver(Driver):
         shares = [s["host"] for s in self.ctx.shares]
         for path in (kernel, initrd, iso, self.ctx.seed_path, self._dir, *shares):
             if path and "," in str(path):  # hyperkit splits -s and -f values at commas
-                raise MachineError(f"HyperKit cannot use a path with a comma: {path}",
-                                   "Move it (or set MACHINE_STORAGE_PATH / MACHINE_OS_DIR) to a path without commas.")
+                raise Unsupported(f"HyperKit cannot use a path with a comma: {path}",
+                                  "Move it (or set MACHINE_STORAGE_PATH / MACHINE_OS_DIR) to a path without commas.")
         args = [binary, "-A", "-u"]
         if print_mac:
             args.append("-M")

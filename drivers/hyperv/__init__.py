@@ -28,7 +28,7 @@ from machine.driver import (
     SSHEndpoint,
     State,
 )
-from machine.errors import DriverError, HostNotUsable, MachineError, NotFound, UsageError
+from machine.errors import DriverError, HostNotUsable, ImageNotFound, MachineError, NotFound, UsageError
 
 from . import isotransfer
 from .hostfacts import choose_switch, first_ipv4, host_problem
@@ -169,7 +169,8 @@ class HypervDriver(Driver):
         if memory < 32 or memory % 2:
             raise UsageError(f"--hyperv-memory {memory} is not usable", "Hyper-V needs an even number of MiB, >= 32.")
         if cpus < 1 or disk < 1:
-            raise UsageError("--hyperv-cpus and --hyperv-disk-size must be at least 1", "")
+            raise UsageError("--hyperv-cpus and --hyperv-disk-size must be at least 1",
+                             "Give a number of CPUs and a disk size in GiB of 1 or more.")
         facts = self._call("check")
         problem = host_problem(facts, self.opt("host") or "this machine")
         if problem:
@@ -213,8 +214,8 @@ class HypervDriver(Driver):
 
         iso = catalogue.default_image().iso
         if iso is None:
-            raise MachineError("The machine OS ISO (machine-os.iso) is not built",
-                               "Build the machine OS image, or pass --hyperv-iso FILE or --hyperv-iso-url URL.")
+            raise ImageNotFound("The machine OS ISO (machine-os.iso) is not built",
+                                "Build the machine OS image, or pass --hyperv-iso FILE or --hyperv-iso-url URL.")
         return iso
 
     def _boot_iso(self, cache: str) -> str:
@@ -228,7 +229,8 @@ class HypervDriver(Driver):
         if mode == "host-path":
             path = self.opt("iso_host_path")
             if not path:
-                raise UsageError("--hyperv-iso-transfer host-path needs --hyperv-iso-host-path", "")
+                raise UsageError("--hyperv-iso-transfer host-path needs --hyperv-iso-host-path",
+                                 "Give the ISO's path on the Hyper-V host: --hyperv-iso-host-path PATH.")
             local = self._local_iso(False)
             digest = digest or (isotransfer.sha256_file(local) if local else None)
             if digest and not self._call("iso-probe", path=path, sha256=digest).get("present"):
@@ -238,7 +240,8 @@ class HypervDriver(Driver):
         if mode == "url":
             url = self.opt("iso_url")
             if not url:
-                raise UsageError("--hyperv-iso-transfer url needs --hyperv-iso-url", "")
+                raise UsageError("--hyperv-iso-transfer url needs --hyperv-iso-url",
+                                 "Give the URL the Hyper-V host downloads the ISO from: --hyperv-iso-url URL.")
             local = self._local_iso(False)
             digest = digest or (isotransfer.sha256_file(local) if local else None)
             if not digest:

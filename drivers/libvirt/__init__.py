@@ -426,7 +426,8 @@ class LibvirtDriver(Driver):
         if proto == "udp":
             dom = self._domain()
             if dom is not None and "restrict=on" in dom.XMLDesc(0):
-                raise DriverError(ports.restricted_udp_error("--libvirt-restrict"))
+                raise DriverError(ports.restricted_udp_error("--libvirt-restrict"),
+                                  "Forward TCP only, or recreate the machine with --libvirt-restrict off.")
         self._hostfwd(ports.hostfwd_add(proto, host_ip, host_port, guest_port))
 
     def unforward_port(self, proto: str, host_ip: str, host_port: int) -> None:

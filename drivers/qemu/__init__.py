@@ -293,7 +293,9 @@ class QemuDriver(Driver):
         if proto == "udp" and _restrict(self):
             from machine.errors import DriverError
 
-            raise DriverError(ports.restricted_udp_error("--qemu-restrict"))
+            raise DriverError(ports.restricted_udp_error("--qemu-restrict"),
+                              f"Forward TCP only, or: machine stop {self.ctx.name}; machine set {self.ctx.name} "
+                              "--qemu-restrict off; machine start " + self.ctx.name)
         self._hostfwd(ports.hostfwd_add(proto, host_ip, host_port, guest_port))
 
     def unforward_port(self, proto: str, host_ip: str, host_port: int) -> None:

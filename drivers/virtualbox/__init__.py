@@ -28,7 +28,7 @@ from machine.driver import (
     SSHEndpoint,
     State,
 )
-from machine.errors import DriverError, HostNotUsable, MachineError
+from machine.errors import DriverError, HostNotUsable, ImageNotFound, MachineError
 
 from . import network, vbm
 
@@ -96,8 +96,8 @@ class VirtualBoxDriver(Driver):
 
             path = default_image().iso or Path("machine-os.iso")
         if not path.is_file():
-            raise MachineError(f"Boot ISO {path} not found",
-                               "Build the machine OS (machine os build) or pass --virtualbox-iso PATH.")
+            raise ImageNotFound(f"Boot ISO {path} not found",
+                                "Build the machine OS (machine os build) or pass --virtualbox-iso PATH.")
         return path
 
     @property

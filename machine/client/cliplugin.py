@@ -14,7 +14,7 @@ from pathlib import Path
 
 from machine import __version__
 from machine.atomicfile import write_atomic
-from machine.errors import HostNotUsable, MachineError, UsageError
+from machine.errors import ClientError, Conflict, HostNotUsable, UsageError
 
 PLUGIN_NAME = "docker-machine"
 MARKER = "# machine: docker CLI plugin"
@@ -80,13 +80,13 @@ def install(directory: Path | None = None, force: bool = False) -> Path:
         except OSError:
             ours = False
         if not ours:
-            raise MachineError(f"{path} exists and was not written by machine (is it docker-machine?)",
-                               "Move it away, or replace it with 'machine install-plugin --force'.")
+            raise Conflict(f"{path} exists and was not written by machine (is it docker-machine?)",
+                           "Move it away, or replace it with 'machine install-plugin --force'.")
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(path, script(), mode=0o755)
     except OSError as e:
-        raise MachineError(f"Cannot write {path}: {e.strerror}", "Check the directory's permissions.") from None
+        raise ClientError(f"Cannot write {path}: {e.strerror}", "Check the directory's permissions.") from None
     return path
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from machine import machinedir
 from machine.atomicfile import ensure_dir, folder_error, write_atomic
-from machine.errors import ConfigError, MachineError
+from machine.errors import ClientError, ConfigError, Conflict
 from machine.filelock import FileLock
 from machine.store import default_root
 
@@ -202,16 +202,16 @@ def write_context(machine: str, host: str, cert_dir: Path | None, description: s
     name = context_name_for(machine)
     existing = read_meta(name)
     if existing is not None and machine_of(name) != machine:
-        raise MachineError(f"A docker context named {name!r} already exists and was not made for machine {machine!r}",
-                           f"Remove or rename it first: docker context rm {name}")
+        raise Conflict(f"A docker context named {name!r} already exists and was not made for machine {machine!r}",
+                       f"Remove or rename it first: docker context rm {name}")
     material: dict[str, bytes] = {}
     if cert_dir is not None:
         missing = [f for f in TLS_FILES if not (cert_dir / f).is_file()]
         if missing:
-            raise MachineError(f"Machine {machine!r} has no client certificates ({', '.join(missing)} missing "
-                               f"in {cert_dir})",
-                               f"Put ca.pem, cert.pem and key.pem there, or make them again: "
-                               f"machine regenerate-certs --client-certs {machine}")
+            raise ClientError(f"Machine {machine!r} has no client certificates ({', '.join(missing)} missing "
+                              f"in {cert_dir})",
+                              f"Put ca.pem, cert.pem and key.pem there, or make them again: "
+                              f"machine regenerate-certs --client-certs {machine}")
         material = {f: (cert_dir / f).read_bytes() for f in TLS_FILES}
     meta = {"Name": name, "Metadata": {"Description": description, MARKER: machine},
             "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": False}}}
@@ -295,8 +295,8 @@ def forget_machine(name: str, store_root: Path | None = None) -> Switch | None:
             shutil.rmtree(meta_dir(ctx_name), ignore_errors=True)
             shutil.rmtree(tls_dir(ctx_name), ignore_errors=True)
     except (ConfigError, OSError) as e:
-        raise MachineError(f"Machine {name!r} is removed, but its docker context {ctx_name!r} could not be: {e}",
-                           f"Remove it by hand: docker context rm -f {ctx_name}") from None
+        raise ClientError(f"Machine {name!r} is removed, but its docker context {ctx_name!r} could not be: {e}",
+                          f"Remove it by hand: docker context rm -f {ctx_name}") from None
     return switch
 
 

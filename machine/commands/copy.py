@@ -13,7 +13,7 @@ import click
 
 from machine.app import App, pass_app
 from machine.commands.remote import _download, _target, _upload, known_hosts_path, parse_location, write_known_hosts
-from machine.errors import HostNotUsable, MachineError, UsageError
+from machine.errors import HostNotUsable, SSHError, UsageError
 
 
 def _between(src, dst, src_path: str, dst_path: str, recursive: bool) -> int:  # noqa: ANN001 - two SFTP clients
@@ -82,8 +82,8 @@ def _rsync(app: App, name: str, source: str, destination: str, recursive: bool) 
     flags = "-a" if recursive else "-lptgoD"  # archive without -r copies no directories, as scp without -r
     argv = [rsync, flags, "--partial", "-e", shell, word(source), word(destination)]
     if process.exec_interactive(argv) != 0:
-        raise MachineError("rsync failed (see its message above)",
-                           "Check the paths, and that the machine has rsync installed (scp without -d needs none).")
+        raise SSHError("rsync failed (see its message above)",
+                       "Check the paths, and that the machine has rsync installed (scp without -d needs none).")
 
 
 @click.command()
@@ -129,5 +129,5 @@ def scp(app: App, source: str, destination: str, recursive: bool, delta: bool) -
                     local = local / posixpath.basename(remote.rstrip("/"))
                 count = _download(sftp, remote, local, recursive)
         except OSError as e:
-            raise MachineError(f"Copying failed: {e}", "Check the paths and the permissions on the machine.") from None
+            raise SSHError(f"Copying failed: {e}", "Check the paths and the permissions on the machine.") from None
     app.progress.info(f"Copied {count} file(s).")

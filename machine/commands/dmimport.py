@@ -6,7 +6,7 @@ import click
 
 from machine import orchestrator
 from machine.app import App, pass_app
-from machine.errors import MachineError, UsageError
+from machine.errors import MachineError, PartialFailure, UsageError
 
 
 def _docker_machine_names(app: App) -> tuple[list[str], list[str]]:
@@ -64,4 +64,4 @@ def import_(app: App, names: tuple[str, ...], all_: bool, undo: bool) -> None:
         click.echo(f"{name}: imported ({cfg.driver} driver); docker-machine's config kept as "
                    f"{app.store.machine_dir(name) / 'config.json.docker-machine'}")
     if failures:
-        raise MachineError(f"{len(failures)} of {len(todo)} machines were not imported", failures[0].hint)
+        raise PartialFailure(f"{len(failures)} of {len(todo)} machines were not imported", failures[0].hint)

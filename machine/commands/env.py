@@ -17,7 +17,7 @@ from machine import machinedir
 from machine.app import App, pass_app
 from machine.cheapstate import require_running
 from machine.client import shellenv
-from machine.errors import MachineError, UsageError
+from machine.errors import InvalidState, MachineError, UsageError
 from machine.store import MachineConfig
 
 PROGRAM = "machine"
@@ -33,11 +33,11 @@ def engine_url_for(app: App, cfg: MachineConfig) -> str:
     if cfg.engine.get("transport") == "ssh" and urlsplit(url).scheme != "ssh":
         host, port, user = cfg.ssh.get("host"), cfg.ssh.get("port"), cfg.ssh.get("user")
         if not host:
-            raise MachineError(f"Machine {cfg.name!r} uses the SSH engine transport but has no SSH address saved",
+            raise InvalidState(f"Machine {cfg.name!r} uses the SSH engine transport but has no SSH address saved",
                                f"It may not have finished provisioning: machine provision {cfg.name}")
         url = f"ssh://{user + '@' if user else ''}{host}{f':{port}' if port else ''}"
     if not url:
-        raise MachineError(f"Machine {cfg.name!r} has no engine URL yet",
+        raise InvalidState(f"Machine {cfg.name!r} has no engine URL yet",
                            f"It may not have finished provisioning: machine provision {cfg.name}")
     if cfg.managed_engine and not cfg.origin:  # machine issued its certificate (a docker-machine record: its own)
         from machine import provision

@@ -9,7 +9,7 @@ import click
 
 from machine import __version__
 from machine.app import App, pass_app
-from machine.errors import MachineError, NotFound
+from machine.errors import InvalidState, MachineError, NotFound
 from machine.store import MachineConfig, Store
 
 SECRET_WORDS = ("password", "secret", "token")
@@ -18,7 +18,7 @@ SECRET_WORDS = ("password", "secret", "token")
 def saved_url(cfg: MachineConfig) -> str:
     url = cfg.engine.get("url")
     if not url:
-        raise MachineError(f"Machine {cfg.name!r} has no engine URL yet",
+        raise InvalidState(f"Machine {cfg.name!r} has no engine URL yet",
                            f"It may not have finished provisioning: machine provision {cfg.name}")
     return str(url)
 
@@ -100,7 +100,7 @@ def ip(app: App, names: tuple[str, ...]) -> None:
         resolved = app.name_or_default(name)
         addr = driver_for(app.store, app.store.load(resolved), app.debug).ip()
         if not addr:
-            raise MachineError(f"Machine {resolved!r} has no IP address (is it running?)",
+            raise InvalidState(f"Machine {resolved!r} has no IP address (is it running?)",
                                f"Start it: machine start {resolved}")
         click.echo(addr)
 

@@ -8,7 +8,7 @@ import click
 
 from machine import orchestrator
 from machine.app import App, pass_app
-from machine.errors import MachineError, NotFound
+from machine.errors import MachineError, NotFound, PartialFailure
 
 
 def _each(app: App, names: tuple[str, ...], action) -> None:  # noqa: ANN001
@@ -23,7 +23,7 @@ def _each(app: App, names: tuple[str, ...], action) -> None:  # noqa: ANN001
             click.echo(f"Error with {name}: {e.message}", err=True)
             failures.append(e)
     if failures:
-        raise MachineError(f"{len(failures)} of {len(names)} machines failed", failures[0].hint)
+        raise PartialFailure(f"{len(failures)} of {len(names)} machines failed", failures[0].hint)
 
 
 @click.command()
@@ -108,5 +108,5 @@ def rm(app: App, names: tuple[str, ...], yes: bool, force: bool) -> None:
             failures += 1
             click.echo(f"Error removing host {name!r}: {e.message}", err=True)
     if failures:
-        raise MachineError(f"{failures} of {len(resolved)} machines could not be removed",
-                           "Use -f to remove the local machines anyway.")
+        raise PartialFailure(f"{failures} of {len(resolved)} machines could not be removed",
+                             "Use -f to remove the local machines anyway.")

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from machine.app import App, pass_app
-from machine.errors import HostNotUsable, MachineError, NotFound, UsageError
+from machine.errors import HostNotUsable, ImageError, NotFound, Unsupported, UsageError
 
 
 def _cache_option(f):  # noqa: ANN001, ANN202 - a click decorator
@@ -43,7 +43,7 @@ def build(force: bool, cache: Path | None) -> None:
                             "Use machine os pull (a published image), or build on a Linux host and copy the folder "
                             "(MACHINE_OS_DIR).")
     if not machineos.is_root():
-        raise MachineError(
+        raise Unsupported(
             "Building the machine OS needs root (mmdebstrap --mode=root, chroot, device nodes)",
             f"Run: sudo {_self_command()} os build  (it lands in {machineos.system_cache()}, which every user's "
             "machine searches); or machine os pull when a published image is configured (MACHINE_OS_URL).")
@@ -52,12 +52,12 @@ def build(force: bool, cache: Path | None) -> None:
         target.mkdir(parents=True, exist_ok=True)
         os.chmod(target, 0o755)
     except OSError as e:
-        raise MachineError(f"Cannot create the image cache {target}: {e}", "Pick another folder with --cache.") from e
+        raise ImageError(f"Cannot create the image cache {target}: {e}", "Pick another folder with --cache.") from e
     rc = process.exec_interactive(machineos.build_command(target, force))
     if rc != 0:
-        raise MachineError(f"The machine OS build failed (exit {rc})",
-                           "Its output above names the step; the host packages it needs are listed in "
-                           f"{machineos.recipe_dir() / 'README.md'}.")
+        raise ImageError(f"The machine OS build failed (exit {rc})",
+                         "Its output above names the step; the host packages it needs are listed in "
+                         f"{machineos.recipe_dir() / 'README.md'}.")
     _share(target)
 
 

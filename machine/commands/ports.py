@@ -8,7 +8,7 @@ import json
 import click
 
 from machine.app import App, pass_app
-from machine.errors import MachineError
+from machine.errors import InvalidState, Unsupported
 
 
 def _guest(row: dict) -> str:
@@ -44,17 +44,17 @@ def ports(app: App, name: str | None, as_json: bool) -> None:
     resolved = app.existing(name)
     cfg = app.store.load(resolved)
     if not cfg.managed_engine or cfg.engine.get("transport", "tls") != "tls":
-        raise MachineError(f"Machine {resolved!r} has no agent forwarding published ports",
-                           "Only machines whose engine machine provisions and reaches through TLS have one "
-                           "(not --engine-transport ssh, not an existing engine given by URL).")
+        raise Unsupported(f"Machine {resolved!r} has no agent forwarding published ports",
+                          "Only machines whose engine machine provisions and reaches through TLS have one "
+                          "(not --engine-transport ssh, not an existing engine given by URL).")
     mdir = app.store.machine_dir(resolved)
     status = control.read_status(mdir)
     if not control.running(mdir):
-        raise MachineError(f"The agent of {resolved!r}, which forwards its published ports, is not running",
+        raise InvalidState(f"The agent of {resolved!r}, which forwards its published ports, is not running",
                            f"Start it (and the machine, if it is stopped): machine start {resolved}. "
                            f"Its log: {mdir / control.LOG_FILE}")
     if status is None:
-        raise MachineError(f"The agent of {resolved!r} has not reported yet", "Try again in a moment.")
+        raise InvalidState(f"The agent of {resolved!r} has not reported yet", "Try again in a moment.")
     if as_json:
         click.echo(json.dumps(status, indent=2))
         return

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import click
 
 from machine.app import App, pass_app
-from machine.errors import MachineError
+from machine.errors import MachineError, PartialFailure, Unsupported
 
 
 def _each(app: App, names: tuple[str, ...], action: Callable[..., None]) -> None:
@@ -24,8 +24,8 @@ def _each(app: App, names: tuple[str, ...], action: Callable[..., None]) -> None
                 orchestrator.require_own(cfg, "reconfigure its engine")
                 driver = orchestrator.driver_for(app.store, cfg, app.debug)
                 if not driver.features.managed_engine:
-                    raise MachineError(f"Machine {name!r} (driver {cfg.driver}) is not managed over SSH",
-                                       "Its engine is configured outside machine.")
+                    raise Unsupported(f"Machine {name!r} (driver {cfg.driver}) is not managed over SSH",
+                                      "Its engine is configured outside machine.")
                 orchestrator.require_running(driver, name)
                 try:
                     action(app.store, cfg, driver, app.progress)
@@ -38,7 +38,7 @@ def _each(app: App, names: tuple[str, ...], action: Callable[..., None]) -> None
             failures += 1
             click.echo(f"Error with {name}: {e.message}", err=True)
     if failures:
-        raise MachineError(f"{failures} of {len(targets)} machines failed", "See the errors above.")
+        raise PartialFailure(f"{failures} of {len(targets)} machines failed", "See the errors above.")
 
 
 @click.command()

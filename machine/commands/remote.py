@@ -12,7 +12,7 @@ import click
 
 from machine import machinedir
 from machine.app import App, pass_app
-from machine.errors import MachineError, UsageError
+from machine.errors import InvalidState, Unsupported, UsageError
 
 _REMOTE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*):(.*)$")
 
@@ -23,14 +23,15 @@ def _target(app: App, name: str):  # noqa: ANN202 - (cfg, driver, endpoint)
     cfg = app.store.load(name)
     driver = orchestrator.driver_for(app.store, cfg, app.debug)
     if not driver.features.managed_engine:
-        raise MachineError(f"Machine {name!r} (driver {cfg.driver}) has no SSH access", "")
+        raise Unsupported(f"Machine {name!r} (driver {cfg.driver}) has no SSH access",
+                          f"Reach its engine instead: eval $(machine env {name})")
     orchestrator.require_running(driver, name)
     ep = driver.ssh_endpoint()
     if ep is None:
-        raise MachineError(f"Machine {name!r} has no SSH endpoint", f"Check it: machine status {name}")
+        raise InvalidState(f"Machine {name!r} has no SSH endpoint", f"Check it: machine status {name}")
     if not cfg.ssh.get("host_key"):
         if not (cfg.origin or cfg.imported_from):
-            raise MachineError(f"Machine {name!r} has no pinned SSH host key yet",
+            raise InvalidState(f"Machine {name!r} has no pinned SSH host key yet",
                                f"Provision it first (this pins the key): machine provision {name}")
         # docker-machine pins nothing: learn the key on first contact, as ssh's accept-new does
         cfg = orchestrator.pin_host_key(app.store, name, app.progress, app.debug)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from machine.errors import ConfigError, MachineError
+from machine.errors import ConfigError, Unsupported
 
 FORMAT = "docker-machine"
 CONFIG_VERSION = 3
@@ -33,7 +33,7 @@ ENGINE_PORT = 2376
 KVM_URI = "qemu:///system"  # the docker-machine-kvm plugin's connection (not saved in its record)
 
 
-class UnsupportedDriver(MachineError):
+class UnsupportedDriver(Unsupported):
     """A docker-machine machine whose driver machine cannot drive."""
 
 

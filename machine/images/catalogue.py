@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from machine.errors import ConfigError, MachineError, NotFound
+from machine.errors import ConfigError, ImageNotFound, NotFound
 
 # the download cache's public names (`as` re-exports) stay importable from here, where callers find them
 from machine.images.downloadcache import SHA256_HEX as _HEX
@@ -170,7 +170,7 @@ def default_image() -> Image:
     found = _os_image(d, lookup("machine-os"))
     if found is None:
         searched = ", ".join(str(p) for p in machineos.candidates())
-        raise MachineError(f"The machine OS image is not built (looked in {searched})", machineos.missing_hint())
+        raise ImageNotFound(f"The machine OS image is not built (looked in {searched})", machineos.missing_hint())
     return found
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from machine.atomicfile import ensure_dir, write_atomic
-from machine.errors import MachineError
+from machine.errors import DownloadError
 from machine.filelock import FileLock
 
 log = logging.getLogger("machine.images.catalogue")
@@ -110,13 +110,13 @@ def expected_digest(image: Downloadable) -> tuple[str, str] | None:
         with _get(image.checksum_url) as resp:
             text = resp.read(4 << 20).decode("utf-8", "replace")
     except (OSError, http.client.HTTPException) as e:
-        raise MachineError(
+        raise DownloadError(
             f"Could not fetch the checksum list {image.checksum_url}: {e}",
             "Check the network connection and try again.",
         ) from e
     digest = parse_checksums(text, filename)
     if digest is None:
-        raise MachineError(
+        raise DownloadError(
             f"{image.checksum_url} lists no checksum for {filename}",
             "The image was probably renamed upstream; update isos/images.yaml.",
         )
@@ -176,7 +176,7 @@ def _download(url: str, part: Path, report: _Report, attempts: int) -> None:
             return
         except urllib.error.HTTPError as e:
             if 400 <= e.code < 500 and e.code != 408 and e.code != 429:
-                raise MachineError(
+                raise DownloadError(
                     f"Download of {url} failed: HTTP {e.code} {e.reason}",
                     "Check the image URL; the catalogue entry may be out of date.",
                 ) from e
@@ -186,7 +186,7 @@ def _download(url: str, part: Path, report: _Report, attempts: int) -> None:
         log.warning("download of %s interrupted (attempt %d/%d): %s", url, attempt, attempts, last)
         if attempt < attempts:
             time.sleep(min(0.5 * 2 ** (attempt - 1), 10.0))
-    raise MachineError(
+    raise DownloadError(
         f"Download of {url} failed after {attempts} attempt(s): {last}",
         "Check the network connection and run the command again; the partial download is kept and resumed.",
     )
@@ -266,7 +266,7 @@ def download(
         if expected and digests[expected[0]] != expected[1]:
             part.unlink(missing_ok=True)
             part.with_name(part.name + ".json").unlink(missing_ok=True)
-            raise MachineError(
+            raise DownloadError(
                 f"Checksum mismatch for {image.url}: expected {expected[0]} {expected[1]}, got {digests[expected[0]]}",
                 "The download was corrupted or the file changed upstream; the bad file was deleted. "
                 "Run the command again; if it keeps failing, the catalogue entry may be out of date.",

@@ -23,7 +23,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine.errors import ConfigError, MachineError
+from machine.errors import ConfigError, ImageError, ImageNotFound
 
 BUNDLE_FILES = ("manifest.json", "vmlinuz", "initrd.img", "machine-os.iso")
 BOOT_FILES = ("vmlinuz", "initrd.img")
@@ -156,8 +156,8 @@ def pack(build: Path, out: Path) -> str:
     """Write the build in `build` as a publishable bundle `out` (uncompressed tar); its sha256."""
     missing = [f for f in BUNDLE_FILES if not (build / f).is_file()]
     if missing:
-        raise MachineError(f"{build} is not a complete machine OS build (missing {', '.join(missing)})",
-                           "Build it first: machine os build")
+        raise ImageNotFound(f"{build} is not a complete machine OS build (missing {', '.join(missing)})",
+                            "Build it first: machine os build")
     tmp = out.with_name(f".{out.name}.tmp")
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         for f in BUNDLE_FILES:
@@ -180,12 +180,12 @@ def install_bundle(tar_path: Path, cache: Path) -> Path:
             bad = [n for n, m in members.items() if n not in BUNDLE_FILES or not m.isfile()]
             missing = [f for f in BUNDLE_FILES if f not in members]
             if bad or missing:
-                raise MachineError(f"{tar_path} is not a machine OS bundle (unexpected {bad}, missing {missing})",
-                                   "Point MACHINE_OS_URL at a bundle made by: machine os pack")
+                raise ImageError(f"{tar_path} is not a machine OS bundle (unexpected {bad}, missing {missing})",
+                                 "Point MACHINE_OS_URL at a bundle made by: machine os pack")
             manifest = json.loads(tar.extractfile(members["manifest.json"]).read())  # type: ignore[union-attr]
             rh = str(manifest.get("recipe_hash", ""))
             if not rh or not rh.isalnum():
-                raise MachineError(f"{tar_path}: the manifest has no recipe hash", "Rebuild and repack the image.")
+                raise ImageError(f"{tar_path}: the manifest has no recipe hash", "Rebuild and repack the image.")
             cache.mkdir(parents=True, exist_ok=True)
             work = Path(tempfile.mkdtemp(prefix=f".pull-{rh}-", dir=cache))
             try:
@@ -195,8 +195,8 @@ def install_bundle(tar_path: Path, cache: Path) -> Path:
                         shutil.copyfileobj(src, dst, 1 << 20)  # type: ignore[arg-type]
                 for f, meta in (manifest.get("files") or {}).items():
                     if f in BUNDLE_FILES and _sha256(work / f) != meta.get("sha256"):
-                        raise MachineError(f"{tar_path}: {f} does not match the bundle's manifest",
-                                           "The bundle is damaged: run machine os pull again.")
+                        raise ImageError(f"{tar_path}: {f} does not match the bundle's manifest",
+                                         "The bundle is damaged: run machine os pull again.")
                 os.chmod(work, 0o755)
                 final = cache / rh
                 if final.exists():
@@ -205,8 +205,8 @@ def install_bundle(tar_path: Path, cache: Path) -> Path:
             finally:
                 shutil.rmtree(work, ignore_errors=True)
     except (tarfile.TarError, ValueError, OSError) as e:
-        raise MachineError(f"Cannot unpack the machine OS bundle {tar_path}: {e}",
-                           "Run machine os pull again; if it keeps failing the published bundle is broken.") from e
+        raise ImageError(f"Cannot unpack the machine OS bundle {tar_path}: {e}",
+                         "Run machine os pull again; if it keeps failing the published bundle is broken.") from e
     link_latest(cache, rh)
     return final
 

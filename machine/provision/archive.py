@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from machine.atomicfile import ensure_dir
-from machine.errors import MachineError, UsageError
+from machine.errors import DownloadError, Unsupported, UsageError
 
 STATIC_URL = "https://download.docker.com/linux/static/stable/{arch}/docker-{version}.tgz"
 _VERSION = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?$")
@@ -39,7 +39,7 @@ def engine_archive(cache_dir: Path, version: str, arch: str, timeout: float = 30
         raise UsageError(f"Invalid --engine-version {version!r}", "Give a release such as 27.3.1.")
     norm = ARCHES.get(arch)
     if norm is None:
-        raise MachineError(f"No static engine archive for architecture {arch!r}", "Use x86_64 or aarch64 machines.")
+        raise Unsupported(f"No static engine archive for architecture {arch!r}", "Use x86_64 or aarch64 machines.")
     arch = norm
     path = archive_path(cache_dir, version, arch)
     if path.is_file():
@@ -53,8 +53,8 @@ def engine_archive(cache_dir: Path, version: str, arch: str, timeout: float = 30
         part.replace(path)
     except OSError as e:
         part.unlink(missing_ok=True)
-        raise MachineError(f"Could not download the engine archive {url}: {e}",
-                           f"Download it yourself and save it as {path}, then retry.") from None
+        raise DownloadError(f"Could not download the engine archive {url}: {e}",
+                            f"Download it yourself and save it as {path}, then retry.") from None
     return path
 
 
@@ -124,17 +124,17 @@ def check_fits(archive: LocalArchive, family: str, arch: str, machine: str) -> N
     if archive.kind == "static":
         want = ARCHES.get(arch, arch)
         if archive.arch and archive.arch != want:
-            raise MachineError(f"--engine-archive {archive.path} is built for {archive.arch}, but {machine!r} "
-                               f"is {want}", f"Use Docker's static archive for {want}.")
+            raise UsageError(f"--engine-archive {archive.path} is built for {archive.arch}, but {machine!r} "
+                             f"is {want}", f"Use Docker's static archive for {want}.")
         return
     want = OS_PACKAGE_TYPE.get(family)
     if want is None:
-        raise MachineError(f"{machine!r} runs {family}, which is not installed from packages",
-                           "Leave --engine-archive out for this machine.")
+        raise UsageError(f"{machine!r} runs {family}, which is not installed from packages",
+                         "Leave --engine-archive out for this machine.")
     if archive.package_type != want:
-        raise MachineError(f"--engine-archive {archive.path} holds .{archive.package_type} packages, but {machine!r} "
-                           f"runs {family}, which installs .{want} packages",
-                           f"Make a bundle of .{want} packages for that release, or use Docker's static archive.")
+        raise UsageError(f"--engine-archive {archive.path} holds .{archive.package_type} packages, but {machine!r} "
+                         f"runs {family}, which installs .{want} packages",
+                         f"Make a bundle of .{want} packages for that release, or use Docker's static archive.")
 
 
 def package_files(archive: LocalArchive) -> Iterator[tuple[str, bytes]]:

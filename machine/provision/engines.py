@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from machine import machinedir
-from machine.errors import MachineError
+from machine.errors import ProvisionError, Unsupported
 from machine.provision import engineconfig
 from machine.provision.remote import Remote
 from machine.store import MachineConfig, Store
@@ -178,8 +178,8 @@ class MachineOS(Provisioner):
         return self.remote.ok(" && ".join(f"test -e {self.remote.q(path)}" for path, _, _ in self.files()))
 
     def install(self) -> str:
-        raise MachineError(f"Machine {self.cfg.name!r} runs the machine OS but has no Docker engine",
-                           "The machine OS image is broken: rebuild it (machine os build --force), recreate it.")
+        raise ProvisionError(f"Machine {self.cfg.name!r} runs the machine OS but has no Docker engine",
+                             "The machine OS image is broken: rebuild it (machine os build --force), recreate it.")
 
     def configure(self, force: bool = False) -> bool:
         """Nothing when the seed configured everything; else upload the files, the marker last (the
@@ -213,8 +213,8 @@ class MachineOS(Provisioner):
             what="Restarting the engine (see /var/log/docker.log)")
 
     def upgrade(self) -> None:
-        raise MachineError("The machine OS engine is upgraded with the OS image, not in place",
-                           "Build a newer machine OS image, then recreate the machine.")
+        raise Unsupported("The machine OS engine is upgraded with the OS image, not in place",
+                          "Build a newer machine OS image, then recreate the machine.")
 
 
 class Systemd(Provisioner):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from machine.errors import MachineError
+from machine.errors import Unsupported
 
 MACHINE_OS_IDS = ("machine-os", "machineos")
 FAMILIES = ("machine-os", "debian", "ubuntu", "fedora", "rhel", "alpine")
@@ -62,7 +62,7 @@ def parse_os_release(text: str) -> OSInfo:
 def require_supported(info: OSInfo, machine: str) -> str:
     family = info.family
     if not family:
-        raise MachineError(
+        raise Unsupported(
             f"Machine {machine!r} runs {info.pretty_name or 'an unknown OS'} (ID={info.id or '?'}), which machine "
             "cannot provision",
             "Supported: the machine OS, Debian, Ubuntu, Fedora, RHEL-family (CentOS Stream, Rocky, Alma) and Alpine. "

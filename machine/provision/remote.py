@@ -12,7 +12,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from machine import machinedir
-from machine.errors import DriverError
+from machine.errors import InvalidState
 from machine.progress import Progress
 from machine.store import MachineConfig, Store
 
@@ -83,8 +83,8 @@ def open_session(store: Store, cfg: MachineConfig, driver: Driver, progress: Pro
 
     ep = driver.ssh_endpoint()
     if ep is None:
-        raise DriverError(f"Machine {cfg.name!r} has no SSH endpoint (is it running?)",
-                          f"Start it: machine start {cfg.name}")
+        raise InvalidState(f"Machine {cfg.name!r} has no SSH endpoint (is it running?)",
+                           f"Start it: machine start {cfg.name}")
     target = ssh.Target(host=ep.host, port=ep.port, user=cfg.ssh.get("user") or ep.user,
                         key_file=Path(key_file(store, cfg, driver)), host_key=cfg.ssh.get("host_key") or None,
                         name=cfg.name)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from machine import machinedir
-from machine.errors import DriverError, MachineError
+from machine.errors import InvalidState, ProvisionError
 from machine.progress import Progress
 from machine.provision import osdetect, servercert, tlscheck
 from machine.provision.engines import PROVISIONERS, Provisioner
@@ -30,8 +30,8 @@ def _detect(remote: Remote, store: Store, cfg: MachineConfig) -> Provisioner:
         return PROVISIONERS["machine-os"](remote, store, cfg)
     text = remote.read("/etc/os-release") or remote.read("/usr/lib/os-release")
     if text is None:
-        raise MachineError(f"Machine {cfg.name!r} has no /etc/os-release: cannot tell which OS it runs",
-                           "Supported: the machine OS, Debian, Ubuntu, Fedora, RHEL-family and Alpine.")
+        raise ProvisionError(f"Machine {cfg.name!r} has no /etc/os-release: cannot tell which OS it runs",
+                             "Supported: the machine OS, Debian, Ubuntu, Fedora, RHEL-family and Alpine.")
     info = osdetect.parse_os_release(text)
     family = osdetect.require_supported(info, cfg.name)
     cfg.ssh["os"] = family
@@ -47,8 +47,8 @@ def engine_target(cfg: MachineConfig, driver: Driver) -> tuple[str, int]:
     port = int(cfg.engine.get("port") or 2376)
     addr = driver.engine_address(port)
     if not addr:
-        raise DriverError(f"The driver cannot tell where the engine of {cfg.name!r} listens (is it running?)",
-                          f"Start it: machine start {cfg.name}")
+        raise InvalidState(f"The driver cannot tell where the engine of {cfg.name!r} listens (is it running?)",
+                           f"Start it: machine start {cfg.name}")
     return addr[0], int(addr[1])
 
 
@@ -80,8 +80,8 @@ def _version_over_ssh(session: Session, timeout: float) -> str:
         if res.ok and res.stdout.strip():
             return res.stdout.strip()
         if time.monotonic() >= deadline:
-            raise MachineError(f"The Docker engine did not answer on the machine within {timeout:.0f} s: "
-                               f"{res.stderr.strip()[-300:]}", "Look at the engine's log on the machine.")
+            raise ProvisionError(f"The Docker engine did not answer on the machine within {timeout:.0f} s: "
+                                 f"{res.stderr.strip()[-300:]}", "Look at the engine's log on the machine.")
         time.sleep(1.0)
 
 
@@ -242,8 +242,8 @@ def engine_version(store: Store, name: str, debug: bool = False) -> str:
     try:
         return str(tlscheck.get_version(host, port, store.machine_dir(cfg.name)).get("Version", "unknown"))
     except OSError as e:
-        raise MachineError(f"Cannot reach the Docker engine of {name!r} at {host}:{port}: {e}",
-                           f"Check it: machine status {name}; machine regenerate-certs {name}") from None
+        raise ProvisionError(f"Cannot reach the Docker engine of {name!r} at {host}:{port}: {e}",
+                             f"Check it: machine status {name}; machine regenerate-certs {name}") from None
 
 
 def engine_version_quick(store: Store, cfg: MachineConfig, timeout: float = 2.0) -> str:

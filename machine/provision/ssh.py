@@ -26,7 +26,7 @@ from pathlib import Path
 import paramiko
 
 from machine import waiting
-from machine.errors import MachineError, TimeoutError_
+from machine.errors import SSHError, TimeoutError_
 from machine.process import mask
 
 log = logging.getLogger("machine.provision.ssh")
@@ -83,7 +83,7 @@ class Result:
         return self.returncode == 0
 
 
-class HostKeyMismatch(MachineError):
+class HostKeyMismatch(SSHError):
     """The machine answered with a host key other than the pinned one."""
 
 
@@ -117,10 +117,10 @@ def load_key(path: Path) -> paramiko.PKey:
     try:
         return paramiko.PKey.from_path(str(path))
     except FileNotFoundError:
-        raise MachineError(f"SSH key {path} not found", "The machine directory is incomplete; recreate the machine.")\
+        raise SSHError(f"SSH key {path} not found", "The machine directory is incomplete; recreate the machine.")\
             from None
     except (paramiko.SSHException, ValueError, OSError) as e:
-        raise MachineError(f"Cannot read SSH key {path}: {e}", "Use an unencrypted OpenSSH or PEM private key.")\
+        raise SSHError(f"Cannot read SSH key {path}: {e}", "Use an unencrypted OpenSSH or PEM private key.")\
             from None
 
 
@@ -145,8 +145,8 @@ def connect(target: Target, *, timeout: float = 120.0, auth_timeout: float | Non
             try:
                 key = paramiko.PKey.from_type_string(parts[0], base64.b64decode(parts[1]))
             except (IndexError, ValueError, paramiko.SSHException) as e:
-                raise MachineError(f"The pinned host key of {target.name or target.host} is invalid: {e}",
-                                   "The machine config is damaged; recreate the machine.") from None
+                raise SSHError(f"The pinned host key of {target.name or target.host} is invalid: {e}",
+                               "The machine config is damaged; recreate the machine.") from None
             known = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
             client.get_host_keys().add(known, parts[0], key)
         left = max(1.0, deadline - time.monotonic())
@@ -166,8 +166,8 @@ def connect(target: Target, *, timeout: float = 120.0, auth_timeout: float | Non
             client.close()
             last = e
             if time.monotonic() >= auth_deadline or time.monotonic() >= deadline:
-                raise MachineError(f"SSH authentication as {target.user!r} at {target.host}:{target.port} failed: {e}",
-                                   "The machine does not accept its key; check the user and the authorized keys.")\
+                raise SSHError(f"SSH authentication as {target.user!r} at {target.host}:{target.port} failed: {e}",
+                               "The machine does not accept its key; check the user and the authorized keys.")\
                     from None
         except (paramiko.SSHException, OSError, EOFError) as e:
             client.close()
@@ -229,7 +229,7 @@ class Session:
             raise TimeoutError_(f"{what or 'Remote command'} on {self.target.name or self.target.host} did not "
                                 f"finish within {timeout:.0f} s", "Run again with -D to see the command.") from None
         except (paramiko.SSHException, OSError, EOFError) as e:
-            raise MachineError(f"SSH connection to {self.target} failed: {e}", "Check that the machine runs.") from None
+            raise SSHError(f"SSH connection to {self.target} failed: {e}", "Check that the machine runs.") from None
         if out:
             log.debug("ssh %s: stdout: %s", self.target, scrub(out.rstrip(), hide))
         if err:
@@ -237,8 +237,8 @@ class Session:
         result = Result(command, rc, out, err)
         if check and not result.ok:
             tail = scrub((err.strip() or out.strip()), hide)[-800:]
-            raise MachineError(f"{what or 'Remote command'} failed on {self.target.name or self.target.host} "
-                               f"(exit {rc}): {tail}", "Run again with -D to see the commands and their output.")
+            raise SSHError(f"{what or 'Remote command'} failed on {self.target.name or self.target.host} "
+                           f"(exit {rc}): {tail}", "Run again with -D to see the commands and their output.")
         return result
 
     # -- files ---------------------------------------------------------------------------
@@ -248,8 +248,8 @@ class Session:
             try:
                 self._sftp = self.client.open_sftp()
             except (paramiko.SSHException, OSError) as e:
-                raise MachineError(f"SFTP to {self.target} failed: {e}",
-                                   "The machine's sshd must offer the sftp subsystem.") from None
+                raise SSHError(f"SFTP to {self.target} failed: {e}",
+                               "The machine's sshd must offer the sftp subsystem.") from None
         return self._sftp
 
     def put(self, data: bytes | str, remote: str, mode: int = 0o644) -> None:
@@ -266,15 +266,15 @@ class Session:
                 self.sftp.posix_rename(tmp, remote)
             except OSError as e:
                 self.run(f"rm -f {shlex.quote(tmp)}", check=False)
-                raise MachineError(f"Uploading {remote} to {self.target} failed: {e}",
-                                   "Check free space and permissions on the machine.") from None
+                raise SSHError(f"Uploading {remote} to {self.target} failed: {e}",
+                               "Check free space and permissions on the machine.") from None
             return
         tmp = f"/tmp/.machine-upload-{uuid.uuid4().hex[:12]}"
         try:
             self._write(tmp, payload, 0o600)
         except OSError as e:
-            raise MachineError(f"Uploading {remote} to {self.target} failed: {e}",
-                               "Check free space on the machine's /tmp.") from None
+            raise SSHError(f"Uploading {remote} to {self.target} failed: {e}",
+                           "Check free space on the machine's /tmp.") from None
         q = shlex.quote
         # restorecon: a file moved from /tmp keeps its SELinux label, which dockerd may not be allowed to read
         self.run(f"mkdir -p {q(parent)} && chmod {mode:o} {q(tmp)} && chown root:root {q(tmp)} && mv -f {q(tmp)} "
@@ -292,7 +292,7 @@ class Session:
         try:
             self.sftp.getfo(remote, buf)
         except OSError as e:
-            raise MachineError(f"Reading {remote} from {self.target} failed: {e}", "Check the path.") from None
+            raise SSHError(f"Reading {remote} from {self.target} failed: {e}", "Check the path.") from None
         return buf.getvalue()
 
     def exists(self, remote: str) -> bool:

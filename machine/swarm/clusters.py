@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from machine import orchestrator
-from machine.errors import MachineError, UsageError
+from machine.errors import ClusterError, MachineError, UsageError
 from machine.names import validate_name
 from machine.progress import Progress
 from machine.store import Store
@@ -196,7 +196,7 @@ def drain_and_remove(store: Store, name: str, node: str, progress: Progress, *, 
                 ok = nodecommands.node_run(store, manager, nodecommands.wait_drained_script(node, drain_timeout),
                                            check=False, timeout=drain_timeout + 60)
                 if "drained" not in ok:
-                    raise MachineError(f"The tasks of {node!r} did not move to other nodes within "
+                    raise ClusterError(f"The tasks of {node!r} did not move to other nodes within "
                                        f"{drain_timeout:.0f} s", "Check 'docker service ps' on a manager (placement "
                                        "constraints?); use -f to remove it anyway.")
             with progress.step(f"Removing {node!r} from the swarm"):
@@ -242,7 +242,7 @@ def scale(store: Store, name: str, workers: int, make_request: Callable[[str], A
     if workers > len(current):
         lead = _live_manager(store, cluster)
         if not lead:
-            raise MachineError(f"Cluster {name!r} has no reachable manager", "Check 'machine swarm ls'.")
+            raise ClusterError(f"Cluster {name!r} has no reachable manager", "Check 'machine swarm ls'.")
         used = {_worker_number(n) for n in current}
         numbers = [i for i in range(1, workers + len(used) + 1) if i not in used][:workers - len(current)]
         made: list[str] = []

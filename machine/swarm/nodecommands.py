@@ -10,7 +10,7 @@ import shlex
 from collections.abc import Sequence
 
 from machine import orchestrator
-from machine.errors import MachineError
+from machine.errors import ClusterError
 from machine.store import Store
 
 SWARM_PORT = 2377
@@ -41,7 +41,7 @@ def init_swarm(store: Store, manager: str, address: str) -> str:
                                    "*) echo \"$out\" >&2; exit 1 ;; esac")
     tokens = _TOKEN.findall(out)
     if not tokens:
-        raise MachineError(f"docker swarm init on {manager!r} printed no join token", out.strip()[-300:])
+        raise ClusterError(f"docker swarm init on {manager!r} printed no join token", out.strip()[-300:])
     return tokens[0]
 
 
@@ -50,7 +50,7 @@ def join_token(store: Store, manager: str, role: str) -> str:
     out = node_run(store, manager, f"docker swarm join-token -q {role}")
     tokens = _TOKEN.findall(out)
     if not tokens:
-        raise MachineError(f"No {role} join token from {manager!r}", out.strip()[-300:])
+        raise ClusterError(f"No {role} join token from {manager!r}", out.strip()[-300:])
     return tokens[0]
 
 
