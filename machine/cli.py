@@ -73,9 +73,23 @@ def cli(ctx: click.Context, debug: bool, storage_path: str | None) -> None:
     ctx.obj = App(store=Store(storage_root(storage_path)), debug=debug, progress=Progress())
 
 
+def _debug_requested(args: list[str]) -> bool:
+    """-D/--debug among the global options only: before the command name (a machine named "-D" after
+    `--`, or a remote command's -D, is not ours)."""
+    words = iter(args)
+    for word in words:
+        if word in ("-D", "--debug"):
+            return True
+        if word in ("-s", "--storage-path"):
+            next(words, None)
+        elif word == "--" or not word.startswith("-"):
+            return False
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; print typed errors as message + hint, never a traceback (machine.entry calls it)."""
-    debug = "-D" in (argv or sys.argv[1:]) or "--debug" in (argv or sys.argv[1:])
+    debug = _debug_requested(sys.argv[1:] if argv is None else argv)
     try:
         rc = cli.main(args=argv, prog_name="machine", standalone_mode=False)
     except MachineError as e:

@@ -61,6 +61,7 @@ names = st.one_of(
 @example(text="name\n")
 @example(text="Dev-1.example")
 @example(text="-h")
+@example(text="-D")  # after `--` a name, not the debug flag (it printed a traceback)
 def test_create_accepts_exactly_the_valid_names(store_dir: Path, text: str) -> None:
     result = run("create", "-d", "none", "--url", "tcp://127.0.0.1:2376", "--", text)
     assert result.crash is None, f"{text!r} crashed: {result.crash!r}"
