@@ -179,6 +179,9 @@ def test_scp_delta_uses_rsync_with_the_pinned_key(gen: Path, tmp_path: Path) -> 
     assert res.code == 0, res
     assert (tmp_path / "dst" / "d" / "f.txt").read_text() == "one"
     (src / "d" / "f.txt").write_text("two")
+    # rsync's quick check compares size and mtime (1 s): a same-size edit within the second looks unchanged
+    mtime = (tmp_path / "dst" / "d" / "f.txt").stat().st_mtime
+    os.utime(src / "d" / "f.txt", (mtime + 5, mtime + 5))
     res = run("scp", "-d", "-r", f"{src}/", f"gen:{tmp_path / 'dst'}")
     assert res.code == 0 and (tmp_path / "dst" / "d" / "f.txt").read_text() == "two", res
     res = run("scp", "-d", f"gen:{tmp_path / 'dst' / 'd' / 'f.txt'}", str(tmp_path / "back.txt"))
