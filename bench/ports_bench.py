@@ -8,7 +8,7 @@ the agent's forwards.
    baseline: the same file read through the engine's own forwarded port (`docker cp` over TLS). Target: the
    forward >= 50% of the baseline.
 
-Run under `/work/bin/vmslot --exclusive python3 bench/ports_bench.py [--driver qemu] [--count 20]`.
+Run on a quiet host: `python3 bench/ports_bench.py [--driver qemu] [--count 20]`.
 """
 
 from __future__ import annotations

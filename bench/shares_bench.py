@@ -7,7 +7,7 @@ on the VM's data disk: sequential write of a 256 MiB file (dd, fsync) and read o
 (MB/s); untar of a tree of ~5,000 small files, then `find` + `stat` of all of them (seconds). Target: small-file
 work on the fastest share <= 3x the VM's own disk. Prints a table and JSON, with the host's load average.
 
-Usage: /work/bin/vmslot --exclusive python3 bench/shares_bench.py [--driver qemu] [--mechanisms virtiofs,9p]
+Usage (on a quiet host): python3 bench/shares_bench.py [--driver qemu] [--mechanisms virtiofs,9p]
 """
 
 from __future__ import annotations
