@@ -226,8 +226,8 @@ def test_libvirt_filesystems_follow_the_shares() -> None:
     shares = [{"tag": "msh0", "host": "/home/me", "ro": False}, {"tag": "msh1", "host": "/src", "ro": True}]
     xml = sharesxml.with_shares(base, shares, "virtiofs", "/usr/lib/qemu/virtiofsd")
     assert "<memoryBacking><source type=\"memfd\" /><access mode=\"shared\" /></memoryBacking><os>" in xml
-    assert '<driver type="virtiofs" queue="1024" /><binary path="/usr/lib/qemu/virtiofsd"><cache mode="auto" />' \
-           '</binary><source dir="/home/me" /><target dir="msh0" />' in xml
+    assert '<driver type="virtiofs" queue="1024" /><binary path="/usr/lib/qemu/virtiofsd" />' \
+           '<source dir="/home/me" /><target dir="msh0" />' in xml
     assert sharesxml.shares_of(xml) == [("virtiofs", "/home/me", "msh0", False),
                                         ("virtiofs", "/src", "msh1", False)]
     ninep = sharesxml.with_shares(xml, shares[1:], "9p")

@@ -39,9 +39,8 @@ def with_shares(domain_xml: str, shares: list[dict[str, Any]], mechanism: str | 
                            accessmode="passthrough" if virtiofs else "squash")
         if virtiofs:
             ET.SubElement(fs, "driver", type="virtiofs", queue="1024")
-            if virtiofsd:
-                binary = ET.SubElement(fs, "binary", path=virtiofsd)
-                ET.SubElement(binary, "cache", mode="auto")
+            if virtiofsd:  # no <cache mode>: libvirt 9 knows only none|always; virtiofsd's default is auto
+                ET.SubElement(fs, "binary", path=virtiofsd)
         ET.SubElement(fs, "source", dir=str(share["host"]))
         ET.SubElement(fs, "target", dir=str(share["tag"]))
         if share.get("ro") and not virtiofs:  # libvirt 9 refuses <readonly/> on virtiofs: the guest mounts ro
