@@ -78,7 +78,10 @@ def stop(machine_dir: Path) -> bool:
     pid = agent_pid(machine_dir)
     if pid is not None:
         process.terminate_pid(pid, STOP_GRACE)
-    (machine_dir / PID_FILE).unlink(missing_ok=True)
+    try:
+        (machine_dir / PID_FILE).unlink(missing_ok=True)
+    except NotADirectoryError:  # a damaged store: the machine "folder" is a file; it has no agent
+        pass
     return pid is not None
 
 
