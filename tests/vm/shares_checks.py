@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from machine.images.catalogue import machine_os_dir
 from tests.vm.vmhelpers import docker, docker_env, machine
 
 APPLETS = ("sh", "cat", "echo", "ls", "ln", "mv", "rm", "chmod", "stat", "sleep", "date", "mkdir", "touch")
@@ -27,8 +28,7 @@ def make_machine(tmp_path: Path, driver: str, extra_args: tuple[str, ...] = ()) 
     extra.mkdir()
     (extra / "data.txt").write_text("read-only data\n")
     env = dict(os.environ, HOME=str(home))
-    env.setdefault("MACHINE_OS_DIR", str(Path(os.environ.get("MACHINE_OS_CACHE", Path.home() / ".cache/machine/"
-                                                                                  "machine-os")) / "latest"))
+    env.setdefault("MACHINE_OS_DIR", str(machine_os_dir()))  # the build skip_reason checked (HOME moves below)
     name = f"sh-{uuid.uuid4().hex[:6]}"
     res = machine("create", "-d", driver, *extra_args, "--share", f"{extra}:/extra:ro", name, env=env, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
