@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
-from machine.errors import NotFound
+from machine.errors import MachineError, NotFound, PartialFailure
 from machine.names import validate_name
 from machine.progress import Progress
 from machine.store import Store
@@ -38,6 +39,26 @@ class App:
         resolved = self.name_or_default(name)
         self.store.load(resolved)  # NotFound / ConfigError with the file's name
         return resolved
+
+    def each(self, names: Iterable[str | None], action: Callable[[str], None], *, failed: str = "failed",
+             hint: str | None = None) -> None:
+        """Run `action(name)` for each of `names` (the `default` machine when none are given): every
+        multi-machine command goes through here. One machine: its error is raised as it is. Several: each
+        failure is reported and the others still run, then PartialFailure says how many `failed`, with
+        `hint` (default: the first failure's hint)."""
+        targets = list(names) or [None]
+        failures: list[MachineError] = []
+        for name in targets:
+            try:
+                action(self.name_or_default(name))
+            except MachineError as e:
+                if len(targets) == 1:
+                    raise
+                click.echo(f"Error with {name}: {e.message}", err=True)
+                failures.append(e)
+        if failures:
+            raise PartialFailure(f"{len(failures)} of {len(targets)} machines {failed}",
+                                 hint if hint is not None else failures[0].hint)
 
 
 pass_app = click.make_pass_decorator(App)

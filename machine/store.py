@@ -201,10 +201,10 @@ class Store:
             raise ConfigError(f"Config file {path} is corrupt: not a JSON object",
                               "Fix or restore the file, or remove the machine with 'machine rm -f'.")
         if "schema_version" not in data and "ConfigVersion" in data:  # docker-machine's record, read as it is
-            from machine.dockermachine.record import to_config
+            from machine.dockermachine.record import config_fields
 
             try:
-                cfg = to_config(data, name, path)
+                cfg = MachineConfig(**config_fields(data, name, path))
             except MachineError:
                 raise
             except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as e:

@@ -18,9 +18,9 @@ from fakes.cli import CliResult, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from machine import orchestrator
 from machine.client.shellenv import SHELLS
 from machine.errors import TimeoutError_
+from machine.orchestrator import boot
 
 EXIT_CODES = {0, 1, 2, 3}
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
@@ -68,7 +68,7 @@ def no_boot_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise TimeoutError_("no guest in this test", "")
 
-    monkeypatch.setattr(orchestrator, "wait_ready", refuse)
+    monkeypatch.setattr(boot, "wait_ready", refuse)  # where create and start call it
 
 
 @pytest.fixture

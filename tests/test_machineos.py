@@ -92,21 +92,21 @@ def test_missing_image_hint_names_the_ways_to_get_it(caches: tuple[Path, Path], 
     assert f"sudo machine os build (root builds into {system}" in e.value.hint
     assert "machine os pull --url URL --sha256 HEX" in e.value.hint
     monkeypatch.setenv("MACHINE_OS_URL", "http://127.0.0.1:9/m.tar#sha256=" + "a" * 64)
-    assert "machine os pull (downloads the published image" in machineos.missing_hint()
+    assert "machine os pull (downloads the published image" in catalogue.machine_os_hint()
     res = run("os", "build")
     assert res.code == 1 and "needs root" in res.err and f"it lands in {system}" in res.err, res
 
 
 def test_published_image_from_env_and_catalogue(caches: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    assert machineos.published() is None  # nothing is published in isos/images.yaml yet
+    assert catalogue.published_machine_os() is None  # nothing is published in isos/images.yaml yet
     monkeypatch.setenv("MACHINE_OS_URL", "https://example.invalid/os.tar#sha256=" + "B" * 64)
-    b = machineos.published()
+    b = catalogue.published_machine_os()
     assert b is not None and b.url == "https://example.invalid/os.tar" and b.sha256 == "b" * 64 and b.ext == "tar"
     monkeypatch.setenv("MACHINE_OS_SHA256", "c" * 64)
-    assert machineos.published().sha256 == "c" * 64
+    assert catalogue.published_machine_os().sha256 == "c" * 64
     monkeypatch.setenv("MACHINE_OS_URL", "file:///etc/passwd")
     with pytest.raises(ConfigError):
-        machineos.published()
+        catalogue.published_machine_os()
     with pytest.raises(ConfigError):
         machineos.bundle("https://example.invalid/os.tar", "xyz")
     entry = ("images:\n  machine-os:\n    local: true\n    format: kernel+initrd\n    arch: amd64\n    ssh_user: root\n"

@@ -11,9 +11,7 @@ from the process and QMP `query-status`.
 
 from __future__ import annotations
 
-import hashlib
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,37 +34,16 @@ from machine.driver import (
 
 from . import ports, qmp
 from .accel import ACCELS
+from .kvmprobe import install_hint
+from .qmp import socket_path
 
 # what the guest kernel prints on the serial console when it powers itself off
 POWER_OFF_MARKS = ("reboot: Power down", "reboot: System halted", "System halted")
-MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 START_CHECK = 5.0  # seconds start() watches for qemu failing at once (bad args, port taken)
 QMP_TIMEOUT = 2.0
 RUN_STATES = {"running": State.RUNNING, "paused": State.PAUSED, "suspended": State.PAUSED,
               "prelaunch": State.STARTING, "inmigrate": State.STARTING, "shutdown": State.STOPPING,
               "internal-error": State.ERROR, "io-error": State.ERROR, "guest-panicked": State.ERROR}
-INSTALL_HINT = {
-    "linux": "Install QEMU: apt install qemu-system-x86 qemu-utils (dnf install qemu-kvm qemu-img on Fedora).",
-    "darwin": "Install QEMU: brew install qemu.",
-    "win32": "Install QEMU for Windows (https://qemu.weilnetz.de/w64/) and add C:\\Program Files\\qemu to PATH.",
-}
-
-
-def install_hint(platform: str | None = None) -> str:
-    p = platform or sys.platform
-    return INSTALL_HINT["linux" if p.startswith("linux") else p] if (p.startswith("linux") or p in INSTALL_HINT) \
-        else "Install QEMU (qemu-system and qemu-img) from https://www.qemu.org/download/."
-
-
-def socket_path(machine_dir: Path) -> Path:
-    """The QMP unix socket: in the machine dir when the path is short enough, else under the temp dir."""
-    path = Path(machine_dir) / machinedir.QMP_SOCKET
-    if len(str(path).encode()) <= MAX_SOCKET_PATH and "," not in str(path):
-        return path
-    digest = hashlib.sha256(str(Path(machine_dir).resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"machine-qmp-{digest}.sock"
-
-
 class QemuDriver(Driver):
     name = "qemu"
     description = "qemu-system run directly (KVM/HVF/WHPX when usable, else TCG); user-mode networking."

@@ -48,6 +48,19 @@ class Verdict:
     cached: bool = False
 
 
+INSTALL_HINT = {
+    "linux": "Install QEMU: apt install qemu-system-x86 qemu-utils (dnf install qemu-kvm qemu-img on Fedora).",
+    "darwin": "Install QEMU: brew install qemu.",
+    "win32": "Install QEMU for Windows (https://qemu.weilnetz.de/w64/) and add C:\\Program Files\\qemu to PATH.",
+}
+
+
+def install_hint(platform: str | None = None) -> str:
+    p = platform or sys.platform
+    return INSTALL_HINT["linux" if p.startswith("linux") else p] if (p.startswith("linux") or p in INSTALL_HINT) \
+        else "Install QEMU (qemu-system and qemu-img) from https://www.qemu.org/download/."
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

@@ -98,8 +98,6 @@ def vm_spec(driver: QemuDriver, qemu: str, platform: str | None = None, arch: st
     """The VMSpec for this machine from its options and saved data."""
     from machine.drivers.qemu.kvmprobe import host_arch
 
-    from . import socket_path
-
     data, arch = driver.data, arch or host_arch()
     platform = platform or sys.platform
     boot: dict[str, Any] = {}
@@ -115,7 +113,7 @@ def vm_spec(driver: QemuDriver, qemu: str, platform: str | None = None, arch: st
     else:
         boot = {"root_disk": driver._path(disks_name("root")),
                 "firmware": disks.aarch64_firmware() if arch == "aarch64" else None}
-    qmp_addr = data.get("qmp") or qmp.unix_address(socket_path(driver.dir))
+    qmp_addr = data.get("qmp") or qmp.unix_address(qmp.socket_path(driver.dir))
     nic = driver.ctx.cluster_nic or {}
     return cmdline.VMSpec(
         name=driver.ctx.name, qemu=qemu, platform=platform, arch=arch, accel=data.get("accel", "tcg"),
@@ -138,12 +136,10 @@ def _free_ports(driver: QemuDriver) -> None:
 def launch(driver: QemuDriver) -> None:
     """start(): spawn qemu detached, record its pid, and check for a few seconds that it came up
     (qemu fails at once on bad arguments or a taken port). Does not wait for the guest."""
-    from machine.drivers.qemu.kvmprobe import find_qemu
+    from machine.drivers.qemu.kvmprobe import find_qemu, install_hint
 
     from machine.driver import State
     from machine.process import pid_alive
-
-    from . import install_hint, socket_path
 
     if not driver._disks():
         raise DriverError(f"Machine {driver.ctx.name!r} has no disks", "Create it first (or remove and recreate it).")
@@ -160,7 +156,7 @@ def launch(driver: QemuDriver) -> None:
     if choice == "auto" or driver.data.get("accel") != choice:  # `machine set` may have changed it
         _choose_accel(driver)
     _free_ports(driver)
-    sock = socket_path(driver.dir)
+    sock = qmp.socket_path(driver.dir)
     if not driver.data.get("qmp"):
         sock.unlink(missing_ok=True)
     spec = vm_spec(driver, qemu)

@@ -8,11 +8,32 @@ hang `machine ls`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
+import tempfile
+from pathlib import Path
 from typing import Any
 
+from machine import machinedir
+
 DEFAULT_TIMEOUT = 2.0
+MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
+
+
+def short_socket(machine_dir: Path, file_name: str, fallback: str) -> Path:
+    """A unix socket in the machine dir when the path fits sun_path (and has no comma, which qemu's option
+    syntax would split), else under the temp dir as `fallback` with {digest} (of the machine dir) filled in."""
+    path = Path(machine_dir) / file_name
+    if len(str(path).encode()) <= MAX_SOCKET_PATH and "," not in str(path):
+        return path
+    digest = hashlib.sha256(str(Path(machine_dir).resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / fallback.format(digest=digest)
+
+
+def socket_path(machine_dir: Path) -> Path:
+    """The QMP unix socket."""
+    return short_socket(machine_dir, machinedir.QMP_SOCKET, "machine-qmp-{digest}.sock")
 
 
 class QMPError(Exception):

@@ -7,8 +7,6 @@ what is left after a kill or before a removal or a new start.
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from machine import machinedir, process
 from machine.errors import DriverError
 from machine.shares import mechanisms
+
+from .qmp import short_socket
 
 if TYPE_CHECKING:
     from . import QemuDriver
@@ -25,13 +25,7 @@ SOCKET_START = 5.0  # seconds a virtiofsd gets to create its socket
 
 def _socket(driver: QemuDriver, index: int) -> Path:
     """The vhost-user socket of share `index`: in the machine dir when the path is short enough (sun_path)."""
-    from . import MAX_SOCKET_PATH
-
-    path = driver.dir / machinedir.VIRTIOFS_SOCKET.format(index)
-    if len(str(path).encode()) <= MAX_SOCKET_PATH and "," not in str(path):
-        return path
-    digest = hashlib.sha256(str(driver.dir.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"machine-vfs-{digest}-{index}.sock"
+    return short_socket(driver.dir, machinedir.VIRTIOFS_SOCKET.format(index), f"machine-vfs-{{digest}}-{index}.sock")
 
 
 def _pid_file(driver: QemuDriver, index: int) -> Path:

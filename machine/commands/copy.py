@@ -5,15 +5,56 @@ and pinned known_hosts; it needs rsync here and on the machine."""
 
 from __future__ import annotations
 
+import os
 import posixpath
+import re
 import stat
 from pathlib import Path
 
 import click
 
 from machine.app import App, pass_app
-from machine.commands.remote import _download, _target, _upload, known_hosts_path, parse_location, write_known_hosts
 from machine.errors import HostNotUsable, SSHError, UsageError
+
+_REMOTE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*):(.*)$")
+
+
+def parse_location(text: str) -> tuple[str | None, str]:
+    """`machine:path` -> (machine, path); a local path -> (None, path). `C:\\x` and `./a:b` stay local."""
+    m = _REMOTE.match(text)
+    if m and not (len(m.group(1)) == 1 and os.name == "nt"):
+        return m.group(1), m.group(2)
+    return None, text
+
+
+def _upload(sftp, local: Path, remote: str, recursive: bool) -> int:  # noqa: ANN001
+    if local.is_dir():
+        if not recursive:
+            raise UsageError(f"{local} is a directory", "Use -r to copy directories.")
+        try:
+            sftp.mkdir(remote)
+        except OSError:
+            pass
+        count = 0
+        for child in sorted(local.iterdir()):
+            count += _upload(sftp, child, posixpath.join(remote, child.name), recursive)
+        return count
+    sftp.put(str(local), remote)
+    sftp.chmod(remote, stat.S_IMODE(local.stat().st_mode))
+    return 1
+
+
+def _download(sftp, remote: str, local: Path, recursive: bool) -> int:  # noqa: ANN001
+    st = sftp.stat(remote)
+    if stat.S_ISDIR(st.st_mode or 0):
+        if not recursive:
+            raise UsageError(f"{remote} is a directory on the machine", "Use -r to copy directories.")
+        local.mkdir(parents=True, exist_ok=True)
+        return sum(_download(sftp, posixpath.join(remote, e.filename), local / e.filename, recursive)
+                   for e in sftp.listdir_attr(remote))
+    sftp.get(remote, str(local))
+    os.chmod(local, stat.S_IMODE(st.st_mode or 0o644))
+    return 1
 
 
 def _between(src, dst, src_path: str, dst_path: str, recursive: bool) -> int:  # noqa: ANN001 - two SFTP clients
@@ -45,13 +86,12 @@ def _into_dir(sftp, remote: str, name: str) -> str:  # noqa: ANN001
 
 
 def _machine_to_machine(app: App, src: tuple[str, str], dst: tuple[str, str], recursive: bool) -> int:
-    from machine.provision.remote import open_session
+    from machine import orchestrator
 
     (src_name, src_path), (dst_name, dst_path) = src, dst
-    src_cfg, src_driver, _ = _target(app, app.existing(src_name))
-    dst_cfg, dst_driver, _ = _target(app, app.existing(dst_name))
-    with open_session(app.store, src_cfg, src_driver, timeout=60) as a, \
-            open_session(app.store, dst_cfg, dst_driver, timeout=60) as b:
+    src_name, dst_name = app.existing(src_name), app.existing(dst_name)
+    with orchestrator.ssh_session(app.store, src_name, app.progress, app.debug, timeout=60) as a, \
+            orchestrator.ssh_session(app.store, dst_name, app.progress, app.debug, timeout=60) as b:
         remote = _into_dir(b.sftp, dst_path or ".", posixpath.basename((src_path or ".").rstrip("/")))
         return _between(a.sftp, b.sftp, src_path or ".", remote, recursive)
 
@@ -60,20 +100,16 @@ def _rsync(app: App, name: str, source: str, destination: str, recursive: bool) 
     """Delta copy: the system rsync over the system ssh, with the machine's key and pinned host key."""
     import shlex
 
-    from machine import process
-    from machine.provision.remote import key_file
+    from machine import orchestrator, process
+    from machine.provision.sshclient import ssh_options, write_known_hosts
 
     rsync, ssh = process.which("rsync"), process.which("ssh")
     if not (rsync and ssh):
         raise HostNotUsable("scp -d needs rsync and ssh on this host", "Install rsync and OpenSSH's client.")
-    cfg, driver, ep = _target(app, name)
-    known = known_hosts_path(app, cfg)
-    write_known_hosts(known, ep.host, ep.port, cfg.ssh["host_key"])
-    shell = shlex.join([ssh, "-i", key_file(app.store, cfg, driver), "-o", f"UserKnownHostsFile={known}",
-                        "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
-                        "-p", str(ep.port)])
-    user = cfg.ssh.get("user") or ep.user
-    side = f"{user}@{ep.host}:"
+    access = orchestrator.ssh_access(app.store, name, app.progress, app.debug)
+    write_known_hosts(access.known_hosts, access.host, access.port, access.host_key)
+    shell = shlex.join([ssh, *ssh_options(access.key_file, access.known_hosts, access.port)])
+    side = f"{access.user}@{access.host}:"
 
     def word(location: str) -> str:
         machine, path = parse_location(location)
@@ -95,7 +131,7 @@ def _rsync(app: App, name: str, source: str, destination: str, recursive: bool) 
 @pass_app
 def scp(app: App, source: str, destination: str, recursive: bool, delta: bool) -> None:
     """Copy files: machine scp [-r] [-d] SRC DST, each a local path or MACHINE:PATH (both may be machines)."""
-    from machine.provision.remote import open_session
+    from machine import orchestrator
 
     src_machine, src_path = parse_location(source)
     dst_machine, dst_path = parse_location(destination)
@@ -113,8 +149,7 @@ def scp(app: App, source: str, destination: str, recursive: bool, delta: bool) -
     if delta:
         _rsync(app, name, source, destination, recursive)
         return
-    cfg, driver, _ = _target(app, name)
-    with open_session(app.store, cfg, driver, timeout=60) as session:
+    with orchestrator.ssh_session(app.store, name, app.progress, app.debug, timeout=60) as session:
         sftp = session.sftp
         try:
             if dst_machine:

@@ -9,31 +9,11 @@ import click
 
 from machine import orchestrator, registry
 from machine.app import App, pass_app
+from machine.commands.driverflags import driver_params
 from machine.errors import UsageError
 from machine.names import validate_name
 
 DEFAULT_DRIVER = "qemu"
-
-
-def _driver_params() -> list[click.Option]:
-    params: list[click.Option] = []
-    for driver in registry.names():
-        try:
-            cls = registry.get(driver)
-        except Exception:  # a broken third-party driver must not break `create`
-            continue
-        for opt in cls.options:
-            ptype: Any = click.Choice(opt.choices) if opt.choices else (
-                {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(opt.type, click.STRING))
-            default_txt = "" if opt.default in (None, "", [], ()) or opt.secret else f" [default: {opt.default}]"
-            decls = [opt.flag(driver), *opt.aliases, f"{driver}__{opt.key}"]
-            helptext = f"{opt.help}{default_txt} [env {opt.envvar(driver)}]"
-            if opt.type is bool and not opt.multiple:  # a switch: --hyperv-insecure (None when absent)
-                params.append(click.Option(decls, is_flag=True, flag_value=True, default=None, help=helptext))
-            else:
-                params.append(click.Option(decls, type=ptype, multiple=opt.multiple, default=None, help=helptext,
-                                           show_default=False))
-    return params
 
 
 def _kv(values: tuple[str, ...], flag: str) -> list[str]:
@@ -186,7 +166,7 @@ def _build() -> click.Command:
                           "writable). The home folder is shared unless --no-share."),
         click.Option(["--no-share"], is_flag=True, default=False,
                      help="Share no folder, not even the home folder."),
-        *_driver_params(),
+        *driver_params(),
     ]
     return click.Command(
         "create", params=params, callback=pass_app(_create),

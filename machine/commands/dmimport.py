@@ -6,7 +6,7 @@ import click
 
 from machine import orchestrator
 from machine.app import App, pass_app
-from machine.errors import MachineError, PartialFailure, UsageError
+from machine.errors import MachineError, UsageError
 
 
 def _docker_machine_names(app: App) -> tuple[list[str], list[str]]:
@@ -51,17 +51,10 @@ def import_(app: App, names: tuple[str, ...], all_: bool, undo: bool) -> None:
             return
     else:
         todo = [app.name_or_default(n) for n in names]
-    failures: list[MachineError] = []
-    for name in todo:
-        try:
-            cfg = orchestrator.import_docker_machine(app.store, name, app.progress)
-        except MachineError as e:
-            if len(todo) == 1:
-                raise
-            click.echo(f"{name}: {e.message}", err=True)
-            failures.append(e)
-            continue
+
+    def import_one(name: str) -> None:
+        cfg = orchestrator.import_docker_machine(app.store, name, app.progress)
         click.echo(f"{name}: imported ({cfg.driver} driver); docker-machine's config kept as "
                    f"{app.store.machine_dir(name) / 'config.json.docker-machine'}")
-    if failures:
-        raise PartialFailure(f"{len(failures)} of {len(todo)} machines were not imported", failures[0].hint)
+
+    app.each(todo, import_one, failed="were not imported")

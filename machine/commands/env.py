@@ -17,7 +17,7 @@ from machine import machinedir
 from machine.app import App, pass_app
 from machine.cheapstate import require_running
 from machine.client import shellenv
-from machine.errors import InvalidState, MachineError, UsageError
+from machine.errors import InvalidState, UsageError
 from machine.store import MachineConfig
 
 PROGRAM = "machine"
@@ -43,27 +43,18 @@ def engine_url_for(app: App, cfg: MachineConfig) -> str:
         from machine import provision
 
         warning = provision.check_certs(app.store, cfg)  # cheap: no SSH, no crypto
-        if warning and renew_certificate(app, cfg.name):
-            cfg = app.store.load(cfg.name)
-            url = str(cfg.engine.get("url") or url)
-            warning = provision.check_certs(app.store, cfg)
+        if warning:  # the rare slow path: the address left the server certificate; renew it if it runs
+            from machine import orchestrator
+
+            if orchestrator.renew_certificate(app.store, cfg.name, app.progress, app.debug):
+                cfg = app.store.load(cfg.name)
+                url = str(cfg.engine.get("url") or url)
+                warning = provision.check_certs(app.store, cfg)
         if warning:
             click.echo(f"Warning: {warning}", err=True)
         if cfg.engine.get("transport") == "ssh":
             click.echo(provision.ssh_transport_hint(app.store, cfg), err=True)
     return url
-
-
-def renew_certificate(app: App, name: str) -> bool:
-    """The rare slow path of env/config/use and ls: the machine's address is outside its server
-    certificate, so re-issue it now (the machine must be running). A failure is told, not raised."""
-    from machine import orchestrator
-
-    try:
-        return orchestrator.refresh_engine(app.store, name, app.progress, app.debug)
-    except MachineError as e:
-        click.echo(f"Could not renew the server certificate of {name!r}: {e.message}", err=True)
-        return False
 
 
 @dataclass(frozen=True)

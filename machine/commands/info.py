@@ -94,15 +94,10 @@ def url(app: App, name: str | None) -> None:
 @pass_app
 def ip(app: App, names: tuple[str, ...]) -> None:
     """Print machines' IP addresses (asked of the driver)."""
-    from machine.orchestrator import driver_for
+    from machine import orchestrator
 
     for name in names or (None,):
-        resolved = app.name_or_default(name)
-        addr = driver_for(app.store, app.store.load(resolved), app.debug).ip()
-        if not addr:
-            raise InvalidState(f"Machine {resolved!r} has no IP address (is it running?)",
-                               f"Start it: machine start {resolved}")
-        click.echo(addr)
+        click.echo(orchestrator.ip(app.store, app.name_or_default(name), app.debug))
 
 
 def active_names(app: App) -> list[str]:
@@ -144,6 +139,6 @@ def version(app: App, name: str | None) -> None:
     if name is None:
         click.echo(f"machine version {__version__}")
         return
-    from machine.provision import engine_version
+    from machine import orchestrator
 
-    click.echo(engine_version(app.store, app.existing(name), app.debug))
+    click.echo(orchestrator.engine_version(app.store, app.existing(name), app.debug))

@@ -8,22 +8,7 @@ import click
 
 from machine import orchestrator
 from machine.app import App, pass_app
-from machine.errors import MachineError, NotFound, PartialFailure
-
-
-def _each(app: App, names: tuple[str, ...], action) -> None:  # noqa: ANN001
-    """Run `action(name)` for each machine (or `default`); report every failure, fail if any did."""
-    failures: list[MachineError] = []
-    for name in names or (None,):
-        try:
-            action(app.name_or_default(name))
-        except MachineError as e:
-            if len(names) <= 1:
-                raise
-            click.echo(f"Error with {name}: {e.message}", err=True)
-            failures.append(e)
-    if failures:
-        raise PartialFailure(f"{len(failures)} of {len(names)} machines failed", failures[0].hint)
+from machine.errors import MachineError, NotFound
 
 
 @click.command()
@@ -31,7 +16,7 @@ def _each(app: App, names: tuple[str, ...], action) -> None:  # noqa: ANN001
 @pass_app
 def start(app: App, names: tuple[str, ...]) -> None:
     """Start machines (the `default` machine when no name is given)."""
-    _each(app, names, lambda n: orchestrator.start(app.store, n, app.progress, app.debug))
+    app.each(names, lambda n: orchestrator.start(app.store, n, app.progress, app.debug))
 
 
 @click.command()
@@ -39,7 +24,7 @@ def start(app: App, names: tuple[str, ...]) -> None:
 @pass_app
 def stop(app: App, names: tuple[str, ...]) -> None:
     """Stop machines gracefully (ACPI power off; killed after a timeout)."""
-    _each(app, names, lambda n: orchestrator.stop(app.store, n, app.progress, debug=app.debug))
+    app.each(names, lambda n: orchestrator.stop(app.store, n, app.progress, debug=app.debug))
 
 
 @click.command()
@@ -47,7 +32,7 @@ def stop(app: App, names: tuple[str, ...]) -> None:
 @pass_app
 def kill(app: App, names: tuple[str, ...]) -> None:
     """Power machines off at once."""
-    _each(app, names, lambda n: orchestrator.stop(app.store, n, app.progress, force=True, debug=app.debug))
+    app.each(names, lambda n: orchestrator.stop(app.store, n, app.progress, force=True, debug=app.debug))
 
 
 @click.command()
@@ -55,7 +40,7 @@ def kill(app: App, names: tuple[str, ...]) -> None:
 @pass_app
 def restart(app: App, names: tuple[str, ...]) -> None:
     """Stop and start machines."""
-    _each(app, names, lambda n: orchestrator.restart(app.store, n, app.progress, app.debug))
+    app.each(names, lambda n: orchestrator.restart(app.store, n, app.progress, app.debug))
 
 
 @click.command()
@@ -97,16 +82,9 @@ def rm(app: App, names: tuple[str, ...], yes: bool, force: bool) -> None:
         if answer != "y":
             click.echo("Not removed.")
             return
-    failures = 0
-    for name in resolved:
-        try:
-            orchestrator.remove(app.store, name, app.progress, force=force, debug=app.debug)
-            click.echo(f"Successfully removed {name}")
-        except MachineError as e:
-            if len(resolved) == 1:
-                raise
-            failures += 1
-            click.echo(f"Error removing host {name!r}: {e.message}", err=True)
-    if failures:
-        raise PartialFailure(f"{failures} of {len(resolved)} machines could not be removed",
-                             "Use -f to remove the local machines anyway.")
+
+    def remove(name: str) -> None:
+        orchestrator.remove(app.store, name, app.progress, force=force, debug=app.debug)
+        click.echo(f"Successfully removed {name}")
+
+    app.each(resolved, remove, failed="could not be removed", hint="Use -f to remove the local machines anyway.")

@@ -59,11 +59,11 @@ def ls(app: App, quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str
 def _renew_certs(app: App, names: list[str]) -> bool:
     """Machines whose address moved out of their server certificate get a new one now (the rare slow
     path of ls); True when any did."""
-    from machine.commands.env import renew_certificate
+    from machine import orchestrator
 
     renewed = False
     for name in sorted(names):
-        renewed = renew_certificate(app, name) or renewed
+        renewed = orchestrator.renew_certificate(app.store, name, app.progress, app.debug) or renewed
     return renewed
 
 

@@ -87,11 +87,11 @@ def _self_command() -> str:
 @pass_app
 def pull(app: App, url: str | None, digest: str | None, cache: Path | None) -> None:
     """Download the published machine OS image (verified against its sha256, resumed when interrupted)."""
-    from machine.images import downloadcache, machineos
+    from machine.images import catalogue, downloadcache, machineos
 
     if digest and not url:
         raise UsageError("--sha256 needs --url", "Give both, or neither (then MACHINE_OS_URL or the catalogue).")
-    bundle = machineos.bundle(url, digest) if url else machineos.published()
+    bundle = machineos.bundle(url, digest) if url else catalogue.published_machine_os()
     if bundle is None:
         raise NotFound("No published machine OS image is configured",
                        "Set MACHINE_OS_URL (and MACHINE_OS_SHA256), or pass --url URL --sha256 HEX; "
@@ -123,11 +123,11 @@ def ls_(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(as_json: bool) -> None:
     """Show the machine OS build in use, the recipe this package carries, and where images are searched."""
-    from machine.images import machineos
+    from machine.images import catalogue, machineos
 
     d = machineos.machine_os_dir()
     manifest = machineos.read_manifest(d) if machineos.is_build(d) else {}
-    published = machineos.published()
+    published = catalogue.published_machine_os()
     report = {
         "in_use": str(d.resolve()) if machineos.is_build(d) else None,
         "recipe_hash_installed": machineos.recipe_hash(),
@@ -144,7 +144,7 @@ def info(as_json: bool) -> None:
         return
     if report["in_use"] is None:
         click.echo("Machine OS: not found")
-        click.echo(f"  {machineos.missing_hint()}")
+        click.echo(f"  {catalogue.machine_os_hint()}")
     else:
         current = report["recipe_hash_in_use"] == report["recipe_hash_installed"]
         click.echo(f"Machine OS: {report['in_use']}")

@@ -7,25 +7,10 @@ from typing import Any
 
 import click
 
-from machine import orchestrator, registry
+from machine import orchestrator
 from machine.app import App, pass_app
+from machine.commands.driverflags import settable_params
 from machine.errors import UsageError
-
-
-def _settable_params() -> list[click.Parameter]:
-    from machine.commands.create import _driver_params
-
-    settable: set[str] = set()
-    for driver in registry.names():
-        try:
-            cls = registry.get(driver)
-        except Exception:  # a broken third-party driver must not break `set`
-            continue
-        settable.update(f"{driver}__{o.key}" for o in cls.options if o.settable)
-    params = [p for p in _driver_params() if p.name in settable]
-    for p in params:  # set reads flags only: the environment variables create reads do not apply
-        p.help = (p.help or "").split(" [env ")[0]
-    return params
 
 
 def _set_shares(app: App, name: str, share: tuple[str, ...], no_share: bool) -> None:
@@ -75,6 +60,6 @@ _SHARE_PARAMS = [
 ]
 
 set_ = click.Command(
-    "set", params=[click.Argument(["name"]), *_SHARE_PARAMS, *_settable_params()], callback=pass_app(_set),
+    "set", params=[click.Argument(["name"]), *_SHARE_PARAMS, *settable_params()], callback=pass_app(_set),
     help="Change a stopped machine's driver options (memory, CPUs, host address...) or shared folders; they take "
          "effect at the next start. Only the options listed below can change; for others, recreate the machine.")

@@ -18,7 +18,10 @@ it as a docker-machine record again.
 
 from __future__ import annotations
 
-from machine.store import MachineConfig, Store
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from machine.store import MachineConfig, Store
 
 IMPORTED = "docker-machine"
 

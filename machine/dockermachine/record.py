@@ -125,10 +125,9 @@ def _user(drv: dict[str, Any]) -> str:
     return str(drv.get("SSHUser") or "root")
 
 
-def to_config(data: dict[str, Any], name: str, source: Path) -> Any:
-    """A MachineConfig for the record `data` read from `source` (machines/NAME/config.json)."""
-    from machine.store import MachineConfig
-
+def config_fields(data: dict[str, Any], name: str, source: Path) -> dict[str, Any]:
+    """The MachineConfig fields for the record `data` read from `source` (machines/NAME/config.json); the store
+    makes the MachineConfig (this module does not import the store: no import cycle)."""
     version = data.get("ConfigVersion")
     if version != CONFIG_VERSION:
         raise ConfigError(f"Config file {source} is a docker-machine record of ConfigVersion {version!r}; machine "
@@ -156,27 +155,29 @@ def to_config(data: dict[str, Any], name: str, source: Path) -> Any:
     convert = CONVERTERS.get(driver_name)
     conv = convert(drv, name, key_path) if convert else Converted(driver_name, {})
     url = conv.url if conv.url is not None else (f"tcp://{ip}:{conv.engine_port}" if ip else "")
-    cfg = MachineConfig(name=name, driver=conv.driver, driver_options=conv.options, driver_data=conv.data)
-    cfg.origin = {"format": FORMAT, "driver_name": driver_name, "supported": convert is not None, "path": str(source)}
-    cfg.docker_machine = {k: data[k] for k in HEADER_KEYS if k in data}
+    cfg: dict[str, Any] = {"name": name, "driver": conv.driver, "driver_options": conv.options,
+                           "driver_data": conv.data}
+    cfg["origin"] = {"format": FORMAT, "driver_name": driver_name, "supported": convert is not None,
+                     "path": str(source)}
+    cfg["docker_machine"] = {k: data[k] for k in HEADER_KEYS if k in data}
     engine_port = conv.engine_port
-    cfg.engine = {"transport": "tls", "port": engine_port, "url": url,
-                  "labels": [str(x) for x in _list(eng.get("Labels"))],
-                  "insecure_registries": [str(x) for x in _list(eng.get("InsecureRegistry"))],
-                  "registry_mirrors": [str(x) for x in _list(eng.get("RegistryMirror"))],
-                  "storage_driver": str(eng.get("StorageDriver") or ""),
-                  "env": [str(x) for x in _list(eng.get("Env"))],
-                  "install_url": str(eng.get("InstallURL") or ""),
-                  "tls_sans": [str(x) for x in _list(auth.get("ServerCertSANs"))]}
+    cfg["engine"] = {"transport": "tls", "port": engine_port, "url": url,
+                     "labels": [str(x) for x in _list(eng.get("Labels"))],
+                     "insecure_registries": [str(x) for x in _list(eng.get("InsecureRegistry"))],
+                     "registry_mirrors": [str(x) for x in _list(eng.get("RegistryMirror"))],
+                     "storage_driver": str(eng.get("StorageDriver") or ""),
+                     "env": [str(x) for x in _list(eng.get("Env"))],
+                     "install_url": str(eng.get("InstallURL") or ""),
+                     "tls_sans": [str(x) for x in _list(auth.get("ServerCertSANs"))]}
     cert_dir = _client_cert_dir(mdir, auth)
     if cert_dir is not None:
-        cfg.engine["cert_dir"] = str(cert_dir)
+        cfg["engine"]["cert_dir"] = str(cert_dir)
     if conv.url is None and (drv.get("SSHUser") or key_path):  # a host reached over SSH (not none's URL)
-        cfg.ssh = {"user": _user(drv), "port": _int(drv.get("SSHPort"), 22)}
+        cfg["ssh"] = {"user": _user(drv), "port": _int(drv.get("SSHPort"), 22)}
         if ip:
-            cfg.ssh["host"] = ip
+            cfg["ssh"]["host"] = ip
         if key_path:
-            cfg.ssh["key"] = key_path  # absolute: the machine dir / key joins to it
+            cfg["ssh"]["key"] = key_path  # absolute: the machine dir / key joins to it
     # docker-machine's SwarmOptions are classic Swarm (a discovery URL, agents): not one of our swarm-mode
     # clusters, so they stay in the record (inspect shows them) and cfg.swarm stays empty
     return cfg

@@ -5,12 +5,14 @@ theirs. Built from the store only (no driver import): values are the last ones s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from machine import machinedir
 from machine.dockermachine.record import CONFIG_VERSION
-from machine.store import MachineConfig, Store
+
+if TYPE_CHECKING:
+    from machine.store import MachineConfig, Store
 
 REMOTE_DIR = "/etc/docker"
 # docker-machine's own drivers that work from the fields we write for our machines of the same name (the others

@@ -5,10 +5,11 @@ hands URL images to the verified, resumable download cache in `machine.images.do
 from __future__ import annotations
 
 import json
+import os
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -21,6 +22,9 @@ from machine.images.downloadcache import download
 from machine.images.downloadcache import expected_digest as expected_digest
 from machine.images.downloadcache import parse_checksums as parse_checksums
 from machine.images.downloadcache import read_index as read_index
+
+if TYPE_CHECKING:
+    from machine.images import machineos
 
 FORMATS = ("qcow2", "raw", "iso", "kernel+initrd")
 SEEDS = ("nocloud", "machine-os")
@@ -162,6 +166,34 @@ def _os_image(d: Path, template: Image | None) -> Image | None:
     )
 
 
+def published_machine_os() -> machineos.Bundle | None:
+    """The published image: MACHINE_OS_URL (+ MACHINE_OS_SHA256, or URL#sha256=...) over the catalogue's entry."""
+    from machine.images import machineos
+
+    url, digest = os.environ.get("MACHINE_OS_URL"), os.environ.get("MACHINE_OS_SHA256")
+    if not url:
+        entry = lookup("machine-os")
+        url, digest = (entry.url, entry.sha256) if entry else (None, None)
+    if not url:
+        return None
+    return machineos.bundle(url, digest)
+
+
+def machine_os_hint() -> str:
+    """What to do when no build is found: the ways to get the image, the one that fits this user first."""
+    from machine.images import machineos
+
+    pull = "machine os pull (downloads the published image into your cache)"
+    if not published_machine_os():
+        pull = "machine os pull --url URL --sha256 HEX (a published image bundle; or set MACHINE_OS_URL)"
+    system = machineos.system_cache()
+    build = (f"machine os build (as root it lands in {system}, which every user's machine searches)"
+             if machineos.is_root() else
+             f"sudo machine os build (root builds into {system}, which every user's machine searches; "
+             "a build needs root)")
+    return f"Get it with: {build}; or {pull}; or set MACHINE_OS_DIR to a build folder; or pass --image debian-12"
+
+
 def default_image() -> Image:
     """The locally built machine OS; a MachineError saying how to get it when it is missing."""
     from machine.images import machineos
@@ -170,7 +202,7 @@ def default_image() -> Image:
     found = _os_image(d, lookup("machine-os"))
     if found is None:
         searched = ", ".join(str(p) for p in machineos.candidates())
-        raise ImageNotFound(f"The machine OS image is not built (looked in {searched})", machineos.missing_hint())
+        raise ImageNotFound(f"The machine OS image is not built (looked in {searched})", machine_os_hint())
     return found
 
 

@@ -98,18 +98,6 @@ def machine_os_dir() -> Path:
     return next((d for d in dirs if is_build(d)), dirs[0])
 
 
-def missing_hint() -> str:
-    """What to do when no build is found: the ways to get the image, the one that fits this user first."""
-    pull = "machine os pull (downloads the published image into your cache)"
-    if not published():
-        pull = "machine os pull --url URL --sha256 HEX (a published image bundle; or set MACHINE_OS_URL)"
-    build = (f"machine os build (as root it lands in {system_cache()}, which every user's machine searches)"
-             if is_root() else
-             f"sudo machine os build (root builds into {system_cache()}, which every user's machine searches; "
-             "a build needs root)")
-    return f"Get it with: {build}; or {pull}; or set MACHINE_OS_DIR to a build folder; or pass --image debian-12"
-
-
 # -- published image bundles ------------------------------------------------------------------
 
 
@@ -123,19 +111,6 @@ class Bundle:
     checksum_url: str | None = None
     checksum_algo: str = "sha256"
     ext: str = "tar"
-
-
-def published() -> Bundle | None:
-    """The published image: MACHINE_OS_URL (+ MACHINE_OS_SHA256, or URL#sha256=...) over the catalogue's entry."""
-    url, digest = os.environ.get("MACHINE_OS_URL"), os.environ.get("MACHINE_OS_SHA256")
-    if not url:
-        from machine.images.catalogue import lookup
-
-        entry = lookup("machine-os")
-        url, digest = (entry.url, entry.sha256) if entry else (None, None)
-    if not url:
-        return None
-    return bundle(url, digest)
 
 
 def bundle(url: str, digest: str | None) -> Bundle:

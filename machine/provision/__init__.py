@@ -59,13 +59,6 @@ def check_certs(store: Store, cfg: MachineConfig, driver: Driver | None = None) 
             f"run: machine regenerate-certs {cfg.name}")
 
 
-def engine_version(store: Store, name: str, debug: bool = False) -> str:
-    """The engine version of machine `name` (for `machine version NAME`); errors are MachineErrors."""
-    from machine.provision.run import engine_version as _engine_version
-
-    return _engine_version(store, name, debug)
-
-
 def engine_version_quick(store: Store, cfg: MachineConfig, timeout: float = 2.0) -> str:
     """The engine version for `ls` (e.g. "v27.3.1"), "Unknown" on any failure."""
     from machine.provision.run import engine_version_quick as _quick
@@ -75,10 +68,9 @@ def engine_version_quick(store: Store, cfg: MachineConfig, timeout: float = 2.0)
 
 def ssh_transport_hint(store: Store, cfg: MachineConfig) -> str:
     """What the docker client needs for an ssh:// engine URL (for `machine env`)."""
-    from machine.provision.run import ssh_transport_hint as _hint
+    from machine.provision.sshclient import ssh_transport_hint as _hint
 
     return _hint(store, cfg)
 
 
-__all__ = ["prepare", "provision", "after_start", "check_certs", "engine_version", "engine_version_quick",
-           "ssh_transport_hint"]
+__all__ = ["prepare", "provision", "after_start", "check_certs", "engine_version_quick", "ssh_transport_hint"]

@@ -3,15 +3,13 @@ regenerate-certs, upgrade, and asking an engine its version."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from machine import machinedir
 from machine.errors import InvalidState, ProvisionError
 from machine.progress import Progress
-from machine.provision import osdetect, servercert, tlscheck
+from machine.provision import osdetect, servercert, sshclient, tlscheck
 from machine.provision.engines import PROVISIONERS, Provisioner
 from machine.provision.remote import Remote, open_session
 from machine.store import MachineConfig, Store
@@ -108,7 +106,7 @@ def provision(store: Store, cfg: MachineConfig, driver: Driver, progress: Progre
         progress.warn(warning)
     progress.info(f"Docker is up and running! (engine {version} at {cfg.engine['url']})")
     if cfg.engine.get("transport") == "ssh":
-        progress.info(ssh_transport_hint(store, cfg))
+        progress.info(sshclient.ssh_transport_hint(store, cfg))
 
 
 def _mount_shares(cfg: MachineConfig, driver: Driver, remote: Remote, progress: Progress) -> None:
@@ -229,12 +227,8 @@ def upgrade(store: Store, cfg: MachineConfig, driver: Driver, progress: Progress
     progress.info(f"Docker engine {version} is running on {cfg.name!r}.")
 
 
-def engine_version(store: Store, name: str, debug: bool = False) -> str:
-    from machine.orchestrator import driver_for, require_running
-
-    cfg = store.load(name)
-    driver = driver_for(store, cfg, debug)
-    require_running(driver, name)
+def engine_version(store: Store, cfg: MachineConfig, driver: Driver) -> str:
+    """The engine version of a running machine, asked over TLS (or over SSH for the ssh transport)."""
     if cfg.engine.get("transport", "tls") == "ssh":
         with open_session(store, cfg, driver, timeout=30) as session:
             return _version_over_ssh(session, 10)
@@ -242,8 +236,8 @@ def engine_version(store: Store, name: str, debug: bool = False) -> str:
     try:
         return str(tlscheck.get_version(host, port, store.machine_dir(cfg.name)).get("Version", "unknown"))
     except OSError as e:
-        raise ProvisionError(f"Cannot reach the Docker engine of {name!r} at {host}:{port}: {e}",
-                             f"Check it: machine status {name}; machine regenerate-certs {name}") from None
+        raise ProvisionError(f"Cannot reach the Docker engine of {cfg.name!r} at {host}:{port}: {e}",
+                             f"Check it: machine status {cfg.name}; machine regenerate-certs {cfg.name}") from None
 
 
 def engine_version_quick(store: Store, cfg: MachineConfig, timeout: float = 2.0) -> str:
@@ -258,37 +252,3 @@ def engine_version_quick(store: Store, cfg: MachineConfig, timeout: float = 2.0)
     except Exception as e:  # ls shows Unknown for any failure; -D says why
         log.debug("engine version of %s: %s", cfg.name, e)
         return "Unknown"
-
-
-def ssh_transport_hint(store: Store, cfg: MachineConfig) -> str:
-    """What the docker client (which runs the system ssh for ssh:// URLs) needs: the machine's key and
-    pinned host key, given by an ssh_config snippet in the machine dir (written here)."""
-    conf = store.machine_dir(cfg.name) / machinedir.SSH_CONFIG
-    with contextlib.suppress(OSError):
-        write_ssh_config(store, cfg)
-    return (f"The engine is reached over SSH ({cfg.engine.get('url')}): the docker client runs the system ssh, which "
-            f"needs the machine's key and host key. Put this line at the top of ~/.ssh/config: Include {conf}")
-
-
-def write_ssh_config(store: Store, cfg: MachineConfig) -> Path:
-    """<machine_dir>/ssh_config (+ known_hosts from the pin) for the system ssh client. It matches only
-    this machine's host AND port, so the snippets of several machines on 127.0.0.1 can all be included."""
-    from urllib.parse import urlsplit
-
-    from machine.atomicfile import write_atomic
-
-    mdir = store.machine_dir(cfg.name)
-    url = urlsplit(cfg.engine.get("url", ""))
-    host, port = url.hostname or "127.0.0.1", url.port or 22
-    known = mdir / machinedir.KNOWN_HOSTS
-    if cfg.ssh.get("host_key"):
-        name = host if port == 22 else f"[{host}]:{port}"
-        write_atomic(known, f"{name} {cfg.ssh['host_key']}\n", mode=0o644)
-    key = mdir / (cfg.ssh.get("key") or machinedir.LOGIN_KEY)
-    path = mdir / machinedir.SSH_CONFIG
-    write_atomic(path, (
-        f"# machine {cfg.name}: Include this file at the top of ~/.ssh/config\n"
-        f'Match host {host} exec "test %p = {port}"\n  User {cfg.ssh.get("user", "root")}\n'
-        f'  IdentityFile "{key}"\n  IdentitiesOnly yes\n  UserKnownHostsFile "{known}"\n'
-        "  StrictHostKeyChecking yes\n"), mode=0o644)
-    return path
