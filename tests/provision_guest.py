@@ -15,8 +15,8 @@ from test_ssh import SSHServer, free_port, start_sshd, stop_sshd
 from machine.driver import DriverContext
 from machine.progress import Progress
 from machine.provision import remote as remote_mod
+from machine.provision.precreate import prepare
 from machine.provision.run import provision
-from machine.provision.seeding import prepare
 from machine.store import MachineConfig, Store
 
 SHIMS = {

@@ -155,14 +155,14 @@ def test_after_import_our_certificate_renewal_signs_with_docker_machines_ca(dm: 
 
     from cryptography import x509
 
-    from machine.provision import servercert
+    from machine.provision import certs
 
     assert run("import", "dm-generic").code == 0
     store = Store(dm.root)
     cfg = store.load("dm-generic")
-    assert not servercert.covers(store, cfg, "10.0.0.9")
-    cert, _ = servercert.issue(store, cfg, extra=["10.0.0.9"])
-    assert servercert.covers(store, cfg, "10.0.0.9") and servercert.covers(store, cfg, "127.0.0.1")
+    assert not certs.covers(store, cfg, "10.0.0.9")
+    cert, _ = certs.issue_machine_cert(store, cfg, extra=["10.0.0.9"])
+    assert certs.covers(store, cfg, "10.0.0.9") and certs.covers(store, cfg, "127.0.0.1")
     issued = x509.load_pem_x509_certificate(cert.read_bytes())
     issued.verify_directly_issued_by(dm.ca)
     ctx = ssl.create_default_context(cafile=str(dm.certs / "ca.pem"))  # the chain loads as a client would

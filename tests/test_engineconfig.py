@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from machine.errors import UsageError
 from machine.provision import engineconfig as ec
-from machine.provision.engines import packaged_exec_start, replace_block
+from machine.provision.provisioners import packaged_exec_start, replace_block
 
 TLS_KEYS = {"tls": True, "tlsverify": True, "tlscacert": "/etc/docker/ca.pem", "tlscert": "/etc/docker/server.pem",
             "tlskey": "/etc/docker/server-key.pem"}

@@ -108,3 +108,18 @@ def test_require_running_raises_invalid_state(store_root: Path) -> None:
     with pytest.raises(InvalidState) as info:
         orchestrator.require_running(orchestrator.driver_for(store, store.load("dev")), "dev")
     assert info.value.hint == "Start it: machine start dev"
+
+
+def test_several_machines_report_each_failure_then_a_partial_failure(store_root: Path) -> None:
+    """App.each: every machine is tried, each failure is told, then one PartialFailure (exit 1)."""
+    from test_set import qemu_machine
+
+    qemu_machine(store_root, "a")
+    qemu_machine(store_root, "b")
+    res = run("provision", "a", "b")
+    assert res.crash is None and res.code == ExitCode.ERROR, res
+    assert "Error with a: Machine 'a' is not running" in res.err
+    assert "Error with b: Machine 'b' is not running" in res.err
+    assert "Error: 2 of 2 machines failed" in res.err and "Hint: See the errors above." in res.err
+    res = run("provision", "a", "ghost")  # every name is checked before any machine is touched
+    assert res.code == ExitCode.ERROR and "Error with a" not in res.err and "'ghost'" in res.err, res

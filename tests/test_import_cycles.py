@@ -99,7 +99,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_sees_function_level_and_relative_imports() -> None:
     graph = import_graph()
-    assert "machine.provision.seeding" in graph["machine.provision"]  # imported inside prepare()
+    assert "machine.provision.precreate" in graph["machine.provision"]  # imported inside prepare()
     assert "machine.drivers.qemu.accel" in graph["machine.drivers.qemu"]  # `from . import accel` / `.accel`
     assert "machine.orchestrator" in graph["machine.swarm.clusters"]
     assert "machine.drivers.qemu" not in graph["machine.drivers.qemu.lifecycle"]  # only under TYPE_CHECKING there

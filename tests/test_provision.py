@@ -22,8 +22,8 @@ from cryptography import x509
 from machine import registry
 from machine.driver import Driver, DriverContext, Features, State
 from machine.errors import MachineError, TimeoutError_, UsageError
-from machine.provision import certs, check_certs, engine_version_quick, osdetect, servercert, tlscheck
-from machine.provision.seeding import prepare
+from machine.provision import certs, check_certs, engine_version_quick, osdetect, tlscheck
+from machine.provision.precreate import prepare
 from machine.store import MachineConfig, Store
 
 
@@ -206,15 +206,15 @@ def _issued(store_root: Path, **engine) -> tuple[Store, MachineConfig]:
     store.make_machine_dir("c")
     cfg = MachineConfig(name="c", driver="qemu", engine={"transport": "tls", "port": 2376, **engine})
     certs.copy_client_certs(store.certs_dir, store.machine_dir("c"))
-    servercert.issue(store, cfg)
+    certs.issue_machine_cert(store, cfg)
     return store, cfg
 
 
 def test_covers_and_check_certs(store_root: Path) -> None:
     store, cfg = _issued(store_root, tls_sans=["10.1.2.3", "Box.Example"])
-    assert servercert.covers(store, cfg, "127.0.0.1") and servercert.covers(store, cfg, "10.1.2.3")
-    assert servercert.covers(store, cfg, "box.example") and servercert.covers(store, cfg, "c")
-    assert not servercert.covers(store, cfg, "10.1.2.4")
+    assert certs.covers(store, cfg, "127.0.0.1") and certs.covers(store, cfg, "10.1.2.3")
+    assert certs.covers(store, cfg, "box.example") and certs.covers(store, cfg, "c")
+    assert not certs.covers(store, cfg, "10.1.2.4")
     cfg.engine["url"] = "tcp://127.0.0.1:41234"
     assert check_certs(store, cfg) is None
     cfg.engine["url"] = "tcp://10.9.9.9:2376"
@@ -222,7 +222,7 @@ def test_covers_and_check_certs(store_root: Path) -> None:
     assert "regenerate-certs c" in (check_certs(store, cfg) or "")
     # without the recorded SANs it reads the certificate itself
     del cfg.engine["cert_sans"]
-    assert servercert.covers(store, cfg, "10.1.2.3") and not servercert.covers(store, cfg, "10.9.9.9")
+    assert certs.covers(store, cfg, "10.1.2.3") and not certs.covers(store, cfg, "10.9.9.9")
     cfg.engine["transport"] = "ssh"
     assert check_certs(store, cfg) is None
 

@@ -15,7 +15,7 @@ import yaml
 from test_provision import read_seed
 
 from machine.errors import ConfigError
-from machine.provision.seed import SeedFile, build_seed, render_seed
+from machine.provision.seediso import SeedFile, build_seed, render_seed
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@host"
 BLOB = bytes(range(256)) * 3

@@ -17,7 +17,7 @@ from machine.cli import main
 from machine.driver import CLUSTER_DRIVER
 from machine.errors import MachineError, UsageError
 from machine.ls.listing import swarm_column
-from machine.provision.seeding import cluster_network, prepare
+from machine.provision.precreate import cluster_network, prepare
 from machine.store import MachineConfig, Store
 from machine.swarm import clusternet, clusters, nodecommands
 

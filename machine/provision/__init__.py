@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def prepare(store: Store, cfg: MachineConfig, ctx: DriverContext) -> None:
     """Before the driver creates the VM: login key, pinned host key, certificates, seed ISO."""
-    from machine.provision.seeding import prepare as _prepare
+    from machine.provision.precreate import prepare as _prepare
 
     _prepare(store, cfg, ctx)
 
@@ -40,7 +40,7 @@ def after_start(store: Store, cfg: MachineConfig, driver: Driver, progress: Prog
 def check_certs(store: Store, cfg: MachineConfig, driver: Driver | None = None) -> str | None:
     """Cheap check (no SSH, no crypto): a warning when the machine's engine URL host (or, with a
     driver, its current IP) is not covered by the server certificate's SANs; None when all is well."""
-    from machine.provision import servercert, tlscheck
+    from machine.provision import certs, tlscheck
 
     if cfg.engine.get("transport", "tls") != "tls":
         return None
@@ -52,7 +52,7 @@ def check_certs(store: Store, cfg: MachineConfig, driver: Driver | None = None) 
         ip = driver.ip()
         if ip:
             hosts.append(ip)
-    missing = [h for h in dict.fromkeys(hosts) if not servercert.covers(store, cfg, h)]
+    missing = [h for h in dict.fromkeys(hosts) if not certs.covers(store, cfg, h)]
     if not missing:
         return None
     return (f"The server certificate of {cfg.name!r} does not cover {', '.join(missing)}; "

@@ -1,30 +1,37 @@
-"""TLS material with `cryptography`: a CA and a client certificate made on first use, and
-server certificates issued per machine for given IP and DNS SANs.
+"""TLS material: a CA and a client certificate made on first use, and each machine's server certificate,
+issued for the SANs it needs (127.0.0.1, localhost, its name, --tls-san, the addresses its driver reports).
 
 File names follow docker-machine (and the docker CLI's DOCKER_CERT_PATH): ca.pem, ca-key.pem,
 cert.pem, key.pem in `<store>/certs/`; server.pem and server-key.pem per machine.
+
+The SANs issued are recorded in `cfg.engine["cert_sans"]`, so the cheap check (`covers`, which env, config and
+ls run) reads no certificate: `cryptography` is imported only inside the functions that make or read one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from typing import TYPE_CHECKING
 
 from machine import machinedir
 from machine.atomicfile import ensure_dir, write_atomic
 from machine.errors import ConfigError
 from machine.filelock import FileLock
+from machine.store import MachineConfig, Store
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 CA_DAYS = 3650
 LEAF_DAYS = 1095
 ORG = "machine"
+SERVER_CERT = machinedir.SERVER_CERT
+SERVER_KEY = machinedir.SERVER_KEY
 
 
 @dataclass(frozen=True)
@@ -41,15 +48,21 @@ def cert_paths(certs_dir: Path) -> CertPaths:
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     return ec.generate_private_key(ec.SECP256R1())
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -58,6 +71,9 @@ def _now() -> dt.datetime:
 
 
 def _builder(subject: str, issuer: x509.Name | None, public_key: object, days: int) -> x509.CertificateBuilder:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG),
                       x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     return (x509.CertificateBuilder()
@@ -70,6 +86,9 @@ def _builder(subject: str, issuer: x509.Name | None, public_key: object, days: i
 
 
 def _load(paths: CertPaths) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
         ca = x509.load_pem_x509_certificate(paths.ca.read_bytes())
         key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), password=None)
@@ -82,6 +101,9 @@ def _load(paths: CertPaths) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKe
 
 def ensure_ca(certs_dir: Path) -> CertPaths:
     """Make the CA and the client certificate if they do not exist yet; return their paths."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     ensure_dir(certs_dir)
     paths = cert_paths(certs_dir)
     with FileLock(certs_dir / ".lock", timeout=30, what="The certificate store"):
@@ -106,6 +128,10 @@ def ensure_ca(certs_dir: Path) -> CertPaths:
 
 def _issue(paths: CertPaths, cert_out: Path, key_out: Path, cn: str, *, client: bool,
            ips: list[str] = (), dns: list[str] = ()) -> None:  # type: ignore[assignment]
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
     ca, ca_key = _load(paths)
     key = _key()
     usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
@@ -141,6 +167,8 @@ def issue_server_cert(certs_dir: Path, cert_out: Path, key_out: Path, *, name: s
 
 def server_cert_sans(cert_file: Path) -> tuple[list[str], list[str]]:
     """(IP SANs, DNS SANs) of a certificate file; ([], []) if it has none."""
+    from cryptography import x509
+
     cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -157,4 +185,55 @@ def copy_client_certs(certs_dir: Path, machine_dir: Path) -> None:
         write_atomic(dst, src.read_bytes(), mode=mode)
 
 
-__all__ = ["CertPaths", "cert_paths", "ensure_ca", "issue_server_cert", "server_cert_sans", "copy_client_certs"]
+# -- the machine's server certificate: the SANs it needs, and whether it still covers the machine -------
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def wanted_sans(cfg: MachineConfig, extra: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """(IP SANs, DNS SANs): 127.0.0.1, localhost, the machine name, every --tls-san, plus `extra`
+    (addresses the driver reports after boot), kept in order without duplicates."""
+    ips: list[str] = ["127.0.0.1"]
+    dns: list[str] = ["localhost", cfg.name]
+    for item in [*(cfg.engine.get("tls_sans") or []), *extra]:
+        if not item:
+            continue
+        (ips if is_ip(item) else dns).append(str(item))
+    return list(dict.fromkeys(ips)), list(dict.fromkeys(dns))
+
+
+def recorded_sans(store: Store, cfg: MachineConfig) -> tuple[list[str], list[str]]:
+    rec = cfg.engine.get("cert_sans")
+    if isinstance(rec, dict):
+        return list(rec.get("ips") or []), list(rec.get("dns") or [])
+    cert = store.machine_dir(cfg.name) / SERVER_CERT
+    if not cert.exists():
+        return [], []
+    return server_cert_sans(cert)
+
+
+def covers(store: Store, cfg: MachineConfig, host: str | None) -> bool:
+    """Does the issued server certificate name `host`?"""
+    if not host:
+        return True
+    ips, dns = recorded_sans(store, cfg)
+    if is_ip(host):
+        return str(ipaddress.ip_address(host)) in {str(ipaddress.ip_address(i)) for i in ips if is_ip(i)}
+    return host.lower() in {d.lower() for d in dns}
+
+
+def issue_machine_cert(store: Store, cfg: MachineConfig, extra: Iterable[str] = ()) -> tuple[Path, Path]:
+    """Issue (or re-issue) server.pem / server-key.pem in the machine dir for the SANs it needs (`extra`: the
+    addresses its driver reports); record the SANs in the config; returns the two paths."""
+    ips, dns = wanted_sans(cfg, extra)
+    mdir = store.machine_dir(cfg.name)
+    cert, key = mdir / SERVER_CERT, mdir / SERVER_KEY
+    issue_server_cert(store.certs_dir, cert, key, name=cfg.name, ips=ips, dns=dns)
+    cfg.engine["cert_sans"] = {"ips": ips, "dns": dns}
+    return cert, key

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from machine.errors import InvalidState, ProvisionError
 from machine.progress import Progress
-from machine.provision import osdetect, servercert, sshclient, tlscheck
-from machine.provision.engines import PROVISIONERS, Provisioner
+from machine.provision import certs, osdetect, sshclient, tlscheck
+from machine.provision.provisioners import PROVISIONERS, Provisioner
 from machine.provision.remote import Remote, open_session
 from machine.store import MachineConfig, Store
 
@@ -127,11 +127,11 @@ def _cover_addresses(store: Store, cfg: MachineConfig, driver: Driver) -> bool:
     """Re-issue the server certificate locally when the driver's addresses are not in it yet.
     Returns True when it was re-issued (the machine then needs the new files)."""
     hosts = [h for h in (driver.ip(), engine_target(cfg, driver)[0]) if h]
-    missing = [h for h in dict.fromkeys(hosts) if not servercert.covers(store, cfg, h)]
+    missing = [h for h in dict.fromkeys(hosts) if not certs.covers(store, cfg, h)]
     if not missing:
         return False
     extra = [*_extra_sans(cfg), *missing]
-    servercert.issue(store, cfg, extra)
+    certs.issue_machine_cert(store, cfg, extra)
     cfg.engine["cert_extra_sans"] = extra
     return True
 
@@ -182,8 +182,6 @@ def _note_url(cfg: MachineConfig, new: str, progress: Progress) -> None:
 
 def new_ca(store: Store, progress: Progress) -> None:
     """Replace the CA and the client certificate (`regenerate-certs --client-certs`)."""
-    from machine.provision import certs
-
     with progress.step("Making a new CA and client certificate"):
         paths = certs.cert_paths(store.certs_dir)
         for p in (paths.ca, paths.ca_key, paths.cert, paths.key):
@@ -195,8 +193,6 @@ def regenerate(store: Store, cfg: MachineConfig, driver: Driver, progress: Progr
     """Issue a new server certificate (signed by the current CA, whose client certificate is copied
     into the machine dir), upload it and restart the engine. The pinned host key is checked as
     always: a changed key fails, it is never accepted silently."""
-    from machine.provision import certs
-
     certs.copy_client_certs(store.certs_dir, store.machine_dir(cfg.name))
     remote = _connect(store, cfg, driver, progress)
     try:
@@ -204,7 +200,7 @@ def regenerate(store: Store, cfg: MachineConfig, driver: Driver, progress: Progr
             prov = _detect(remote, store, cfg)
             hosts = [h for h in (driver.ip(), engine_target(cfg, driver)[0]) if h]
             extra = list(dict.fromkeys([*_extra_sans(cfg), *hosts]))
-            servercert.issue(store, cfg, extra)
+            certs.issue_machine_cert(store, cfg, extra)
             cfg.engine["cert_extra_sans"] = extra
             if cfg.engine.get("transport", "tls") == "tls":
                 prov.put_tls_files()

@@ -44,7 +44,7 @@ def _fake_os(tmp_path: Path) -> Path:
 
 
 def _real_seed(machine_dir: Path, name: str) -> Path:
-    from machine.provision.seed import build_seed
+    from machine.provision.seediso import build_seed
 
     return build_seed(machine_dir / "seed.iso", instance_id=f"contract-{name}", hostname=name,
                       authorized_keys=["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIContractHarnessOnlyNoLoginKey contract"])

@@ -28,7 +28,7 @@ class _BootedBeforeACPI(QemuDriver):
 
 
 def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> QemuDriver:
-    from machine.provision.seed import build_seed
+    from machine.provision.seediso import build_seed
 
     options = option_values(QemuDriver, {"cpus": 1, "memory": 512, "disk_size": 1, "accel": "tcg"}, environ={})
     ctx = context(tmp_path, options=options, seed=False)

@@ -22,7 +22,7 @@ def install_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def seed(path: Path, name: str) -> None:
-    from machine.provision.seed import build_seed
+    from machine.provision.seediso import build_seed
 
     build_seed(path, instance_id=f"contract-{name}", hostname=name, authorized_keys=[CONTRACT_KEY])
 

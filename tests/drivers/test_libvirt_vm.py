@@ -2,7 +2,7 @@
 create -> Running -> ssh command -> stop (ACPI) -> Stopped -> start -> kill -> rm, and nothing is left
 (no domain, no disk, no qemu process, forwarded ports free).
 
-Drives the driver directly with a seed from machine.provision.seed.build_seed, waiting on the serial
+Drives the driver directly with a seed from machine.provision.seediso.build_seed, waiting on the serial
 readiness line and the SSH banner like the orchestrator does. User-mode networking only: all
 traffic goes to 127.0.0.1. Needs libvirtd (see .ci/setup) running qemu as a user that can read the
 pytest temp dir (root in CI: qemu.conf user = "root").
@@ -100,7 +100,7 @@ def test_libvirt_vm_cycle(tmp_path: Path) -> None:
     from machine.drivers.libvirt.connection import connect
 
     from machine.hostports import port_free
-    from machine.provision.seed import build_seed
+    from machine.provision.seediso import build_seed
 
     name = "lvvm"
     machine_dir = tmp_path / "machines" / name

@@ -56,7 +56,8 @@ def make_seed(
     network_config: dict | None = None,
     instance_id: str = "iid-test",
 ) -> Path:
-    """A NoCloud seed ISO (label cidata); user-data is `#cloud-config` + JSON, like machine/provision/seed.py emits."""
+    """A NoCloud seed ISO (label cidata); user-data is `#cloud-config` + JSON, like machine/provision/seediso.py
+    emits."""
     src = dest.with_suffix(".d")
     src.mkdir(parents=True, exist_ok=True)
     (src / "meta-data").write_text(json.dumps({"instance-id": instance_id, "local-hostname": hostname}))

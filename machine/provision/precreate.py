@@ -14,8 +14,8 @@ from typing import Any
 
 from machine import machinedir
 from machine.driver import DriverContext
-from machine.provision import certs, engineconfig, keys, servercert
-from machine.provision.seed import SeedFile, build_seed
+from machine.provision import certs, engineconfig, keys
+from machine.provision.seediso import SeedFile, build_seed
 from machine.store import MachineConfig, Store
 
 log = logging.getLogger("machine.provision")
@@ -103,7 +103,7 @@ def prepare(store: Store, cfg: MachineConfig, ctx: DriverContext) -> None:
     user, kind = image_facts(ctx)
     cfg.ssh["user"] = cls.stated_ssh_user(ctx.options) or user or "root"
     certs.copy_client_certs(store.certs_dir, mdir)
-    servercert.issue(store, cfg)
+    certs.issue_machine_cert(store, cfg)
     if not cls.features.seed:
         # an existing host (generic): its key is the user's, copied by the driver; no seed, no pin yet
         return

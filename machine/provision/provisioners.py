@@ -169,7 +169,7 @@ class MachineOS(Provisioner):
     family = "machine-os"
 
     def files(self) -> list[tuple[str, bytes, int]]:
-        from machine.provision.seeding import engine_files
+        from machine.provision.precreate import engine_files
 
         return [(f.path, f.content if isinstance(f.content, bytes) else f.content.encode(), int(f.permissions, 8))
                 for f in engine_files(self.cfg, self.mdir)]
