@@ -9,7 +9,7 @@ import click
 import pytest
 
 from machine import orchestrator, registry
-from machine.commands import driverflags
+from machine.commands import createoptions
 from machine.driver import Features, Option
 from machine.progress import Progress
 from machine.store import Store
@@ -50,7 +50,7 @@ def test_secret_option_reaches_the_driver_but_not_the_config(store_root: Path, s
 
 
 def test_bool_option_is_a_switch(secretive: None) -> None:
-    cmd = click.Command("c", params=driverflags.driver_params(), callback=lambda **kw: kw)
+    cmd = click.Command("c", params=createoptions.driver_params(), callback=lambda **kw: kw)
     assert cmd.main(["--secretive-insecure"], standalone_mode=False)["secretive__insecure"] is True
     assert cmd.main([], standalone_mode=False)["secretive__insecure"] is None  # env/default decide later
 

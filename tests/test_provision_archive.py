@@ -11,7 +11,7 @@ import pytest
 from provision_guest import Guest, _check_shims_are_used, _machine, _provision
 from test_provision_remote import DEBIAN
 
-from machine.commands.create import request_from_options
+from machine.commands.createoptions import request_from_options
 from machine.errors import MachineError, UsageError
 from machine.provision import archive
 

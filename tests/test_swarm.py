@@ -131,7 +131,7 @@ def _cli():  # noqa: ANN202
 
 
 def test_plan_gives_nodes_engine_labels_and_keeps_the_users(store_root: Path, none_nodes: None) -> None:
-    from machine.commands.create import parse_request
+    from machine.commands.createoptions import parse_request
 
     store = Store(store_root)
     planned = clusters._plan(store, "c", [("c-m1", "manager"), ("c-w1", "worker")],

@@ -6,84 +6,17 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import click
 from click.core import ParameterSource
 
 from machine import machinedir
 from machine.app import App, pass_app
-from machine.cheapstate import require_running
 from machine.client import shellenv
-from machine.errors import InvalidState, UsageError
-from machine.store import MachineConfig
+from machine.client.target import client_target
+from machine.errors import UsageError
 
 PROGRAM = "machine"
-
-
-def engine_url_for(app: App, cfg: MachineConfig) -> str:
-    """The URL the docker client uses for `cfg`'s engine: the one place `env`, `config` and `use`
-    get it from (checks of the server certificate against this URL belong here).
-
-    TLS transport: the saved engine URL (tcp://IP:PORT). SSH transport: ssh://USER@HOST:PORT, the
-    saved URL when it is one, else built from the saved SSH endpoint."""
-    url = str(cfg.engine.get("url") or "")
-    if cfg.engine.get("transport") == "ssh" and urlsplit(url).scheme != "ssh":
-        host, port, user = cfg.ssh.get("host"), cfg.ssh.get("port"), cfg.ssh.get("user")
-        if not host:
-            raise InvalidState(f"Machine {cfg.name!r} uses the SSH engine transport but has no SSH address saved",
-                               f"It may not have finished provisioning: machine provision {cfg.name}")
-        url = f"ssh://{user + '@' if user else ''}{host}{f':{port}' if port else ''}"
-    if not url:
-        raise InvalidState(f"Machine {cfg.name!r} has no engine URL yet",
-                           f"It may not have finished provisioning: machine provision {cfg.name}")
-    if cfg.managed_engine and not cfg.origin:  # machine issued its certificate (a docker-machine record: its own)
-        from machine import provision
-
-        warning = provision.check_certs(app.store, cfg)  # cheap: no SSH, no crypto
-        if warning:  # the rare slow path: the address left the server certificate; renew it if it runs
-            from machine import orchestrator
-
-            if orchestrator.renew_certificate(app.store, cfg.name, app.progress, app.debug):
-                cfg = app.store.load(cfg.name)
-                url = str(cfg.engine.get("url") or url)
-                warning = provision.check_certs(app.store, cfg)
-        if warning:
-            click.echo(f"Warning: {warning}", err=True)
-        if cfg.engine.get("transport") == "ssh":
-            click.echo(provision.ssh_transport_hint(app.store, cfg), err=True)
-    return url
-
-
-@dataclass(frozen=True)
-class ClientTarget:
-    """What the docker client needs: the engine URL and, for TLS, the directory holding
-    ca.pem, cert.pem and key.pem (the machine directory, as DOCKER_CERT_PATH)."""
-
-    name: str
-    url: str
-    cert_dir: Path | None
-    driver: str = ""
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
-
-
-def client_target(app: App, name: str | None) -> ClientTarget:
-    """What the docker client needs for machine `name`, read under the machine's lock (so an `rm` running at
-    the same time either finishes first, and this says there is no such machine, or waits)."""
-    resolved = app.name_or_default(name)
-    with app.store.lock(resolved):
-        cfg = app.store.load(resolved)
-        require_running(app.store, cfg)
-        url = engine_url_for(app, cfg)
-        tls = cfg.engine.get("transport", "tls") != "ssh" and urlsplit(url).scheme in ("tcp", "https")
-        # a docker-machine record whose machine dir holds no client certificates names where they are
-        cert_dir = Path(cfg.engine["cert_dir"]) if cfg.engine.get("cert_dir") else app.store.machine_dir(cfg.name)
-        return ClientTarget(cfg.name, url, cert_dir if tls else None, cfg.driver)
 
 
 def _quote_word(word: str, shell: str) -> str:
@@ -127,7 +60,7 @@ def env(app: App, name: str | None, shell: str | None, unset: bool, no_proxy: bo
         proxy_var = shellenv.no_proxy_from_env()[0] if no_proxy else None
         click.echo(shellenv.render(used_shell, shellenv.unset_lines(proxy_var), hint), nl=False)
         return
-    target = client_target(app, name)
+    target = client_target(app.store, app.name_or_default(name), app.progress, app.debug)
     proxy = None
     if no_proxy:
         if not target.host:
@@ -152,7 +85,7 @@ def go_quote(text: str) -> str:
 @pass_app
 def config(app: App, name: str | None) -> None:
     """Print the docker client flags for a machine: docker $(machine config NAME) ps."""
-    target = client_target(app, name)
+    target = client_target(app.store, app.name_or_default(name), app.progress, app.debug)
     if target.cert_dir is None:
         click.echo(f"-H={target.url}")
         return

@@ -9,7 +9,7 @@ import click
 
 from machine import orchestrator
 from machine.app import App, pass_app
-from machine.commands.driverflags import settable_params
+from machine.commands.createoptions import settable_params
 from machine.errors import UsageError
 
 

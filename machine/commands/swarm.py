@@ -12,7 +12,7 @@ from machine.app import App, pass_app
 
 def _requests(create_args: tuple[str, ...]):  # noqa: ANN202
     """A factory of CreateRequests for nodes, from `machine create` options given after the counts."""
-    from machine.commands.create import parse_request
+    from machine.commands.createoptions import parse_request
 
     parse_request("probe", list(create_args))  # bad options fail now, before any machine is made
     return lambda node: parse_request(node, list(create_args))

@@ -9,7 +9,7 @@ import click
 
 from machine.app import App, pass_app
 from machine.client import dockercontext
-from machine.commands.env import client_target
+from machine.client.target import client_target
 from machine.errors import UsageError
 
 
@@ -43,7 +43,7 @@ def use(app: App, name: str | None, unset_: bool) -> None:
         return
     resolved = app.name_or_default(name)
     with app.store.lock(resolved):  # serialised with rm: never a context left current for a removed machine
-        target = client_target(app, resolved)
+        target = client_target(app.store, resolved, app.progress, app.debug)
         description = f"machine {target.name}" + (f" ({target.driver})" if target.driver else "")
         switch = dockercontext.use(target.name, target.url, target.cert_dir, description, app.store.root)
     for warning in _override_warnings():
