@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from machine import orchestrator
 from machine.app import App, pass_app
 
 
-def _existing(app: App, names: tuple[str, ...]) -> list[str]:
-    """All the machines named, checked before any is touched (the `default` machine when none are)."""
-    return [app.existing(n) for n in names] if names else [app.existing(None)]
+def _on_each(app: App, names: tuple[str, ...], flow: Callable[..., None]) -> None:
+    """`flow(store, name, progress, debug)` for each machine named (the `default` machine when none are); all
+    the names are checked before any machine is touched."""
+    targets = [app.existing(n) for n in names] if names else [app.existing(None)]
+    app.each(targets, lambda n: flow(app.store, n, app.progress, app.debug), hint="See the errors above.")
 
 
 @click.command()
@@ -18,8 +22,7 @@ def _existing(app: App, names: tuple[str, ...]) -> list[str]:
 @pass_app
 def provision(app: App, names: tuple[str, ...]) -> None:
     """Provision machines again: detect the OS, install and configure the engine, check it."""
-    app.each(_existing(app, names), lambda n: orchestrator.provision(app.store, n, app.progress, app.debug),
-             hint="See the errors above.")
+    _on_each(app, names, orchestrator.provision)
 
 
 @click.command("regenerate-certs")
@@ -38,8 +41,7 @@ def regenerate_certs(app: App, names: tuple[str, ...], force: bool, client_certs
             return
     if client_certs:
         orchestrator.new_ca(app.store, app.progress)
-    app.each(_existing(app, names), lambda n: orchestrator.regenerate_certs(app.store, n, app.progress, app.debug),
-             hint="See the errors above.")
+    _on_each(app, names, orchestrator.regenerate_certs)
     if client_certs:
         others = sorted(set(app.store.names()) - set(names or ("default",)))
         if others:
@@ -51,5 +53,4 @@ def regenerate_certs(app: App, names: tuple[str, ...], force: bool, client_certs
 @pass_app
 def upgrade(app: App, names: tuple[str, ...]) -> None:
     """Upgrade the Docker engine of machines (from the distribution's packages)."""
-    app.each(_existing(app, names), lambda n: orchestrator.upgrade(app.store, n, app.progress, app.debug),
-             hint="See the errors above.")
+    _on_each(app, names, orchestrator.upgrade)
