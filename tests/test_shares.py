@@ -13,7 +13,7 @@ import pytest
 from fakes.cli import run
 
 from machine.errors import UsageError
-from machine.provision import seed
+from machine.provision import seediso as seed
 from machine.shares import boot, mechanisms, spec
 
 ROOT = Path(__file__).resolve().parent.parent

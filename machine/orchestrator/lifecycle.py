@@ -109,7 +109,7 @@ def set_shares(store: Store, name: str, shares: list[dict[str, Any]], debug: boo
                                f"Stop it first: machine stop {name}")
         cfg.shares = list(shares)
         cfg.share_errors = []
-        from machine.provision.seeding import update_shares
+        from machine.provision.precreate import update_shares
 
         update_shares(cfg, store.machine_dir(name))
         store.save(cfg)

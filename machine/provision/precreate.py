@@ -80,7 +80,7 @@ def share_entries(cfg: MachineConfig) -> list[dict[str, Any]]:
 def update_shares(cfg: MachineConfig, machine_dir: Any) -> None:
     """After `machine set` changed the shares: the machine OS seed lists the new ones (other guests mount
     them over SSH after each start)."""
-    from machine.provision.seed import replace_shares
+    from machine.provision.seediso import replace_shares
 
     seed = machine_dir / "seed.iso"
     if cfg.ssh.get("seed_kind", MACHINE_OS) == MACHINE_OS and seed.exists():
