@@ -82,8 +82,25 @@ def _session_daemons(uid: int) -> list[int]:
     return pids
 
 
-def _docker_run(as_user, name: str) -> None:
-    """`machine env`, then docker import + run of a busybox image through TLS, as the user."""
+def _console_tail(user: pwd.struct_passwd, name: str) -> str:
+    """The end of the machine's console log (a stuck guest says why there: soft lockups, mount errors)."""
+    log = Path(user.pw_dir) / ".docker" / "machine" / "machines" / name / "console.log"
+    try:
+        return "\n--- console.log ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+    except OSError as e:
+        return f"\n(no console log: {e})"
+
+
+def _docker_run(as_user, user: pwd.struct_passwd, name: str) -> None:
+    """`machine env`, then docker import + run of a busybox image through TLS, as the user. A hang fails after
+    5 minutes with the guest's console log (not after the 15-minute default)."""
+    try:
+        _import_and_run(as_user, name)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{e}{_console_tail(user, name)}")
+
+
+def _import_and_run(as_user, name: str) -> None:
     env = as_user("machine", "env", name)
     assert env.returncode == 0, env
     denv = {}
@@ -97,12 +114,12 @@ def _docker_run(as_user, name: str) -> None:
         os.chmod(tar_dir, 0o755)
         tar = write_busybox_rootfs(tar_dir / "bb.tar", ("sh", "echo", "id"))
         os.chmod(tar, 0o644)
-        imp = as_user("docker", "import", str(tar), "busybox:nonroot", extra=denv)
+        imp = as_user("docker", "import", str(tar), "busybox:nonroot", extra=denv, timeout=300)
         assert imp.returncode == 0, imp.stderr
     finally:
         shutil.rmtree(tar_dir, ignore_errors=True)
     ran = as_user("docker", "run", "--rm", "busybox:nonroot", "/bin/sh", "-c", f"echo hello from {name}",
-                  extra=denv)
+                  extra=denv, timeout=300)
     assert ran.returncode == 0 and ran.stdout.strip() == f"hello from {name}", ran
 
 
@@ -115,11 +132,11 @@ def test_nonroot_user_creates_runs_and_removes_a_qemu_vm(as_user, user: pwd.stru
     assert refused.returncode == 1 and "sudo" in refused.stderr and "Traceback" not in refused.stderr, refused
 
     created = as_user("machine", "create", "-d", "qemu", NAME)
-    assert created.returncode == 0, created.stdout[-3000:] + created.stderr[-3000:]
+    assert created.returncode == 0, created.stdout[-3000:] + created.stderr[-3000:] + _console_tail(user, NAME)
     store = Path(user.pw_dir) / ".docker" / "machine" / "machines" / NAME
     pid = int((store / "qemu.pid").read_text())
     assert os.stat(f"/proc/{pid}").st_uid == user.pw_uid  # qemu runs as the user, not root
-    _docker_run(as_user, NAME)
+    _docker_run(as_user, user, NAME)
     removed = as_user("machine", "rm", "-y", NAME)
     assert removed.returncode == 0, removed
     assert not store.exists() and not Path(f"/proc/{pid}").exists()
@@ -135,7 +152,7 @@ def test_nonroot_user_with_libvirt_session(as_user, user: pwd.struct_passwd) -> 
     assert created.returncode == 0, created.stdout[-3000:] + created.stderr[-3000:]
     domains = as_user("virsh", "-c", uri, "list", "--name")
     assert domains.returncode == 0 and any(LV_NAME in d for d in domains.stdout.split()), domains
-    _docker_run(as_user, LV_NAME)
+    _docker_run(as_user, user, LV_NAME)
     removed = as_user("machine", "rm", "-y", LV_NAME)
     assert removed.returncode == 0, removed
     domains = as_user("virsh", "-c", uri, "list", "--all", "--name")
