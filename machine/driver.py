@@ -18,12 +18,6 @@ from typing import Any, ClassVar
 
 from machine.errors import UsageError
 
-# Bounds every driver declares on its sizes, so a typo (-1, 0, 10**30) is refused before a hypervisor sees it.
-MAX_CPUS = 255  # qemu's pc/q35 limit without x2APIC; VirtualBox and Hyper-V allow fewer
-MIN_MEMORY_MIB = 128  # below this no guest with a Docker engine boots
-MAX_MEMORY_MIB = 4 * 1024 * 1024  # 4 TiB
-MAX_DISK_GIB = 64 * 1024  # 64 TiB (sparse disks: only what the guest writes takes space)
-
 
 class State(StrEnum):
     NOT_CREATED = "NotCreated"

@@ -22,19 +22,8 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any, ClassVar
 
-from machine import machinedir, process
-from machine.driver import (
-    MAX_CPUS,
-    MAX_DISK_GIB,
-    MAX_MEMORY_MIB,
-    MIN_MEMORY_MIB,
-    Availability,
-    Driver,
-    Features,
-    Option,
-    SSHEndpoint,
-    State,
-)
+from machine import machinedir, process, sizes
+from machine.driver import Availability, Driver, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, HostNotUsable, ImageNotFound, MachineError, Unsupported
 
 from . import leases
@@ -53,10 +42,9 @@ class HyperKitDriver(Driver):
                    "with HVF).")
     features = Features(share_mechanisms=("9p",))  # hyperkit virtio-9p
     options = (
-        Option("cpu-count", "Number of virtual CPUs", default=2, type=int, minimum=1, maximum=MAX_CPUS),
-        Option("memory", "Memory in MiB", default=2048, type=int, minimum=MIN_MEMORY_MIB, maximum=MAX_MEMORY_MIB),
-        Option("disk-size", "Data disk size in MiB (a raw sparse file)", default=20000, type=int, minimum=1,
-               maximum=MAX_DISK_GIB * 1024),
+        sizes.cpus("cpu-count"),
+        sizes.memory(2048),
+        sizes.disk("Data disk size in MiB (a raw sparse file)", 20000, mib=True),
         Option("binary", "Path of the hyperkit executable (default: found on PATH or in Docker Desktop)"),
         Option("cmdline", "Extra kernel command line arguments"),
     )

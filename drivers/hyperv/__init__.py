@@ -14,20 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from machine import machinedir
-from machine.driver import (
-    MAX_CPUS,
-    MAX_DISK_GIB,
-    MAX_MEMORY_MIB,
-    MIN_MEMORY_MIB,
-    Availability,
-    Driver,
-    DriverContext,
-    Features,
-    Option,
-    SSHEndpoint,
-    State,
-)
+from machine import machinedir, sizes
+from machine.driver import Availability, Driver, DriverContext, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, HostNotUsable, ImageNotFound, MachineError, NotFound, UsageError
 
 from . import isotransfer
@@ -66,11 +54,9 @@ class HypervDriver(Driver):
                type=bool),
         Option("ca-file", "PEM file with the CA that signed the host's WinRM certificate"),
         Option("virtual-switch", "Virtual switch (default: an External switch; locally 'Default Switch')"),
-        Option("memory", "Memory in MiB (static)", default=2048, type=int, minimum=MIN_MEMORY_MIB,
-               maximum=MAX_MEMORY_MIB),
-        Option("cpus", "Virtual processors", default=2, type=int, minimum=1, maximum=MAX_CPUS),
-        Option("disk-size", "Data disk size in GB (dynamic VHDX)", default=20, type=int, minimum=1,
-               maximum=MAX_DISK_GIB),
+        sizes.memory(2048, "Memory in MiB (static)"),
+        sizes.cpus(help="Virtual processors"),
+        sizes.disk("Data disk size in GB (dynamic VHDX)", 20),
         Option("vlan-id", "VLAN id of the network adapter (access mode)", type=int, minimum=1, maximum=4094),
         Option("vm-path", "Folder on the host for the VMs' files (default: the host's VirtualMachinePath)"),
         Option("iso", "Local boot ISO (default: the built machine OS ISO)"),

@@ -18,21 +18,8 @@ from urllib.parse import urlsplit
 from machine.drivers.qemu import kvmprobe
 from machine.drivers.qemu.kvmprobe import TCG_TB_CACHE_MIB
 
-from machine import hostports, machinedir
-from machine.driver import (
-    MAX_CPUS,
-    MAX_DISK_GIB,
-    MAX_MEMORY_MIB,
-    MIN_MEMORY_MIB,
-    PORTS_HYPERVISOR,
-    PORTS_SSH,
-    Availability,
-    Driver,
-    Features,
-    Option,
-    SSHEndpoint,
-    State,
-)
+from machine import hostports, machinedir, sizes
+from machine.driver import PORTS_HYPERVISOR, PORTS_SSH, Availability, Driver, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, MachineError
 
 from . import connection as lv
@@ -52,9 +39,9 @@ class LibvirtDriver(Driver):
     features = Features(share_mechanisms=("virtiofs", "9p"), port_forwarding=PORTS_HYPERVISOR)
     options = (
         Option("uri", "libvirt connection URI (qemu:///system, qemu:///session, ...)", DEFAULT_URI, allow_empty=False),
-        Option("cpus", "Number of virtual CPUs", 2, int, settable=True, minimum=1, maximum=MAX_CPUS),
-        Option("memory", "Memory in MiB", 1024, int, settable=True, minimum=MIN_MEMORY_MIB, maximum=MAX_MEMORY_MIB),
-        Option("disk-size", "Size of the (sparse) disk in GiB", 20, int, minimum=1, maximum=MAX_DISK_GIB),
+        sizes.cpus(settable=True),
+        sizes.memory(1024, settable=True),
+        sizes.disk("Size of the (sparse) disk in GiB", 20),
         Option("image", "Boot image: machine-os (default, built locally), a catalogue name (debian-12, ...), "
                         "an http(s) URL or a local file", "machine-os"),
         Option("network", "'user' (user-mode networking, ports forwarded on 127.0.0.1), a libvirt network name "
@@ -65,7 +52,7 @@ class LibvirtDriver(Driver):
         Option("accel", "Acceleration: auto (KVM only when a probe boot works), kvm, or tcg", "auto",
                choices=("auto", "kvm", "tcg")),
         Option("tb-cache", "TCG translation cache in MiB (without KVM)", TCG_TB_CACHE_MIB, int, minimum=1,
-               maximum=MAX_MEMORY_MIB),
+               maximum=sizes.MAX_MEMORY_MIB),
         Option("storage-dir", "Folder for the machine's disks (default: the machine directory); must be "
                               "readable by the user libvirt runs qemu as", None),
     )

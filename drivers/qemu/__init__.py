@@ -16,21 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from machine import machinedir
-from machine.driver import (
-    CLUSTER_VDE,
-    MAX_CPUS,
-    MAX_DISK_GIB,
-    MAX_MEMORY_MIB,
-    MIN_MEMORY_MIB,
-    PORTS_HYPERVISOR,
-    Availability,
-    Driver,
-    Features,
-    Option,
-    SSHEndpoint,
-    State,
-)
+from machine import machinedir, sizes
+from machine.driver import CLUSTER_VDE, PORTS_HYPERVISOR, Availability, Driver, Features, Option, SSHEndpoint, State
 
 from . import ports, qmp
 from .accel import ACCELS
@@ -51,10 +38,9 @@ class QemuDriver(Driver):
     features = Features(cluster_nic=CLUSTER_VDE, share_mechanisms=("virtiofs", "9p"),
                         port_forwarding=PORTS_HYPERVISOR)
     options: ClassVar[tuple[Option, ...]] = (
-        Option("cpus", "Number of virtual CPUs", default=2, type=int, settable=True, minimum=1, maximum=MAX_CPUS),
-        Option("memory", "Memory in MiB", default=1024, type=int, settable=True, minimum=MIN_MEMORY_MIB,
-               maximum=MAX_MEMORY_MIB),
-        Option("disk-size", "Size of the (sparse) disk in GiB", default=20, type=int, minimum=1, maximum=MAX_DISK_GIB),
+        sizes.cpus(settable=True),
+        sizes.memory(1024, settable=True),
+        sizes.disk("Size of the (sparse) disk in GiB", 20),
         Option("image", "Boot image: a catalogue name (machine-os, debian-12, ubuntu-24.04), URL or path",
                default="machine-os"),
         Option("accel", "Accelerator", default="auto", choices=ACCELS, settable=True),

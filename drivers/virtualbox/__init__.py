@@ -14,20 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from machine import hostports, machinedir
-from machine.driver import (
-    MAX_CPUS,
-    MAX_DISK_GIB,
-    MAX_MEMORY_MIB,
-    MIN_MEMORY_MIB,
-    PORTS_HYPERVISOR,
-    Availability,
-    Driver,
-    Features,
-    Option,
-    SSHEndpoint,
-    State,
-)
+from machine import hostports, machinedir, sizes
+from machine.driver import PORTS_HYPERVISOR, Availability, Driver, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, HostNotUsable, ImageNotFound, MachineError
 
 from . import network, vbm
@@ -46,10 +34,9 @@ class VirtualBoxDriver(Driver):
     description = "VirtualBox VM (VBoxManage, VirtualBox >= 6.1) booting the machine OS ISO."
     features = Features(share_mechanisms=("vboxsf",), port_forwarding=PORTS_HYPERVISOR)
     options = (
-        Option("cpu-count", "Number of virtual CPUs", default=2, type=int, minimum=1, maximum=MAX_CPUS),
-        Option("memory", "Memory in MiB", default=2048, type=int, minimum=MIN_MEMORY_MIB, maximum=MAX_MEMORY_MIB),
-        Option("disk-size", "Data disk size in MiB (a dynamically growing VDI)", default=20000, type=int, minimum=1,
-               maximum=MAX_DISK_GIB * 1024),
+        sizes.cpus("cpu-count"),
+        sizes.memory(2048),
+        sizes.disk("Data disk size in MiB (a dynamically growing VDI)", 20000, mib=True),
         Option("iso", "ISO to boot instead of the built machine OS (machine-os.iso)"),
         Option("hostonly-cidr", "Host address and prefix of the host-only network", default=network.DEFAULT_CIDR),
         Option("hostonly-nictype", "NIC type on the host-only network", default="virtio", choices=NIC_TYPES),
