@@ -14,6 +14,7 @@ from pathlib import Path
 
 from machine import machinedir
 from machine.atomicfile import write_atomic
+from machine.process import pid_alive
 
 MARKER = machinedir.CREATING
 
@@ -42,28 +43,6 @@ def present(machine_dir: Path) -> bool:
     return os.path.lexists(machine_dir / MARKER)
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if os.name == "nt":  # pragma: no cover - Windows only
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # type: ignore[attr-defined]
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))  # type: ignore[attr-defined]
-        ctypes.windll.kernel32.CloseHandle(handle)  # type: ignore[attr-defined]
-        return code.value == 259  # STILL_ACTIVE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def abandoned(machine_dir: Path) -> bool:
     """True when a marker is there and the process that wrote it is gone (or is not that process any more)."""
     path = machine_dir / MARKER
@@ -78,6 +57,6 @@ def abandoned(machine_dir: Path) -> bool:
         return True  # a marker we cannot parse: its create surely did not finish cleanly
     if pid == os.getpid():
         return False
-    if not _alive(pid):
+    if not pid_alive(pid):
         return True
     return start is not None and _start_ticks(pid) not in (None, start)

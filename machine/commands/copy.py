@@ -5,6 +5,7 @@ and pinned known_hosts; it needs rsync here and on the machine."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import re
@@ -27,14 +28,18 @@ def parse_location(text: str) -> tuple[str | None, str]:
     return None, text
 
 
+def _folder(refusal: str, recursive: bool, sftp=None, made: str = "") -> None:  # noqa: ANN001
+    """A folder to copy: refused without -r (saying `refusal`); else `made` is made on `sftp` (it may exist)."""
+    if not recursive:
+        raise UsageError(refusal, "Use -r to copy directories.")
+    if sftp is not None:
+        with contextlib.suppress(OSError):
+            sftp.mkdir(made)
+
+
 def _upload(sftp, local: Path, remote: str, recursive: bool) -> int:  # noqa: ANN001
     if local.is_dir():
-        if not recursive:
-            raise UsageError(f"{local} is a directory", "Use -r to copy directories.")
-        try:
-            sftp.mkdir(remote)
-        except OSError:
-            pass
+        _folder(f"{local} is a directory", recursive, sftp, remote)
         count = 0
         for child in sorted(local.iterdir()):
             count += _upload(sftp, child, posixpath.join(remote, child.name), recursive)
@@ -47,8 +52,7 @@ def _upload(sftp, local: Path, remote: str, recursive: bool) -> int:  # noqa: AN
 def _download(sftp, remote: str, local: Path, recursive: bool) -> int:  # noqa: ANN001
     st = sftp.stat(remote)
     if stat.S_ISDIR(st.st_mode or 0):
-        if not recursive:
-            raise UsageError(f"{remote} is a directory on the machine", "Use -r to copy directories.")
+        _folder(f"{remote} is a directory on the machine", recursive)
         local.mkdir(parents=True, exist_ok=True)
         return sum(_download(sftp, posixpath.join(remote, e.filename), local / e.filename, recursive)
                    for e in sftp.listdir_attr(remote))
@@ -60,12 +64,7 @@ def _download(sftp, remote: str, local: Path, recursive: bool) -> int:  # noqa: 
 def _between(src, dst, src_path: str, dst_path: str, recursive: bool) -> int:  # noqa: ANN001 - two SFTP clients
     st = src.stat(src_path)
     if stat.S_ISDIR(st.st_mode or 0):
-        if not recursive:
-            raise UsageError(f"{src_path} is a directory on the source machine", "Use -r to copy directories.")
-        try:
-            dst.mkdir(dst_path)
-        except OSError:
-            pass
+        _folder(f"{src_path} is a directory on the source machine", recursive, dst, dst_path)
         return sum(_between(src, dst, posixpath.join(src_path, e.filename), posixpath.join(dst_path, e.filename),
                             recursive) for e in src.listdir_attr(src_path))
     with src.open(src_path, "rb") as reader, dst.open(dst_path, "wb") as writer:

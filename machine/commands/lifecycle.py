@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import click
 
@@ -11,36 +12,26 @@ from machine.app import App, pass_app
 from machine.errors import MachineError, NotFound
 
 
-@click.command()
-@click.argument("names", nargs=-1)
-@pass_app
-def start(app: App, names: tuple[str, ...]) -> None:
-    """Start machines (the `default` machine when no name is given)."""
-    app.each(names, lambda n: orchestrator.start(app.store, n, app.progress, app.debug))
+def _on_each(name: str, help: str, act: Callable[[App, str], None]) -> click.Command:
+    """A command that does `act` to each machine named (the `default` machine when none is given)."""
+
+    @click.command(name, help=help)
+    @click.argument("names", nargs=-1)
+    @pass_app
+    def command(app: App, names: tuple[str, ...]) -> None:
+        app.each(names, lambda n: act(app, n))
+
+    return command
 
 
-@click.command()
-@click.argument("names", nargs=-1)
-@pass_app
-def stop(app: App, names: tuple[str, ...]) -> None:
-    """Stop machines gracefully (ACPI power off; killed after a timeout)."""
-    app.each(names, lambda n: orchestrator.stop(app.store, n, app.progress, debug=app.debug))
-
-
-@click.command()
-@click.argument("names", nargs=-1)
-@pass_app
-def kill(app: App, names: tuple[str, ...]) -> None:
-    """Power machines off at once."""
-    app.each(names, lambda n: orchestrator.stop(app.store, n, app.progress, force=True, debug=app.debug))
-
-
-@click.command()
-@click.argument("names", nargs=-1)
-@pass_app
-def restart(app: App, names: tuple[str, ...]) -> None:
-    """Stop and start machines."""
-    app.each(names, lambda n: orchestrator.restart(app.store, n, app.progress, app.debug))
+start = _on_each("start", "Start machines (the `default` machine when no name is given).",
+                 lambda app, n: orchestrator.start(app.store, n, app.progress, app.debug))
+stop = _on_each("stop", "Stop machines gracefully (ACPI power off; killed after a timeout).",
+                lambda app, n: orchestrator.stop(app.store, n, app.progress, debug=app.debug))
+kill = _on_each("kill", "Power machines off at once.",
+                lambda app, n: orchestrator.stop(app.store, n, app.progress, force=True, debug=app.debug))
+restart = _on_each("restart", "Stop and start machines.",
+                   lambda app, n: orchestrator.restart(app.store, n, app.progress, app.debug))
 
 
 @click.command()

@@ -207,34 +207,15 @@ def build_iso(docs: Mapping[str, bytes], volume_id: str = VOLUME_ID) -> bytes:
     return out.getvalue()
 
 
-def build_seed(
-    path: Path,
-    *,
-    instance_id: str,
-    hostname: str,
-    authorized_keys: Iterable[str],
-    files: Iterable[SeedFile] = (),
-    host_keys: Mapping[str, str] | None = None,
-    network_config: Mapping[str, Any] | None = None,
-    user: str = "root",
-    shares: Iterable[Mapping[str, Any]] = (),
-) -> Path:
-    """Write a NoCloud `cidata` seed ISO to `path` atomically (mode 0600: it may hold a host key).
+def build_seed(path: Path, **seed: Any) -> Path:
+    """Write a NoCloud `cidata` seed ISO to `path` atomically (mode 0600: it may hold a host key); `seed` are
+    `render_seed`'s keywords.
 
     `host_keys` takes cloud-init `ssh_keys` fields, e.g. {"ed25519_private": ..., "ed25519_public": ...}
     so the host can pin the guest's host key before first boot. `user` is the login user: "root"
     (sets disable_root: false) or a user cloud-init creates with passwordless sudo.
     """
-    docs = render_seed(
-        instance_id=instance_id,
-        hostname=hostname,
-        authorized_keys=authorized_keys,
-        files=files,
-        host_keys=host_keys,
-        network_config=network_config,
-        user=user,
-        shares=shares,
-    )
+    docs = render_seed(**seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, build_iso(docs))

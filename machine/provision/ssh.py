@@ -27,7 +27,7 @@ import paramiko
 
 from machine import waiting
 from machine.errors import SSHError, TimeoutError_
-from machine.process import mask
+from machine.process import Result, mask  # a remote command's result: args is [the command line]
 
 log = logging.getLogger("machine.provision.ssh")
 
@@ -69,18 +69,6 @@ class Target:
 
     def __str__(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class Result:
-    command: str
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
 
 
 class HostKeyMismatch(SSHError):
@@ -234,7 +222,7 @@ class Session:
             log.debug("ssh %s: stdout: %s", self.target, scrub(out.rstrip(), hide))
         if err:
             log.debug("ssh %s: stderr: %s", self.target, scrub(err.rstrip(), hide))
-        result = Result(command, rc, out, err)
+        result = Result([command], rc, out, err)
         if check and not result.ok:
             tail = scrub((err.strip() or out.strip()), hide)[-800:]
             raise SSHError(f"{what or 'Remote command'} failed on {self.target.name or self.target.host} "

@@ -17,6 +17,7 @@ import pytest
 
 from machine import process, waiting
 from machine.driver import DriverContext, State
+from tests.vm.vmhelpers import libvirt_reason, pids_of
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
@@ -26,15 +27,9 @@ BOOT_TIMEOUT = 300.0
 
 
 def _skip_reason() -> str | None:
-    try:
-        import libvirt
-    except ImportError:
-        return "libvirt-python is not installed (pip install libvirt-python)"
-    libvirt.registerErrorHandler(lambda _c, _e: None, None)
-    try:
-        libvirt.open(URI).close()
-    except libvirt.libvirtError as e:
-        return f"libvirtd is not reachable at {URI} (start it: libvirtd -d): {e}"
+    reason = libvirt_reason(URI)
+    if reason:
+        return reason
     from machine.images.catalogue import default_image
 
     try:
@@ -44,20 +39,6 @@ def _skip_reason() -> str | None:
     if not process.which("ssh") or not process.which("ssh-keygen"):
         return "the OpenSSH client is not installed"
     return None
-
-
-def _qemu_pids_mentioning(text: str) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "qemu" in cmdline and text in cmdline:
-            pids.append(int(proc.name))
-    return pids
 
 
 def _wait_state(drv, want: State, timeout: float) -> State:
@@ -138,7 +119,7 @@ def test_libvirt_vm_cycle(tmp_path: Path) -> None:
         assert _wait_state(drv, State.STOPPED, 90) == State.STOPPED, waiting.log_tail(drv.console_log())
         times["acpi_stop"] = time.monotonic() - t
         assert drv.ssh_endpoint() is None
-        assert not _qemu_pids_mentioning(domain)
+        assert not pids_of("qemu", domain)
 
         t = time.monotonic()
         drv.start()
@@ -151,7 +132,7 @@ def test_libvirt_vm_cycle(tmp_path: Path) -> None:
         assert drv.status() == State.NOT_CREATED
         assert domain not in [d.name() for d in connect(URI).listAllDomains(0)]
         assert not disk.exists()
-        assert not _qemu_pids_mentioning(domain)
+        assert not pids_of("qemu", domain)
         assert all(port_free(p) for p in ports)
         assert not Path(f"/var/log/libvirt/qemu/{domain}.log").exists()
         times["total"] = time.monotonic() - t0
@@ -196,7 +177,7 @@ def test_libvirt_cli_cycle(store_root: Path) -> None:
         assert out.ok, out.stdout + out.stderr
         times["stop"] = time.monotonic() - t
         assert _machine("status", name).stdout.strip() == "Stopped"
-        assert not _qemu_pids_mentioning(domain)
+        assert not pids_of("qemu", domain)
 
         t = time.monotonic()
         out = _machine("start", name)
@@ -213,7 +194,7 @@ def test_libvirt_cli_cycle(store_root: Path) -> None:
         times["total"] = time.monotonic() - t0
         assert domain not in [d.name() for d in connect(URI).listAllDomains(0)]
         assert not disk.exists() and not (store_root / "machines" / name).exists()
-        assert not _qemu_pids_mentioning(domain)
+        assert not pids_of("qemu", domain)
         assert all(port_free(p) for p in ports)
         assert not Path(f"/var/log/libvirt/qemu/{domain}.log").exists()
         print("libvirt CLI cycle:", ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
@@ -315,5 +296,5 @@ def test_libvirt_create_interrupted_during_boot_leaves_nothing(store_root: Path)
     assert domain not in [d.name() for d in connect(URI).listAllDomains(0)]
     assert not mdir.exists()
     assert not [Path(p) for p in data.get("made", []) if Path(p).exists()]
-    assert not _qemu_pids_mentioning(domain)
+    assert not pids_of("qemu", domain)
     assert all(port_free(int(p)) for p in ports if p)

@@ -18,6 +18,7 @@ from machine.drivers.qemu import socket_path
 from machine.drivers.qemu.kvmprobe import find_qemu, kill_pid
 
 from machine import hostports, process
+from tests.vm.vmhelpers import pids_of
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
@@ -50,15 +51,7 @@ def cli(*args: str, timeout: float = 400) -> process.Result:
 
 def qemu_pids(machine_dir: Path) -> list[int]:
     """qemu processes whose command line names this machine dir."""
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cmd = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"qemu-system" in cmd.split(b"\0")[0] and str(machine_dir).encode() in cmd:
-            found.append(int(proc.name))
-    return found
+    return pids_of("qemu-system", str(machine_dir))
 
 
 def assert_nothing_left(store_root: Path, name: str, used_ports: list[int]) -> None:

@@ -9,14 +9,42 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from machine.images.catalogue import machine_os_dir
 from tests.vm.vmhelpers import docker, docker_env, machine
 
 APPLETS = ("sh", "cat", "echo", "ls", "ln", "mv", "rm", "chmod", "stat", "sleep", "date", "mkdir", "touch")
 IMAGE = "busybox:shares-test"
+
+
+@contextmanager
+def module_machine(tmp_path_factory: pytest.TempPathFactory, driver: str, reason: str | None,
+                   ) -> Iterator[dict[str, Any]]:
+    """The one machine of a test module (skipped with `reason`), in a store and docker config of its own;
+    removed afterwards. Its folder is m["dir"]."""
+    if reason:
+        pytest.skip(reason)
+    tmp = tmp_path_factory.mktemp(f"shares-{driver}")
+    mp = pytest.MonkeyPatch()
+    store = tmp / "store"
+    mp.setenv("MACHINE_STORAGE_PATH", str(store))
+    mp.setenv("DOCKER_CONFIG", str(tmp / "docker-config"))
+    mp.delenv("DOCKER_HOST", raising=False)
+    m = None
+    try:
+        m = make_machine(tmp, driver)
+        m["dir"] = store / "machines" / m["name"]
+        yield m
+    finally:
+        if m:
+            remove(m)
+        mp.undo()
 
 
 def make_machine(tmp_path: Path, driver: str, extra_args: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -24,31 +24,13 @@ import pytest
 from bench.portsimage import missing, write_ports_rootfs
 from machine.agent import control
 from machine.agent.sshrelay import host_port_free
-from tests.vm.vmhelpers import docker, docker_env, machine, skip_reason
+from tests.isos.mos_helpers import free_port
+from tests.vm.vmhelpers import docker, docker_env, libvirt_reason, machine, pids_of, skip_reason
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 DEADLINE = 30.0  # seconds a forward may take to appear on this loaded 2-core host (bench/ports_bench.py times it)
 IMAGE = "ports:test"
-
-
-def _libvirt_reason() -> str | None:
-    try:
-        import libvirt
-    except ImportError:
-        return "libvirt-python is not installed"
-    libvirt.registerErrorHandler(lambda _c, _e: None, None)
-    try:
-        libvirt.open("qemu:///system").close()
-    except libvirt.libvirtError as e:
-        return f"libvirtd is not reachable (libvirtd -d): {e}"
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(port: int, timeout: float = DEADLINE) -> str:
@@ -115,7 +97,7 @@ class VM:
 
 @pytest.fixture(scope="module", params=["qemu", "libvirt"])
 def vm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    reason = skip_reason() or missing() or (_libvirt_reason() if request.param == "libvirt" else None)
+    reason = skip_reason() or missing() or (libvirt_reason() if request.param == "libvirt" else None)
     if reason:
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp(f"ports-{request.param}")
@@ -132,15 +114,7 @@ def vm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
     finally:
         v.m("rm", "-y", "-f", v.name)
         assert not v.dir.exists()
-        pids = [p for p in Path("/proc").glob("[0-9]*") if _cmdline_has(p, str(v.dir))]
-        assert not pids, "an agent (or VM) of the removed machine is still running"
-
-
-def _cmdline_has(proc: Path, text: str) -> bool:
-    try:
-        return text.encode() in (proc / "cmdline").read_bytes()
-    except OSError:
-        return False
+        assert not pids_of("", str(v.dir)), "an agent (or VM) of the removed machine is still running"
 
 
 def test_agent_runs_and_forwards_published_ports(vm: VM) -> None:

@@ -7,42 +7,15 @@ from __future__ import annotations
 import pytest
 
 from tests.vm import shares_checks as checks
-from tests.vm.vmhelpers import skip_reason
+from tests.vm.vmhelpers import libvirt_reason, skip_reason
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 
-def _libvirt_reason() -> str | None:
-    try:
-        import libvirt
-    except ImportError:
-        return "libvirt-python is not installed"
-    libvirt.registerErrorHandler(lambda _c, _e: None, None)
-    try:
-        libvirt.open("qemu:///system").close()
-    except libvirt.libvirtError as e:
-        return f"libvirtd is not reachable (start it: libvirtd -d): {e}"
-    return None
-
-
 @pytest.fixture(scope="module")
 def vm(tmp_path_factory: pytest.TempPathFactory):
-    reason = skip_reason() or _libvirt_reason()
-    if reason:
-        pytest.skip(reason)
-    tmp = tmp_path_factory.mktemp("shares-libvirt")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MACHINE_STORAGE_PATH", str(tmp / "store"))
-    mp.setenv("DOCKER_CONFIG", str(tmp / "docker-config"))
-    mp.delenv("DOCKER_HOST", raising=False)
-    m = None
-    try:
-        m = checks.make_machine(tmp, "libvirt")
+    with checks.module_machine(tmp_path_factory, "libvirt", skip_reason() or libvirt_reason()) as m:
         yield m
-    finally:
-        if m:
-            checks.remove(m)
-        mp.undo()
 
 
 def test_inspect_and_ls_show_the_shares(vm) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.vm import shares_checks as checks
-from tests.vm.vmhelpers import machine, skip_reason
+from tests.vm.vmhelpers import machine, pids_of, skip_reason
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
@@ -28,38 +28,14 @@ def virtiofsd_sockets(machine_dir: Path) -> set[str]:
 
 
 def virtiofsd_pids(machine_dir: Path) -> list[int]:
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cmd = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"virtiofsd" in cmd.split(b"\0")[0] and str(machine_dir).encode() in cmd:
-            found.append(int(proc.name))
-    return found
+    return pids_of("virtiofsd", str(machine_dir))
 
 
 @pytest.fixture(scope="module")
 def vm(tmp_path_factory: pytest.TempPathFactory):
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    tmp = tmp_path_factory.mktemp("shares-qemu")
-    mp = pytest.MonkeyPatch()
-    store = tmp / "store"
-    mp.setenv("MACHINE_STORAGE_PATH", str(store))
-    mp.setenv("DOCKER_CONFIG", str(tmp / "docker-config"))
-    mp.delenv("DOCKER_HOST", raising=False)
-    m = None
-    try:
-        m = checks.make_machine(tmp, "qemu")
-        m["dir"] = store / "machines" / m["name"]
+    with checks.module_machine(tmp_path_factory, "qemu", skip_reason()) as m:
         yield m
-    finally:
-        if m:
-            checks.remove(m)
-            assert virtiofsd_pids(m["dir"]) == [], "a virtiofsd of the removed machine is still running"
-        mp.undo()
+    assert virtiofsd_pids(m["dir"]) == [], "a virtiofsd of the removed machine is still running"
 
 
 def test_inspect_and_ls_show_the_shares(vm) -> None:

@@ -70,3 +70,31 @@ def check_engine(denv: dict[str, str], tmp_path: Path, labels: list[str], messag
         run = docker("run", "--rm", "busybox:machine-test", "/bin/sh", "-c", f"echo {message}", env=denv)
         assert run.returncode == 0 and run.stdout.strip() == message, run.stderr
     return info
+
+
+def libvirt_reason(uri: str = "qemu:///system") -> str | None:
+    """Why no real libvirt VM can run here: no binding, or no libvirtd answering at `uri` (None when one does)."""
+    try:
+        import libvirt
+    except ImportError:
+        return "libvirt-python is not installed (pip install libvirt-python)"
+    libvirt.registerErrorHandler(lambda _c, _e: None, None)
+    try:
+        libvirt.open(uri).close()
+    except libvirt.libvirtError as e:
+        return f"libvirtd is not reachable at {uri} (start it: libvirtd -d): {e}"
+    return None
+
+
+def pids_of(program: str, mentioning: str) -> list[int]:
+    """The processes whose program path contains `program` and whose command line mentions `mentioning` (a machine
+    folder, a domain name)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if program.encode() in argv[0] and mentioning.encode() in b" ".join(argv):
+            found.append(int(proc.name))
+    return found
