@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import http.server
 import ipaddress
 import itertools
 import json
-import ssl
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from fakes.tlsengine import FakeEngine
 
 ORG = "docker-user"  # docker-machine puts the user name in O=
 
@@ -159,31 +157,10 @@ def tree_digest(root: Path) -> dict[str, str]:
     return out
 
 
-def serve_engine(dm: DockerMachineStore, work_dir: Path, version: str) -> http.server.ThreadingHTTPServer:
+def serve_engine(dm: DockerMachineStore, work_dir: Path, version: str) -> FakeEngine:
     """A dockerd stand-in on 127.0.0.1: mutual TLS with a server certificate from the docker-machine CA;
-    GET /version answers like dockerd. Call .shutdown() when done."""
+    GET /version answers like dockerd. Call .close() when done."""
     work_dir.mkdir(parents=True, exist_ok=True)
     dm.server_cert(work_dir, ("127.0.0.1",))
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            body = json.dumps({"Version": version, "ApiVersion": "1.43"}).encode()
-            self.send_response(200 if self.path.endswith("/version") else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(work_dir / "server.pem", work_dir / "server-key.pem")
-    ctx.load_verify_locations(dm.certs / "ca.pem")
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return FakeEngine(work_dir / "server.pem", work_dir / "server-key.pem", dm.certs / "ca.pem", version=version,
+                      api="1.43")

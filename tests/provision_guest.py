@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from fakes.tlsengine import FakeEngine
 from machine.drivers.generic import DRIVER as Generic
-from test_provision import FakeEngine
 from test_ssh import SSHServer, free_port, start_sshd, stop_sshd
 
 from machine.driver import DriverContext

@@ -30,7 +30,7 @@ def dm(store_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # no
     monkeypatch.setattr(listing, "active_targets", lambda: ("", None))
     store = DockerMachineStore(store_root)
     engine = serve_engine(store, tmp_path / "engine", "24.0.7")
-    url = f"tcp://127.0.0.1:{engine.server_address[1]}"
+    url = f"tcp://127.0.0.1:{engine.port}"
     store.add("dm-none", "none", {"URL": url}, ip=url.removeprefix("tcp://"))
     store.add("dm-generic", "generic", {"EnginePort": 2376, "SSHKey": str(tmp_path / "id_rsa")}, ip="127.0.0.1",
               ssh_user="root", ssh_port=free_port())  # nothing listens there: the host is down
@@ -52,7 +52,7 @@ def dm(store_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # no
     try:
         yield store
     finally:
-        engine.shutdown()
+        engine.close()
 
 
 def rows() -> dict[str, dict]:

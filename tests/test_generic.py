@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_provision import FakeEngine
+from fakes.tlsengine import FakeEngine
 from test_ssh import SSHServer, free_port, sshd  # noqa: F401 - the fixture
 
 from machine import waiting

@@ -15,6 +15,7 @@ import pytest
 from fakes import slow_driver
 from fakes.cli import run
 from fakes.slow_driver import add_machine
+from fakes.tlsengine import FakeEngine
 
 from machine.errors import UsageError
 from machine.ls import gotemplate, listing
@@ -446,53 +447,14 @@ def test_listing_helpers() -> None:
 # -- the DOCKER column end to end: a fake engine speaking mutual TLS on loopback -----------------
 
 
-def serve_engine(certs_dir: Path, work_dir: Path, version: str, hang: bool = False):  # noqa: ANN201
-    """A TLS HTTP server on 127.0.0.1 that requires the client certificate and answers GET /version
-    like dockerd (after 5 s when `hang`)."""
-    import http.server
-    import ssl
-    import threading
-
+def serve_engine(certs_dir: Path, work_dir: Path, version: str, hang: bool = False) -> FakeEngine:
+    """A fake engine on 127.0.0.1 with a server certificate from the store's CA."""
     from machine.provision import certs
 
     certs.issue_server_cert(certs_dir, work_dir / "server.pem", work_dir / "server-key.pem",
                             name="engine", ips=["127.0.0.1"], dns=["localhost"])
-
-    released = threading.Event()  # a hanging handler returns when the server shuts down, not later
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            if hang:
-                released.wait(5)
-            body = json.dumps({"Version": version, "ApiVersion": "1.47"}).encode()
-            self.send_response(200 if self.path == "/version" else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(work_dir / "server.pem", work_dir / "server-key.pem")
-    ctx.load_verify_locations(certs_dir / "ca.pem")
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    # the client gave up on a hanging request: writing the answer then fails; that is expected, not a
-    # traceback printed into whatever test runs next
-    server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
-    stop = server.shutdown
-
-    def shutdown() -> None:
-        released.set()
-        stop()
-
-    server.shutdown = shutdown  # type: ignore[method-assign]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return FakeEngine(work_dir / "server.pem", work_dir / "server-key.pem", certs_dir / "ca.pem", version=version,
+                      api="1.47", hang=hang)
 
 
 def engine_machine(store_root: Path, work_dir: Path, name: str, version: str, hang: bool = False):  # noqa: ANN201
@@ -501,7 +463,7 @@ def engine_machine(store_root: Path, work_dir: Path, name: str, version: str, ha
 
     store = Store(store_root)
     server = serve_engine(store.certs_dir, work_dir, version, hang)
-    result = run("create", "-d", "none", "--url", f"tcp://127.0.0.1:{server.server_address[1]}", name)
+    result = run("create", "-d", "none", "--url", f"tcp://127.0.0.1:{server.port}", name)
     assert result.code == 0, result
     certs.copy_client_certs(store.certs_dir, store.machine_dir(name))
     return server
@@ -520,7 +482,7 @@ def test_docker_column_shows_the_engine_version(store_root: Path, tmp_path: Path
         assert "Unknown" in lines["noengine"]
         assert run("ls", "--filter", "name=^eng$", "--format", "{{.DockerVersion}}").out == "v27.3.1\n"
     finally:
-        server.shutdown()
+        server.close()
 
 
 def test_a_hanging_engine_does_not_hold_ls_beyond_the_timeout(store_root: Path, tmp_path: Path,
@@ -536,7 +498,7 @@ def test_a_hanging_engine_does_not_hold_ls_beyond_the_timeout(store_root: Path, 
         assert row["State"] in ("Running", "Timeout") and row["DockerVersion"] == "Unknown"
         assert elapsed < 3, f"ls -t 1 took {elapsed:.1f} s with a hanging engine"
     finally:
-        server.shutdown()
+        server.close()
 
 
 def test_machine_of_an_uninstalled_driver_is_an_error_row(store: Store) -> None:

@@ -1,6 +1,5 @@
 """Provisioning without a machine: prepare (keys, pin, certificates, seed), OS detection, certificate
-coverage checks, and the TLS engine check against a local mutual-TLS server.
-`FakeEngine` is imported by test_generic.py."""
+coverage checks, and the TLS engine check against a local mutual-TLS server (fakes/tlsengine.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +9,13 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pycdlib
 import pytest
 from cryptography import x509
+from fakes.tlsengine import FakeEngine
 
 from machine import registry
 from machine.driver import Driver, DriverContext, Features, State
@@ -239,41 +237,6 @@ def test_check_certs_imports_no_ssh_or_crypto(store_root: Path) -> None:
 
 
 # -- talking TLS to an engine -------------------------------------------------------------------
-
-class FakeEngine:
-    """A Docker-engine stand-in speaking mutual TLS like `dockerd --tlsverify`: it requires a client
-    certificate signed by the CA and answers GET /version."""
-
-    def __init__(self, server_cert: Path, server_key: Path, ca: Path, port: int = 0, version: str = "99.1.0") -> None:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(server_cert), str(server_key))
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(str(ca))
-        engine = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                engine.requests.append(self.path)
-                body = json.dumps({"Version": version, "ApiVersion": "1.45"}).encode()
-                self.send_response(200 if self.path.endswith("/version") else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a: object) -> None:
-                pass
-
-        self.requests: list[str] = []
-        self.httpd = HTTPServer(("127.0.0.1", port), Handler)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
 
 def test_tls_check_against_a_mutual_tls_engine(store_root: Path) -> None:
     store, cfg = _issued(store_root)
