@@ -14,6 +14,14 @@ from machine.errors import ConfigError, NotFound
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
+def _empty_folder(directory: Path) -> bool:
+    try:
+        with os.scandir(directory) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
+
+
 def read_text(name: str, directory: Path) -> str:
     """The text of `directory`/config.json, checked first: never opens a FIFO or device (so never blocks), refuses
     folders, dangling symlinks and loops, huge files and non-UTF-8 text, each as a ConfigError naming the file."""
@@ -31,6 +39,9 @@ def read_text(name: str, directory: Path) -> str:
             raise ConfigError(f"Config file {path} is a symlink to nothing", damaged) from None
         if createmarker.present(directory):
             raise ConfigError(f"Machine {name!r} is broken: its create did not finish (no config was written)",
+                              f"Remove it with: machine rm {name}") from None
+        if _empty_folder(directory):  # a create killed between making its folder and writing the marker
+            raise ConfigError(f"Machine {name!r} is broken: its create did not finish (its folder is empty)",
                               f"Remove it with: machine rm {name}") from None
         raise ConfigError(f"Machine folder {directory} has no {machinedir.CONFIG}", damaged) from None
     except NotADirectoryError:

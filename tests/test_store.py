@@ -58,9 +58,14 @@ def test_names_lists_directories_without_config(store: Store) -> None:
     make(store, "b")
     make(store, "a")
     (store.machines_dir / "half-made").mkdir()
-    assert store.names() == ["a", "b", "half-made"]
-    with pytest.raises(ConfigError, match="has no config.json"):
+    (store.machines_dir / "keys-only").mkdir()
+    (store.machines_dir / "keys-only" / "id_ed25519").write_text("key")
+    assert store.names() == ["a", "b", "half-made", "keys-only"]
+    with pytest.raises(ConfigError, match="create did not finish \\(its folder is empty\\)") as e:
         store.load("half-made")
+    assert e.value.hint == "Remove it with: machine rm half-made"
+    with pytest.raises(ConfigError, match="has no config.json"):
+        store.load("keys-only")
 
 
 def test_load_missing_machine_is_not_found(store: Store) -> None:

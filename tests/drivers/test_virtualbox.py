@@ -253,14 +253,17 @@ def test_transient_not_ready_is_retried(fake: Path, tmp_path: Path, monkeypatch)
 
 def test_start_right_after_kill_waits_for_the_session_lock(fake: Path, tmp_path: Path, monkeypatch) -> None:
     d = running(make(tmp_path))
-    # 2 s: longer than one fake VBoxManage start on a loaded host, within the driver's retries (0.3+0.6+...+1.5 = 4.5 s)
-    monkeypatch.setenv("FAKE_VBOX_UNLOCK_DELAY", "2")
+    # the next 2 commands that need the session are refused (a time window failed at load 12: the fake's own
+    # start took longer than it), then it is released: the raw call and the driver's first try see the lock
+    monkeypatch.setenv("FAKE_VBOX_UNLOCK_CALLS", "2")
     d.stop(force=True)
     raw = subprocess.run(["VBoxManage", "startvm", d.data["uuid"], "--type", "headless"], capture_output=True,
                          text=True, env={**os.environ, "LC_ALL": "C"})
     assert raw.returncode == 1 and "already locked" in raw.stderr  # VBoxSVC still releases the session ...
+    calls = state(fake)["calls"]
     d.start()  # ... which the driver retries through
     assert d.status() == State.RUNNING
+    assert state(fake)["calls"] - calls >= 3  # refused once more, retried, started, asked
 
 
 def test_persistent_not_ready_fails(fake: Path, tmp_path: Path, monkeypatch) -> None:
