@@ -184,7 +184,9 @@ class VM:
         raise AssertionError(f"timed out after {timeout}s waiting for {line!r}\n--- serial tail ---\n{self.tail()}")
 
     def ssh(self, cmd: str, input: bytes | None = None, timeout: float = 120, check: bool = True):
-        opts = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
+        # ConnectTimeout covers the banner: under TCG on a loaded host, OpenSSH 10's sshd (which execs sshd-session
+        # per connection) took 28 s to answer while the guest was still starting dockerd (load 10-13)
+        opts = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=60", "-o", "LogLevel=ERROR"]
         if self.known_hosts:
             opts += ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
                      "-o", "HostKeyAlias=machine-test"]  # fmt: skip
