@@ -66,6 +66,17 @@ def test_system_cache_is_searched_when_the_user_has_none(caches: tuple[Path, Pat
     assert img.url is None  # a found build is local, whatever the catalogue's published URL is
 
 
+def test_a_root_build_goes_to_machine_os_cache_when_it_is_set(caches: tuple[Path, Path],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    user, system = caches
+    monkeypatch.setattr(machineos, "is_root", lambda: True)
+    assert machineos.default_build_cache() == user  # MACHINE_OS_CACHE is set by the fixture
+    monkeypatch.delenv("MACHINE_OS_CACHE")
+    assert machineos.default_build_cache() == system
+    monkeypatch.setattr(machineos, "is_root", lambda: False)
+    assert machineos.default_build_cache() == Path.home() / ".cache" / "machine" / "machine-os"
+
+
 def test_build_of_the_installed_recipe_wins_over_another_latest(caches: tuple[Path, Path]) -> None:
     user, system = caches
     current = machineos.recipe_hash()

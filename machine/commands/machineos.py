@@ -21,8 +21,8 @@ from machine.errors import HostNotUsable, ImageError, NotFound, Unsupported, Usa
 
 def _cache_option(f):  # noqa: ANN001, ANN202 - a click decorator
     return click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
-                        help="Cache root to put the image in [default: the system-wide cache as root, "
-                             "else ~/.cache/machine/machine-os; env MACHINE_OS_CACHE for the user's].")(f)
+                        help="Cache root to put the image in [default: $MACHINE_OS_CACHE when set, else the "
+                             "system-wide cache as root, else ~/.cache/machine/machine-os].")(f)
 
 
 @click.group(name="os")

@@ -51,8 +51,12 @@ def is_root() -> bool:
 
 
 def default_build_cache() -> Path:
-    """Where `machine os build` writes: the system-wide cache as root (so every user finds it), else the user's."""
-    return system_cache() if is_root() else user_cache()
+    """Where `machine os build`/`pull` write: the system-wide cache as root (so every user finds it), else the
+    user's. A MACHINE_OS_CACHE set in the environment wins even as root: a root build meant for one cache must
+    not move the `latest` every other user's machine boots."""
+    if is_root() and not os.environ.get("MACHINE_OS_CACHE"):
+        return system_cache()
+    return user_cache()
 
 
 def recipe_dir() -> Path:

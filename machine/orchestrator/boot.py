@@ -65,7 +65,7 @@ def wait_ready(driver: Driver, progress: Progress, timeout: float = BOOT_TIMEOUT
                       hint=hint, failed=failed)
 
 
-SSH_BANNER_WAIT = 20.0
+SSH_BANNER_WAIT = 30.0  # OpenSSH 10's sshd-session: up to 28 s for a banner under TCG at load 10-13
 
 
 def _banner(driver: Driver, banner_wait: float | None = None) -> bool:

@@ -121,7 +121,10 @@ def connect(target: Target, *, timeout: float = 120.0, auth_timeout: float | Non
     auth_deadline = time.monotonic() + (timeout if auth_timeout is None else auth_timeout)
     pkey = load_key(target.key_file)
     hint = f"Check that sshd runs on {target.host}:{target.port} and accepts the machine's key."
-    waiting.until(lambda: waiting.ssh_banner(target.host, target.port, timeout=min(5.0, timeout)),
+    # the banner gets up to 30 s once connected: OpenSSH 10's sshd execs sshd-session per connection, which took
+    # up to 28 s under TCG on a loaded host; dropping the connection sooner and retrying piles up unfinished ones
+    waiting.until(lambda: waiting.ssh_banner(target.host, target.port, timeout=min(5.0, timeout),
+                                             banner_wait=min(30.0, timeout)),
                   timeout=timeout, what=f"the SSH banner at {target.host}:{target.port}", interval=0.3, hint=hint)
     last: Exception | None = None
     while True:

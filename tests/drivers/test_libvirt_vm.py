@@ -61,7 +61,9 @@ def _wait_ready(drv, timeout: float = BOOT_TIMEOUT) -> None:
     try:
         waiting.until(lambda: waiting.serial_has(console, READY), timeout=timeout, what="ssh-ready", failed=failed)
         ep = drv.ssh_endpoint()
-        waiting.until(lambda: waiting.ssh_banner(ep.host, ep.port), timeout=60, what="SSH banner", failed=failed)
+        # OpenSSH 10's sshd-session can take ~30 s for a banner under TCG on a loaded host
+        waiting.until(lambda: waiting.ssh_banner(ep.host, ep.port, banner_wait=30), timeout=120, what="SSH banner",
+                      failed=failed)
     except Exception as e:
         raise AssertionError(f"{e}\nconsole tail:\n{hint()}") from e
 
@@ -69,8 +71,8 @@ def _wait_ready(drv, timeout: float = BOOT_TIMEOUT) -> None:
 def _ssh(drv, key: Path, command: str) -> process.Result:
     ep = drv.ssh_endpoint()
     return process.run(["ssh", "-i", key, "-p", str(ep.port), "-o", "StrictHostKeyChecking=no",
-                        "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-                        "-o", "LogLevel=ERROR", f"{ep.user}@{ep.host}", command], timeout=60)
+                        "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=60",
+                        "-o", "LogLevel=ERROR", f"{ep.user}@{ep.host}", command], timeout=120)
 
 
 def test_libvirt_vm_cycle(tmp_path: Path) -> None:
