@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from machine.provision.ssh import Session
 
 log = logging.getLogger("machine.provision")
-ENGINE_TIMEOUT = 180.0
+ENGINE_TIMEOUT = 300.0  # as BOOT_TIMEOUT: under TCG at load 13-15 a restart took 118-171 s to SSH, then > 180 s to TLS
 
 
 def _detect(remote: Remote, store: Store, cfg: MachineConfig) -> Provisioner:
