@@ -273,14 +273,16 @@ def test_tls_check_refuses_a_certificate_for_another_name(store_root: Path) -> N
         engine.close()
 
 
-def test_quick_version_is_unknown_when_nothing_answers(store_root: Path) -> None:
+def test_quick_version_says_why_nothing_answers(store_root: Path) -> None:
+    """ls's DOCKER column: an engine that refuses raises OSError saying so (ERRORS); no URL at all is Unknown."""
     store, cfg = _issued(store_root)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cfg.engine["url"] = f"tcp://127.0.0.1:{port}"
     start = time.monotonic()
-    assert engine_version_quick(store, cfg, timeout=1) == "Unknown"
+    with pytest.raises(OSError, match=f"connection refused by 127.0.0.1:{port}"):
+        engine_version_quick(store, cfg, timeout=1)
     cfg.engine["url"] = ""
     assert engine_version_quick(store, cfg, timeout=1) == "Unknown"
     assert time.monotonic() - start < 5

@@ -19,6 +19,9 @@ from machine.ls.namefilter import NamePattern, compile_filter
 from machine.store import MachineConfig, Store
 
 DEFAULT_TIMEOUT = 10.0
+# the engines' answers (DOCKER column) are waited for at most this long from the start of the queries: a hanging
+# engine is told in ERRORS as a timeout without holding ls for the whole -t budget (driver status still gets -t)
+ENGINE_TIMEOUT = 1.5
 DEFAULT_FORMAT = ("table {{.Name}}\t{{.Active}}\t{{.DriverName}}\t{{.State}}\t{{.URL}}\t{{.Swarm}}"
                   "\t{{.DockerVersion}}\t{{.Error}}")
 HEADERS = {
@@ -196,8 +199,10 @@ class Probe:
     cert_stale: bool = False  # the driver's address is outside the server certificate
 
 
-def probe(store: Store, cfg: MachineConfig, deadline: float, debug: bool = False) -> Probe:
-    """Ask the driver for the state; for a running machine also the URL and engine version."""
+def probe(store: Store, cfg: MachineConfig, deadline: float, debug: bool = False,
+          engine_deadline: float | None = None) -> Probe:
+    """Ask the driver for the state; for a running machine also the URL and engine version (asked until
+    engine_deadline, when given, or deadline)."""
     from machine.orchestrator import driver_for
 
     started = time.monotonic()
@@ -217,7 +222,8 @@ def probe(store: Store, cfg: MachineConfig, deadline: float, debug: bool = False
             result.error = one_line(e.message)
         if result.url:
             try:
-                result.version = docker_version(store, cfg, max(0.1, deadline - time.monotonic()))
+                left = min(deadline, engine_deadline or deadline) - time.monotonic()
+                result.version = docker_version(store, cfg, max(0.1, left))
             except Exception as e:  # noqa: BLE001 - shown in the ERRORS column
                 result.error = one_line(f"Unable to query docker version: {_text(e)}")
         if not result.error:
@@ -246,7 +252,8 @@ def list_machines(store: Store, filters: Filters, timeout: float = DEFAULT_TIMEO
     readable = {e.name: e.cfg for e in entries if e.cfg is not None}
     _preload({cfg.driver for cfg in readable.values()})
     deadline = time.monotonic() + timeout
-    results = query_many(list(readable), lambda n: probe(store, readable[n], deadline, debug), timeout)
+    engines_by = time.monotonic() + min(ENGINE_TIMEOUT, timeout)
+    results = query_many(list(readable), lambda n: probe(store, readable[n], deadline, debug, engines_by), timeout)
     if stale_certs is not None:
         stale_certs.extend(n for n, r in results.items() if isinstance(r, Probe) and r.cert_stale)
     docker_host, current = (active_of or active_targets)()

@@ -237,14 +237,17 @@ def engine_version(store: Store, cfg: MachineConfig, driver: Driver) -> str:
 
 
 def engine_version_quick(store: Store, cfg: MachineConfig, timeout: float = 2.0) -> str:
-    """The engine version for `ls`: one TLS request with a short timeout; "Unknown" on any failure."""
+    """The engine version for `ls`: one TLS request with a short timeout. "Unknown" for an engine not asked over
+    TLS; OSError saying why (refused, EOF, timeout, TLS error, no client certificate) when it does not answer."""
     target = tlscheck.split_url(cfg.engine.get("url", ""))
     if cfg.engine.get("transport", "tls") != "tls" or not target:
         return "Unknown"
-    try:
-        cert_dir = Path(cfg.engine["cert_dir"]) if cfg.engine.get("cert_dir") else store.machine_dir(cfg.name)
+    from http.client import HTTPException  # here: env/config do not load http.client
+
+    cert_dir = Path(cfg.engine["cert_dir"]) if cfg.engine.get("cert_dir") else store.machine_dir(cfg.name)
+    try:  # ls shows the version as Unknown and says why in ERRORS (docker-machine's "Unable to query docker version")
         version = tlscheck.get_version(target[0], target[1], cert_dir, timeout=timeout)
-        return "v" + str(version.get("Version", "Unknown")).lstrip("v")
-    except Exception as e:  # ls shows Unknown for any failure; -D says why
-        log.debug("engine version of %s: %s", cfg.name, e)
-        return "Unknown"
+    except (OSError, ValueError, HTTPException) as e:
+        log.debug("engine version of %s: %r", cfg.name, e)
+        raise OSError(tlscheck.why_not(e, target, timeout, cert_dir)) from None
+    return "v" + str(version.get("Version", "Unknown")).lstrip("v")

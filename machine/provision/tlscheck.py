@@ -63,3 +63,25 @@ def split_url(url: str) -> tuple[str, int] | None:
     if parts.scheme != "tcp" or not parts.hostname or not parts.port:
         return None
     return parts.hostname, parts.port
+
+
+def why_not(error: BaseException, target: tuple[str, int], timeout: float, cert_dir: Path) -> str:
+    """Why get_version failed, in words close to docker-machine's ls ERRORS (refused, EOF, timeout, TLS error)."""
+    where = f"{target[0]}:{target[1]}"
+    if isinstance(error, FileNotFoundError):  # ssl names no file: look which of the client's files is not there
+        missing = [n for n in machinedir.CLIENT_TLS_FILES if not (cert_dir / n).is_file()] or [str(error)]
+        return f"no client certificate to ask {where} with: {', '.join(missing)} missing in {cert_dir}"
+    if isinstance(error, ConnectionRefusedError):
+        return f"connection refused by {where}"
+    if isinstance(error, TimeoutError):
+        return f"no answer from {where} within {timeout:.1f} s (timeout)"
+    if isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, EOFError)):
+        return f"EOF from {where} (the connection was closed before an answer)"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS error with {where}: certificate verify failed: {error.verify_message}"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS error with {where}: {error.reason or error}"
+    if isinstance(error, OSError):
+        return f"{where}: {error.strerror or error}"
+    # an answer, but not a Docker engine's version: an HTTP status, not JSON, not HTTP (http.client's errors)
+    return f"{where} did not answer as a Docker engine: {type(error).__name__} {error}".rstrip()
