@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from machine.errors import MachineError, NotFound, PartialFailure
-from machine.names import validate_name
+from machine.errors import MachineError, PartialFailure
 from machine.progress import Progress
+from machine.readonly import DEFAULT_NAME, name_or_default
 from machine.store import Store
 
-DEFAULT_NAME = "default"
+__all__ = ["App", "DEFAULT_NAME", "pass_app", "storage_root"]
 
 
 @dataclass
@@ -23,16 +23,8 @@ class App:
     progress: Progress = field(default_factory=Progress)
 
     def name_or_default(self, name: str | None) -> str:
-        """`name` validated, or `default` when none was given (saying so clearly if it does not exist).
-        An empty name ("") is refused: it is not the same as giving none."""
-        if name is not None:
-            return validate_name(name)
-        if not self.store.exists(DEFAULT_NAME):
-            raise NotFound(
-                "No machine name given, and there is no machine named 'default'",
-                "Give a machine name (see 'machine ls'), or create one called 'default'.",
-            )
-        return DEFAULT_NAME
+        """`name` validated, or `default` when none was given (see machine.readonly.name_or_default)."""
+        return name_or_default(self.store, name)
 
     def existing(self, name: str | None) -> str:
         """Like name_or_default, and the machine must exist."""

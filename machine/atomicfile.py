@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from machine import signals
@@ -41,6 +40,8 @@ def write_atomic(path: Path, data: bytes | str, mode: int = PRIVATE_FILE) -> Non
     if isinstance(data, str):
         data = data.encode()
     path = Path(path)
+    import tempfile  # here: read-only commands import this module and never write
+
     with signals.deferred():  # a signal must not leave a .tmp file behind: it takes effect after the write
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from pathlib import Path
 from typing import Any
@@ -72,6 +71,8 @@ def read_text(name: str, directory: Path) -> str:
 
 def remove_tree(directory: Path) -> None:
     """shutil.rmtree that also removes folders their owner made unreadable (mode 000)."""
+    import shutil  # here: read-only commands load configs and never remove
+
     shutil.rmtree(directory, onerror=_make_removable)
 
 
@@ -86,6 +87,8 @@ def _make_removable(func: Any, path: str, exc_info: Any) -> None:
     if func in (os.rmdir, os.unlink, os.remove):
         func(path)
     else:
+        import shutil
+
         shutil.rmtree(path, onerror=_rmtree_final)
 
 

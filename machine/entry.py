@@ -27,9 +27,12 @@ def main(argv: list[str] | None = None) -> None:
         signals.install()  # from here on a signal raises KeyboardInterrupt (or signals.Terminated)
         if _early:
             raise signals.Terminated() if _early[0] != _signal.SIGINT else KeyboardInterrupt()
-        from machine import cli
+        from machine import fastpath
 
-        cli.main(argv)
+        if not fastpath.run(sys.argv[1:] if argv is None else argv):  # env, url, ls -q...: answered without click
+            from machine import cli
+
+            cli.main(argv)
     except SystemExit as e:
         code = e.code
     except KeyboardInterrupt as e:

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +235,8 @@ class Store:
             return
         directory = self.make_machine_dir(cfg.name)
         if not cfg.created_at:
+            from datetime import UTC, datetime  # here: read-only commands never save
+
             cfg.created_at = datetime.now(UTC).isoformat(timespec="seconds")
         from machine.dockermachine.header import refresh
 

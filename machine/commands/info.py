@@ -9,18 +9,11 @@ import click
 
 from machine import __version__
 from machine.app import App, pass_app
-from machine.errors import InvalidState, MachineError, NotFound
+from machine.errors import NotFound
+from machine.readonly import active_names, saved_url
 from machine.store import MachineConfig, Store
 
 SECRET_WORDS = ("password", "secret", "token")
-
-
-def saved_url(cfg: MachineConfig) -> str:
-    url = cfg.engine.get("url")
-    if not url:
-        raise InvalidState(f"Machine {cfg.name!r} has no engine URL yet",
-                           f"It may not have finished provisioning: machine provision {cfg.name}")
-    return str(url)
 
 
 def _scrub(d: dict) -> dict:
@@ -100,32 +93,11 @@ def ip(app: App, names: tuple[str, ...]) -> None:
         click.echo(orchestrator.ip(app.store, app.name_or_default(name), app.debug))
 
 
-def active_names(app: App) -> list[str]:
-    """Machines whose URL equals $DOCKER_HOST, or whose docker context is current."""
-    from machine.client import dockercontext
-
-    docker_host = os.environ.get("DOCKER_HOST", "")
-    current = dockercontext.current_machine()
-    found = []
-    for n in app.store.names():
-        try:
-            cfg = app.store.load(n)
-        except MachineError:
-            continue
-        url = cfg.engine.get("url")
-        if docker_host:
-            if url and url == docker_host:
-                found.append(n)
-        elif current == n:
-            found.append(n)
-    return found
-
-
 @click.command()
 @pass_app
 def active(app: App) -> None:
     """Print the active machine (DOCKER_HOST, or the current docker context)."""
-    names = active_names(app)
+    names = active_names(app.store)
     if not names:
         raise NotFound("No active host found", "Activate one: eval $(machine env NAME), or machine use NAME.")
     click.echo(names[0])

@@ -1,20 +1,25 @@
 """Talk to the engine the way the docker client does: TLS with the client certificate, verifying the
-server certificate against the machine's CA and address (standard library only: cheap to import)."""
+server certificate against the machine's CA and address (standard library only; ssl and http.client are imported
+when a connection is made: env and config only need split_url)."""
 
 from __future__ import annotations
 
 import json
-import ssl
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from machine import machinedir
 from machine.errors import TimeoutError_
 
+if TYPE_CHECKING:
+    import ssl
+
 
 def context(cert_dir: Path) -> ssl.SSLContext:
+    import ssl
+
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert_dir / machinedir.CA_CERT))
     ctx.load_cert_chain(str(cert_dir / machinedir.CLIENT_CERT), str(cert_dir / machinedir.CLIENT_KEY))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -39,6 +44,8 @@ def get_version(host: str, port: int, cert_dir: Path, timeout: float = 10.0) -> 
 
 def wait_version(host: str, port: int, cert_dir: Path, timeout: float = 120.0) -> dict[str, Any]:
     """Poll until the engine answers over TLS. A certificate verification failure is not retried."""
+    import ssl
+
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while True:
@@ -67,6 +74,8 @@ def split_url(url: str) -> tuple[str, int] | None:
 
 def why_not(error: BaseException, target: tuple[str, int], timeout: float, cert_dir: Path) -> str:
     """Why get_version failed, in words close to docker-machine's ls ERRORS (refused, EOF, timeout, TLS error)."""
+    import ssl
+
     where = f"{target[0]}:{target[1]}"
     if isinstance(error, FileNotFoundError):  # ssl names no file: look which of the client's files is not there
         missing = [n for n in machinedir.CLIENT_TLS_FILES if not (cert_dir / n).is_file()] or [str(error)]
