@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -15,9 +16,11 @@ from machine.errors import ExitCode, MachineError
 from machine.progress import Progress
 from machine.store import Store
 
+COMPLETE_VAR = "_MACHINE_COMPLETE"  # set by the completion scripts (machine completion SHELL)
 # command name -> "module:function" under machine.commands
 COMMANDS: dict[str, str] = {
     "active": "info:active",
+    "completion": "completion:completion",
     "config": "env:config",
     "create": "create:create",
     "doctor": "doctor:doctor",
@@ -57,7 +60,12 @@ class LazyGroup(click.Group):
         if not target:
             return None
         module, attr = target.split(":")
-        return getattr(importlib.import_module(f"machine.commands.{module}"), attr)
+        command = getattr(importlib.import_module(f"machine.commands.{module}"), attr)
+        if COMPLETE_VAR in os.environ:  # the shell asks for completions: machine and driver names too
+            from machine.commands.completion import attach
+
+            attach(name, command)
+        return command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -170,6 +170,8 @@ COMMANDS = {"version": _version, "url": _url, "active": _active, "ls": _ls, "env
 
 def run(argv: list[str]) -> bool:
     """Answer argv when it is a simple read-only command; False (nothing printed) when the CLI must."""
+    if "_MACHINE_COMPLETE" in os.environ:  # a completion script asks: click answers (machine.cli.COMPLETE_VAR)
+        return False
     try:
         storage, on_cmdline, words = _global_options(argv)
         if not words or words[0] not in COMMANDS:
