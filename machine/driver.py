@@ -150,7 +150,7 @@ class Features:
     # Told by `machine rm` after the removal (e.g. that an existing host was left alone).
     removal_note: str = ""
     # How host folders can be shared into the guest, fastest first ("virtiofs", "9p", "vboxsf", "smb",
-    # "sshfs"); empty: not at all.
+    # "reverse-sftp": sshfs in the guest served by the agent over SSH); empty: not at all.
     share_mechanisms: tuple[str, ...] = ()
     # How ports published in the guest reach the host: PORTS_HYPERVISOR (NAT rules the driver adds, e.g.
     # QMP hostfwd or VirtualBox natpf), PORTS_SSH (a relay over the machine's SSH connection), PORTS_NONE.

@@ -36,7 +36,7 @@ def is_local_uri(uri: str) -> bool:
 class LibvirtDriver(Driver):
     name = "libvirt"
     description = "A libvirt (qemu/KVM) domain, through libvirt-python."
-    features = Features(share_mechanisms=("virtiofs", "9p"), port_forwarding=PORTS_HYPERVISOR)
+    features = Features(share_mechanisms=("virtiofs", "9p", "reverse-sftp"), port_forwarding=PORTS_HYPERVISOR)
     options = (
         Option("uri", "libvirt connection URI (qemu:///system, qemu:///session, ...)", DEFAULT_URI, allow_empty=False),
         sizes.cpus(settable=True),
@@ -185,7 +185,8 @@ class LibvirtDriver(Driver):
                               f"{mechanisms.explain(self.features.share_mechanisms)}",
                               f"Remove them (machine set {self.ctx.name} --no-share) or see 'machine doctor'.")
         self.data["share_mechanism"] = chosen.mechanism if chosen else ""
-        return with_shares(xml, self.ctx.shares, chosen.mechanism if chosen else None, mechanisms.find_virtiofsd())
+        device = chosen.mechanism if chosen and chosen.mechanism not in mechanisms.HOST_SERVED else None
+        return with_shares(xml, self.ctx.shares if device else [], device, mechanisms.find_virtiofsd())
 
     def _apply_shares(self, dom: Any) -> None:
         """Redefine the stopped domain when `machine set` changed its shares (or the mechanism changed)."""

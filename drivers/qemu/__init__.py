@@ -35,7 +35,7 @@ class QemuDriver(Driver):
     name = "qemu"
     description = "qemu-system run directly (KVM/HVF/WHPX when usable, else TCG); user-mode networking."
     # a Swarm node's second NIC plugs into the cluster's vde_switch
-    features = Features(cluster_nic=CLUSTER_VDE, share_mechanisms=("virtiofs", "9p"),
+    features = Features(cluster_nic=CLUSTER_VDE, share_mechanisms=("virtiofs", "9p", "reverse-sftp"),
                         port_forwarding=PORTS_HYPERVISOR)
     options: ClassVar[tuple[Option, ...]] = (
         sizes.cpus(settable=True),

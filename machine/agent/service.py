@@ -73,12 +73,49 @@ class Agent:
 
         self.hostnet = HostNetWatcher(self.link, self.on_listeners, self.stop,
                                       skip_ports={22, int(self.cfg.engine.get("port") or 2376)})
+        self.shares = self._share_mounts()
+
+    def _share_mounts(self) -> list[Any]:
+        """The reverse-sftp shares this agent serves (none unless that is the mechanism of this boot)."""
+        from machine.shares import hostplan, mechanisms
+
+        if self.cfg.driver_data.get("share_mechanism") != mechanisms.REVERSE_SFTP or not self.cfg.shares:
+            return []
+        from machine.agent.sftpmounts import SFTPMount
+
+        return [SFTPMount(entry, self.link.transport, self._guest_run, self.stop, self._status_changed,
+                          self._bind_users, self._restart_containers)
+                for entry in hostplan.device_entries(self.cfg.shares)]
 
     # -- connections --------------------------------------------------------------------------------
     def _open_ssh(self) -> Any:
         from machine.provision.remote import open_session
 
         return open_session(self.store, self.cfg, self.driver, None, timeout=60)
+
+    def _status_changed(self) -> None:
+        with self.lock:
+            self._write_status()
+
+    def _guest_run(self, command: str) -> int:
+        return int(self.link.session().run(command, check=False, timeout=30).returncode)
+
+    def _bind_users(self, guest: str) -> list[str]:
+        from machine.agent.sftpmounts import bind_users
+
+        try:
+            return bind_users(self._open_engine().containers(), guest)
+        except Exception as e:  # noqa: BLE001 - the engine may not be up yet: nothing to restart then
+            log.debug("containers using %s: %s", guest, e)
+            return []
+
+    def _restart_containers(self, ids: list[str]) -> None:
+        client = self._open_engine()
+        for cid in ids:
+            try:
+                client.restart(cid, timeout=10)
+            except Exception as e:  # noqa: BLE001 - gone meanwhile: nothing to do
+                log.warning("restarting container %s: %s", cid[:12], e)
 
     def _open_engine(self) -> Any:
         from machine.agent import engine
@@ -189,7 +226,8 @@ class Agent:
                 failed.append({**row(w.forward), "error": reason})
         data = {"pid": os.getpid(), "updated": datetime.now(UTC).isoformat(timespec="seconds"),
                 "path": self.path, "address": self.address, "engine": self.engine_error or "connected",
-                "stopped": stopped, "forwards": [row(f) for _, f in sorted(self.active.items())], "failed": failed}
+                "stopped": stopped, "forwards": [row(f) for _, f in sorted(self.active.items())], "failed": failed,
+                "shares": [m.row() for m in self.shares]}
         try:
             control.write_status(self.dir, data)
         except OSError as e:  # the machine dir is going away
@@ -214,6 +252,8 @@ class Agent:
         self._write_status()
         watcher = EngineWatcher(self._open_engine, self.on_containers, self.on_engine_error, self.stop)
         threading.Thread(target=watcher.run, name="engine", daemon=True).start()
+        for mount in self.shares:
+            threading.Thread(target=mount.run, name=f"share-{mount.share['tag']}", daemon=True).start()
         last_status = last_retry = time.monotonic()
         misses = 0
         reason = "stopped"
@@ -238,6 +278,8 @@ class Agent:
         log.info("agent exits: %s", reason)
         self.stop.set()
         watcher.close()
+        for mount in self.shares:
+            mount.close()
         with self.lock:
             for fwd in list(self.active.values()):
                 self._remove(fwd)

@@ -28,7 +28,8 @@ def boot(store: Store, cfg: MachineConfig, driver: Driver, progress: Progress, t
 def _record_share_errors(cfg: MachineConfig, driver: Driver, progress: Progress) -> None:
     """What the guest reported about its shared folders at this boot: saved (ls shows it in ERRORS) and told.
     A share that failed does not stop the machine."""
-    cfg.share_errors = hostplan.boot_errors(driver.ctx.shares, driver.console_log()) if cfg.shares else []
+    cfg.share_errors = hostplan.boot_errors(driver.ctx.shares, driver.console_log(),
+                                            driver.data.get("share_mechanism", "")) if cfg.shares else []
     for err in cfg.share_errors:
         progress.warn(f"{err} (the machine runs without it; 'machine doctor' says which mechanism is used)")
 

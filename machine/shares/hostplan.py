@@ -44,8 +44,49 @@ def keep_for_create(driver: str, declared: tuple[str, ...], shares: list[dict[st
     return []
 
 
-def boot_errors(entries: list[dict[str, Any]], console_log: Path | None) -> list[str]:
-    """"share HOST: REASON" for each share the guest could not mount at this boot."""
-    from machine.shares import boot
+def boot_errors(entries: list[dict[str, Any]], console_log: Path | None, mechanism: str = "") -> list[str]:
+    """"share HOST: REASON" for each share the guest could not mount at this boot (none for a mechanism the
+    host's agent mounts after boot: the guest found no device for them, as expected; the agent reports)."""
+    from machine.shares import boot, mechanisms
 
+    if mechanism in mechanisms.HOST_SERVED:
+        return []
     return boot.errors(console_log, {e["tag"]: e["host"] for e in entries})
+
+
+HOST_SERVED_WAIT = 90.0  # seconds a start waits for the agent to mount reverse-sftp shares (TCG guests are slow)
+
+
+def wait_host_served(machine_dir: Path, mechanism: str, entries: list[dict[str, Any]], agent_runs: bool,
+                     timeout: float = HOST_SERVED_WAIT) -> list[str] | None:
+    """For a mechanism the agent mounts after boot: wait until its status says each share is mounted (or failed)
+    and return "share HOST: REASON" for those that are not mounted. None for other mechanisms."""
+    import time
+
+    from machine.shares import mechanisms
+
+    if mechanism not in mechanisms.HOST_SERVED or not entries:
+        return None
+    if not agent_runs:
+        return [f"share {e['host']}: not mounted ({mechanism} needs the machine's agent, which does not run for "
+                f"this machine)" for e in entries]
+    from machine.agent import control
+
+    deadline = time.monotonic() + timeout
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        status = control.read_status(machine_dir) or {}
+        if status.get("pid") == control.agent_pid(machine_dir):  # not a previous agent's last word
+            rows = list(status.get("shares") or [])
+            states = {r.get("host"): r.get("state") for r in rows}
+            if all(states.get(e["host"]) in ("mounted", "failed") for e in entries):
+                break
+        time.sleep(0.3)
+    found = {r.get("host"): r for r in rows}
+    out = []
+    for e in entries:
+        r = found.get(e["host"]) or {}
+        if r.get("state") != "mounted":
+            out.append(f"share {e['host']}: {r.get('error') or 'not mounted yet'} ({mechanism}; the agent keeps "
+                       f"trying, see its log)")
+    return out

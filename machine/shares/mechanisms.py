@@ -6,6 +6,10 @@
 | virtiofs | `virtiofsd` per share (qemu: started with the VM; libvirt starts its own) | `mount -t virtiofs TAG` |
 | vboxsf | `VBoxManage sharedfolder add` (permanent, on the powered-off VM) | `mount -t vboxsf TAG` |
 | 9p | qemu `-fsdev local` + virtio-9p-pci, libvirt `<filesystem>`, HyperKit `virtio-9p,path=,tag=` | `mount -t 9p` |
+| reverse-sftp | the agent serves SFTP (paramiko) over the machine's SSH connection, after boot | `sshfs -o passive` |
+
+reverse-sftp needs no hypervisor support, so it works wherever the guest is reached over SSH (the fallback on
+hosts without virtiofsd or 9p, e.g. Windows); it is mounted by the agent after the VM is up, not at boot.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from dataclasses import dataclass
 VIRTIOFS = "virtiofs"
 NINEP = "9p"
 VBOXSF = "vboxsf"
+REVERSE_SFTP = "reverse-sftp"
+# Mechanisms the host's agent mounts over SSH once the VM is up (no device, nothing for the guest's boot to do).
+HOST_SERVED = (REVERSE_SFTP,)
 # Pins the mechanism (one of the driver's) instead of the fastest: benchmarks and tests compare them.
 OVERRIDE_ENV = "MACHINE_SHARE_MECHANISM"
 VIRTIOFSD_DIRS = ("/usr/lib/qemu", "/usr/libexec", "/usr/lib", "/usr/local/libexec")
@@ -28,6 +35,10 @@ LIMITS = {
     NINEP: "no inotify events for changes made on the host; slower on many small files; no file locks across "
            "host and guest",
     VBOXSF: "no inotify events for host changes; symlinks only where VirtualBox allows them (off by default)",
+    REVERSE_SFTP: "mounted by the host agent after boot (containers that started earlier with a bind mount under "
+                  "the share are restarted once it is mounted); no inotify events; host changes show within 1 s; "
+                  "no file locks across host and guest; chown is ignored (files stay the host user's); symlinks "
+                  "leading out of the share are not followed on the host; slower than virtiofs/9p",
 }
 
 
@@ -62,6 +73,8 @@ def check(mechanism: str, platform: str | None = None) -> Verdict:
         return Verdict(mechanism, True, "virtio-9p, built into the hypervisor")
     if mechanism == VBOXSF:
         return Verdict(mechanism, True, "VirtualBox shared folders (vboxsf in the guest)")
+    if mechanism == REVERSE_SFTP:
+        return Verdict(mechanism, True, "sshfs in the guest, served by the machine's agent over SSH")
     return Verdict(mechanism, False, f"unknown mechanism {mechanism!r}")
 
 
