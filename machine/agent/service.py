@@ -100,20 +100,28 @@ class Agent:
     def _guest_run(self, command: str) -> int:
         return int(self.link.session().run(command, check=False, timeout=30).returncode)
 
-    def _bind_users(self, guest: str) -> list[str]:
+    def _bind_users(self, guest: str) -> list[tuple[str, str]]:
+        """(id, StartedAt) of the running containers with a bind mount under `guest`, before it is mounted."""
         from machine.agent.sftpmounts import bind_users
 
         try:
-            return bind_users(self._open_engine().containers(), guest)
+            client = self._open_engine()
+            return [(cid, client.inspect_container(cid)["State"]["StartedAt"])
+                    for cid in bind_users(client.containers(), guest)]
         except Exception as e:  # noqa: BLE001 - the engine may not be up yet: nothing to restart then
             log.debug("containers using %s: %s", guest, e)
             return []
 
-    def _restart_containers(self, ids: list[str]) -> None:
+    def _restart_containers(self, before: list[tuple[str, str]]) -> None:
+        """Restart those still in the run they were in before the mount (one the engine restarted since, e.g. by
+        its restart policy, already sees the share)."""
         client = self._open_engine()
-        for cid in ids:
+        for cid, started in before:
             try:
-                client.restart(cid, timeout=10)
+                state = client.inspect_container(cid)["State"]
+                if state.get("Running") and state.get("StartedAt") == started:
+                    log.info("restarting container %s: it started before its share was mounted", cid[:12])
+                    client.restart(cid, timeout=10)
             except Exception as e:  # noqa: BLE001 - gone meanwhile: nothing to do
                 log.warning("restarting container %s: %s", cid[:12], e)
 

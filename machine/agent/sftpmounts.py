@@ -55,8 +55,8 @@ class SFTPMount:
 
     def __init__(self, share: dict[str, Any], open_transport: Callable[[], Any], run: Callable[[str], int],
                  stop: threading.Event, changed: Callable[[], None],
-                 containers: Callable[[str], list[str]] | None = None,
-                 restart: Callable[[list[str]], None] | None = None) -> None:
+                 containers: Callable[[str], list[Any]] | None = None,
+                 restart: Callable[[list[Any]], None] | None = None) -> None:
         self.share, self._transport, self._run, self._stop, self._changed = share, open_transport, run, stop, changed
         self._containers, self._restart = containers, restart
         self.state, self.error, self.mounts = MOUNTING, "", 0
@@ -100,7 +100,6 @@ class SFTPMount:
             self.mounts += 1
             self._set(MOUNTED)
             if before and self._restart:
-                log.info("restarting containers that started before %s was mounted: %s", guest, " ".join(before))
                 self._restart(before)
         server.join()
         chan.close()
