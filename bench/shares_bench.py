@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Shared-folder benchmark: per mechanism available here, against the VM's own disk in the same run.
 
-For each mechanism (virtiofs, 9p, reverse-sftp: those `machine doctor` says this host has; --mechanisms picks), a qemu machine
+For each mechanism (virtiofs, 9p, reverse-sftp: those `machine doctor` says this host has; --mechanisms picks),
+a qemu machine
 is created sharing a temp folder (MACHINE_SHARE_MECHANISM pins the mechanism), and in the guest, on the share and
 on the VM's data disk: sequential write of a 256 MiB file (dd, fsync) and read of it after dropping the caches
 (MB/s); untar of a tree of ~5,000 small files, then `find` + `stat` of all of them (seconds). Target: small-file

@@ -1,6 +1,5 @@
 """A machine's host agent (machine/agent/): it forwards the ports containers publish to this host and mounts
-reverse-sftp shares. Started after
-a create or start, stopped before a stop, a remove or the undo of a create."""
+reverse-sftp shares. Started after a create or start, stopped before a stop, a remove or the undo of a create."""
 
 from __future__ import annotations
 
