@@ -19,6 +19,27 @@ for _name in ("SIGINT", "SIGTERM", "SIGHUP"):
 import sys  # noqa: E402 - after the handlers, on purpose
 
 
+def _interrupt_in(error: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (or signals.Terminated) that caused `error`, following its causes and contexts."""
+    seen: set[int] = set()
+    cur: BaseException | None = error
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _interrupted(e: KeyboardInterrupt) -> int:
+    try:
+        sys.stderr.write("Interrupted.\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, KeyboardInterrupt):
+        pass
+    return 143 if type(e).__name__ == "Terminated" else 130
+
+
 def main(argv: list[str] | None = None) -> None:
     code: int | str | None = 0
     try:
@@ -36,12 +57,14 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit as e:
         code = e.code
     except KeyboardInterrupt as e:
-        try:
-            sys.stderr.write("Interrupted.\n")
-            sys.stderr.flush()
-        except (OSError, ValueError, KeyboardInterrupt):
-            pass
-        code = 143 if type(e).__name__ == "Terminated" else 130
+        code = _interrupted(e)
+    except Exception as e:
+        # a signal that lands while Python runs a class's __set_name__ (e.g. platform.py during an import) is
+        # wrapped: "RuntimeError: Error calling __set_name__ ..." caused by our KeyboardInterrupt (Python 3.11)
+        interrupt = _interrupt_in(e)
+        if interrupt is None:
+            raise
+        code = _interrupted(interrupt)
     finally:
         # the command is done: a late signal must not print a traceback while the interpreter exits
         _signal.signal(_signal.SIGINT, _signal.SIG_IGN)

@@ -155,3 +155,27 @@ def test_use_and_rm_of_one_machine_are_serialised(store_root: Path, tmp_path: Pa
         assert current_context(docker_config) != "vict", outputs
         assert not (docker_config / "contexts" / "meta").exists() or not any(
             "vict" in p.read_text() for p in (docker_config / "contexts" / "meta").rglob("meta.json")), outputs
+
+
+def test_a_signal_inside_set_name_is_an_interrupt_not_a_traceback(store_root: Path) -> None:
+    """Python 3.11 wraps an exception raised in a descriptor's __set_name__ (platform.py's uname_result, while
+    an import runs) in a RuntimeError: a SIGTERM landing there must still end as "Interrupted." with 143."""
+    code = textwrap.dedent("""
+        import os, signal
+        from machine import entry, fastpath
+
+        def run(argv):
+            class Descriptor:
+                def __set_name__(self, owner, name):
+                    os.kill(os.getpid(), signal.SIGTERM)
+            class Owner:
+                field = Descriptor()
+            return True
+
+        fastpath.run = run
+        entry.main(["ls"])
+    """)
+    env = {**os.environ, "MACHINE_STORAGE_PATH": str(store_root)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, proc
+    assert proc.stderr == "Interrupted.\n", proc.stderr
