@@ -18,7 +18,7 @@ from machine import machinedir, sizes
 from machine.driver import Availability, Driver, DriverContext, Features, Option, SSHEndpoint, State
 from machine.errors import DriverError, HostNotUsable, ImageNotFound, MachineError, NotFound, UsageError
 
-from . import isotransfer
+from . import isotransfer, smbshares
 from .hostfacts import choose_switch, first_ipv4, host_problem
 from .runner import LocalRunner, Runner, WinRMRunner, WinRMSettings
 
@@ -37,7 +37,7 @@ _warned_insecure: set[str] = set()
 class HypervDriver(Driver):
     name = "hyperv"
     description = "Microsoft Hyper-V, on this Windows machine or a remote host over WinRM."
-    features = Features()
+    features = Features(share_mechanisms=(smbshares.MECHANISM,))
     options = (
         Option("host", "Hyper-V host to manage over WinRM (empty: this Windows machine, via PowerShell)", default=""),
         Option("user", "WinRM user (DOMAIN\\user or user@REALM)", default=""),
@@ -166,6 +166,7 @@ class HypervDriver(Driver):
         self.data.update(vm_dir=where["dir"], iso_cache=where["cache"], switch=switch,
                          pipe=f"\\\\.\\pipe\\machine-{self.ctx.name}")
         boot_iso = self._boot_iso(where["cache"])
+        smbshares.sync(self)  # before the seed goes to the host: it carries the shares' addresses and account
         seed_iso = self._place_seed(where["dir"])
         made = self._call("create-vm", name=self.ctx.name, dir=where["dir"], boot_iso=boot_iso, seed_iso=seed_iso,
                           disk_bytes=disk << 30, memory_bytes=memory << 20, cpus=cpus, switch=switch,
@@ -249,6 +250,9 @@ class HypervDriver(Driver):
         try:
             if self._state() == State.RUNNING:
                 return
+            if self.data.get("vm_dir") and not smbshares.in_sync(self.data, self.ctx.shares):
+                smbshares.sync(self)  # `machine set` changed the shares: new SMB shares, a new seed on DVD 1:1
+                smbshares.replace_seed_copy(self)
             self._call("start-vm", name=self.ctx.name)
         finally:
             self._done()
@@ -267,6 +271,8 @@ class HypervDriver(Driver):
             return  # nothing of ours was made on the host
         try:
             self._call("remove-vm", name=self.ctx.name, dir=vm_dir)
+            if self.data.get("smb"):
+                smbshares.unshare(self)
         finally:
             self._done()
         self.data.pop("created", None)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from machine.errors import DriverError, HostNotUsable
+from machine.errors import DriverError, HostNotUsable, MachineError
 
 from . import scripts
 
@@ -33,8 +33,22 @@ class Runner:
         script = scripts.render(op, **values)
         line = scripts.command_line(script)
         out, err, code = self.run_line(line)
-        log.debug("hyperv %s: exit %s stdout=%s stderr=%s", op, code, out[-2000:], err[-2000:])
-        return scripts.parse(op, out, err, code)
+        log.debug("hyperv %s: exit %s stdout=%s stderr=%s", op, code, self.mask(out[-2000:]), self.mask(err[-2000:]))
+        return self.parse(op, out, err, code)
+
+    def mask(self, text: str) -> str:
+        """`text` with the secrets this runner knows (the WinRM password, a share password) as '***'."""
+        from machine.process import mask
+
+        return mask(text, [s for s in self.secrets if s])
+
+    def parse(self, op: str, out: str, err: str, code: int) -> Any:
+        """scripts.parse, with secrets masked in the error it may raise."""
+        try:
+            return scripts.parse(op, out, err, code)
+        except MachineError as e:
+            e.message, e.hint = self.mask(e.message), self.mask(e.hint or "")
+            raise
 
     def run_line(self, line: str) -> tuple[str, str, int]:
         raise NotImplementedError
@@ -143,8 +157,9 @@ class WinRMRunner(Runner):
             return out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), code
 
         out, err, code = self._guard(once)
-        log.debug("hyperv %s (stdin): exit %s stdout=%s stderr=%s", op, code, out[-2000:], err[-2000:])
-        return scripts.parse(op, out, err, code)
+        log.debug("hyperv %s (stdin): exit %s stdout=%s stderr=%s", op, code, self.mask(out[-2000:]),
+                  self.mask(err[-2000:]))
+        return self.parse(op, out, err, code)
 
     def close(self) -> None:
         if self._protocol is not None and self._shell is not None:

@@ -6,6 +6,7 @@
 | virtiofs | `virtiofsd` per share (qemu: started with the VM; libvirt starts its own) | `mount -t virtiofs TAG` |
 | vboxsf | `VBoxManage sharedfolder add` (permanent, on the powered-off VM) | `mount -t vboxsf TAG` |
 | 9p | qemu `-fsdev local` + virtio-9p-pci, libvirt `<filesystem>`, HyperKit `virtio-9p,path=,tag=` | `mount -t 9p` |
+| smb | Hyper-V: `New-SmbShare` per folder (on this Windows machine) for a local account | `mount -t cifs` |
 | reverse-sftp | the agent serves SFTP (paramiko) over the machine's SSH connection, after boot | `sshfs -o passive` |
 
 reverse-sftp needs no hypervisor support, so it works wherever the guest is reached over SSH (the fallback on
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 VIRTIOFS = "virtiofs"
 NINEP = "9p"
 VBOXSF = "vboxsf"
+SMB = "smb"
 REVERSE_SFTP = "reverse-sftp"
 # Mechanisms the host's agent mounts over SSH once the VM is up (no device, nothing for the guest's boot to do).
 HOST_SERVED = (REVERSE_SFTP,)
@@ -35,6 +37,10 @@ LIMITS = {
     NINEP: "no inotify events for changes made on the host; slower on many small files; no file locks across "
            "host and guest",
     VBOXSF: "no inotify events for host changes; symlinks only where VirtualBox allows them (off by default)",
+    SMB: "no inotify events for host changes; files the guest creates belong on the host to the machine's local "
+         "account (not to the host user); modes and ownership are not kept (uid 0, modes 0777 in the guest); symlinks "
+         "as CIFS 'mfsymlinks' files; the folder must be on the Hyper-V host, so only a local Hyper-V (this Windows "
+         "machine) shares this machine's folders",
     REVERSE_SFTP: "mounted by the host agent after boot (containers that started earlier with a bind mount under "
                   "the share are restarted once it is mounted); no inotify events; host changes show within 1 s; "
                   "no file locks across host and guest; chown is ignored (files stay the host user's); symlinks "
@@ -73,6 +79,11 @@ def check(mechanism: str, platform: str | None = None) -> Verdict:
         return Verdict(mechanism, True, "virtio-9p, built into the hypervisor")
     if mechanism == VBOXSF:
         return Verdict(mechanism, True, "VirtualBox shared folders (vboxsf in the guest)")
+    if mechanism == SMB:
+        if plat != "win32":
+            return Verdict(mechanism, False, "SMB shares are made on the Hyper-V host: only a Hyper-V on this Windows "
+                                             "machine can share this machine's folders")
+        return Verdict(mechanism, True, "an SMB share on this machine per folder, CIFS in the guest")
     if mechanism == REVERSE_SFTP:
         return Verdict(mechanism, True, "sshfs in the guest, served by the machine's agent over SSH")
     return Verdict(mechanism, False, f"unknown mechanism {mechanism!r}")

@@ -50,6 +50,11 @@ VALUES = {
     "iso-probe": {"path": MAX_PATH, "sha256": "f" * 64},
     "iso-stream": {"path": MAX_PATH, "offset": 2**40},
     "iso-finish": {"path": MAX_PATH, "sha256": "f" * 64},
+    "smb-account": {"account": "machine-" + "f" * 12, "password": "p'" * 18 + "-Aa1", "prefix": "machine-" + "f" * 13,
+                    "switch": "S'" * 50},
+    "smb-share": {"account": "machine-" + "f" * 12, "name": "machine-" + "f" * 12 + "-msh99$", "path": MAX_PATH,
+                  "read_only": True},
+    "smb-unshare": {"account": "machine-" + "f" * 12, "prefix": "machine-" + "f" * 13},
     "iso-download": {"url": "https://example.invalid/" + "p" * 1500, "path": MAX_PATH, "sha256": "f" * 64},
 }
 

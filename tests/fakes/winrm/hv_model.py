@@ -45,6 +45,12 @@ def default_state() -> dict[str, Any]:
         "guest_ipv4": "127.0.0.1",
         "ip_after_polls": 1,  # KVP reports the address only after a while: the first poll sees none
         "log": [],
+        # SMB: local accounts (password only as sha256), shares (Get-SmbShare + Get-SmbShareAccess shapes), folder
+        # ACL entries our scripts added, and the host's IPv4 addresses per "vEthernet (SWITCH)" adapter.
+        "users": {},
+        "smb_shares": {},
+        "acls": {},
+        "host_ipv4": {"Default Switch": ["172.25.16.1"], "External LAN": ["192.168.1.20"]},
     }
 
 
@@ -109,7 +115,8 @@ class FakeHyperV:
             why = str(e)
             self.update(lambda s: s["log"].append({"op": "REJECTED", "why": why}))
             return "", f"fake Hyper-V host rejected the script: {why}\r\n", 1
-        self.update(lambda s: s["log"].append({"op": op, "params": {k: v for k, v in params.items() if k != "Data"}}))
+        self.update(lambda s: s["log"].append({"op": op, "params": {k: v for k, v in params.items()
+                                                                     if k not in ("Data", "Password")}}))
         if op == "iso-stream":
             params["stdin"] = stdin  # $input: the lines of the command's standard input
         try:
@@ -299,6 +306,81 @@ class FakeHyperV:
 
                 shutil.rmtree(self.local(Dir))
                 out["deleted"] = True
+        self.update(go)
+        return out
+
+    # SMB shares (smb-share.ps1, smb-unshare.ps1)
+    @staticmethod
+    def _password_ok(password: str) -> bool:
+        """Windows' default complexity rule: 8+ characters from 3 of upper, lower, digit, other."""
+        kinds = [any(c.isupper() for c in password), any(c.islower() for c in password),
+                 any(c.isdigit() for c in password), any(not c.isalnum() for c in password)]
+        return len(password) >= 8 and sum(kinds) >= 3
+
+    def _drop_shares(self, s: dict[str, Any], prefix: str, principal: str) -> list[str]:
+        gone = []
+        for name in [n for n in s["smb_shares"] if n.lower().startswith(prefix.lower())]:
+            path = s["smb_shares"].pop(name)["Path"]
+            s["acls"][path] = [r for r in s["acls"].get(path, []) if r["IdentityReference"] != principal]
+            if not s["acls"][path]:
+                del s["acls"][path]
+            gone.append(name)
+        return gone
+
+    def op_smb_account(self, Account: str, Password: str, Prefix: str, Switch: str) -> dict[str, Any]:  # noqa: N803
+        out: dict[str, Any] = {}
+
+        def go(s: dict[str, Any]) -> None:
+            cmd = "SetLocalUserCommand" if Account in s["users"] else "NewLocalUserCommand"
+            if len(Account) > 20 or any(c in Account for c in '"/\\[]:;|=,+*?<>@'):
+                raise PSError(rec.BAD_ACCOUNT_NAME, "InvalidArgument", rec.BAD_ACCOUNT_NAME_ID)
+            if not self._password_ok(Password):
+                raise PSError(rec.WEAK_PASSWORD, "InvalidOperation", rec.WEAK_PASSWORD_ID.format(cmd=cmd))
+            s["users"][Account] = {"password_sha256": hashlib.sha256(Password.encode()).hexdigest(),
+                                   "PasswordNeverExpires": True, "UserMayChangePassword": False}
+            self._drop_shares(s, Prefix, f"{s['host']['name']}\\{Account}")
+            out.update({"account": Account, "addresses": list(s["host_ipv4"].get(Switch, []))})
+        self._apply(go)
+        return out
+
+    def op_smb_share(self, Account: str, Name: str, Path: str, ReadOnly: bool) -> dict[str, Any]:  # noqa: N803
+        def go(s: dict[str, Any]) -> None:
+            if not self.local(Path).is_dir():
+                msg = f"Cannot share '{Path}': no such folder on the Hyper-V host"
+                raise PSError(msg, "OperationStopped", msg)  # `throw "text"`: the text is the error id too
+            principal = f"{s['host']['name']}\\{Account}"
+            if Account not in s["users"]:
+                raise PSError(rec.NO_SUCH_ACCOUNT, "NotSpecified", rec.NO_SUCH_ACCOUNT_ID)
+            rights = "ReadAndExecute" if ReadOnly else "Modify"
+            s["acls"].setdefault(Path, []).append({"IdentityReference": principal, "FileSystemRights": rights,
+                                                   "InheritanceFlags": "ContainerInherit, ObjectInherit"})
+            if Name.lower() in (n.lower() for n in s["smb_shares"]):
+                raise PSError(rec.SHARE_EXISTS, "NotSpecified", rec.SHARE_EXISTS_ID)
+            access = {"AccountName": principal, "AccessControlType": "Allow",
+                      "AccessRight": "Read" if ReadOnly else "Change"}
+            s["smb_shares"][Name] = {"Name": Name, "Path": Path, "Access": [access]}
+        self._apply(go)
+        return {"Name": Name, "Path": Path}
+
+    def _apply(self, fn: Any) -> None:
+        """Run a state change; a PSError still keeps what the script did before it (ErrorActionPreference Stop)."""
+        failed: list[PSError] = []
+
+        def go(s: dict[str, Any]) -> None:
+            try:
+                fn(s)
+            except PSError as e:
+                failed.append(e)
+        self.update(go)
+        if failed:
+            raise failed[0]
+
+    def op_smb_unshare(self, Account: str, Prefix: str) -> dict[str, Any]:  # noqa: N803
+        out: dict[str, Any] = {}
+
+        def go(s: dict[str, Any]) -> None:
+            removed = self._drop_shares(s, Prefix, f"{s['host']['name']}\\{Account}")
+            out.update({"removed": removed, "account_removed": s["users"].pop(Account, None) is not None})
         self.update(go)
         return out
 

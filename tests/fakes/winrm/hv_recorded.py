@@ -50,3 +50,14 @@ LINE_TOO_LONG = "The command line is too long.\r\n"
 # WS-Management fault for an unknown shell (WinRM error 2150858843, "The request for the Windows Remote
 # Shell with ShellId ... failed because the shell was not found on the server.").
 SHELL_NOT_FOUND_CODE = "2150858843"
+
+# SMB shares and local accounts (smb-share.ps1 / smb-unshare.ps1); sources in FIXTURES.md.
+SHARE_EXISTS = "The name has already been shared."
+SHARE_EXISTS_ID = "Windows System Error 2118,New-SmbShare"
+NO_SUCH_ACCOUNT = "No mapping between account names and security IDs was done."
+NO_SUCH_ACCOUNT_ID = "Windows System Error 1332,New-SmbShare"
+WEAK_PASSWORD = ("Unable to update the password. The value provided for the new password does not meet the length, "
+                 "complexity, or history requirements of the domain.")
+WEAK_PASSWORD_ID = "InvalidPassword,Microsoft.PowerShell.Commands.{cmd}"
+BAD_ACCOUNT_NAME = "The name provided is not a properly formed account name."
+BAD_ACCOUNT_NAME_ID = "InvalidName,Microsoft.PowerShell.Commands.NewLocalUserCommand"

@@ -208,8 +208,10 @@ write_file() { # write_file PATH ENCODING PERMISSIONS OWNER APPEND CONTENT   (pe
 }
 
 # Shared folders (seed key machine_shares): the host exposes each under its tag with virtiofs, virtio-9p or a
-# VirtualBox shared folder; the guest tries them in that order. One console line per share says what happened.
-mount_share() { # mount_share TAG PATH RO(true|false)
+# VirtualBox shared folder; the guest tries them in that order. A share with a UNC (Hyper-V) is an SMB share on the
+# host, mounted with the kernel's cifs (no mount.cifs: the account's password goes to the kernel as an option; the
+# kernel keeps it out of /proc/mounts). One console line per share says what happened.
+mount_share() { # mount_share TAG PATH RO(true|false) [UNC USER PASSWORD]
 	tag="$1"
 	path="$2"
 	ro=""
@@ -221,6 +223,15 @@ mount_share() { # mount_share TAG PATH RO(true|false)
 	esac
 	if ! mkdir -p "$path" 2>$RUN/share.err; then
 		say "machine-os: share-failed: $tag $path: $(head -c 200 $RUN/share.err)"
+		return 0
+	fi
+	if [ -n "$4" ]; then
+		modprobe -q cifs 2>/dev/null
+		if mount -t cifs -o "username=$5,password=$6,vers=3.0,uid=0,gid=0,file_mode=0777,dir_mode=0777,noperm,nobrl,mfsymlinks,actimeo=1${ro:+,ro}" "$4" "$path" 2>$RUN/share.err; then
+			say "machine-os: share-mounted: $tag $path cifs"
+		else
+			say "machine-os: share-failed: $tag $path: cifs mount of $4 failed ($(tr '\n' ' ' <$RUN/share.err | head -c 200))"
+		fi
 		return 0
 	fi
 	modprobe -q virtiofs 2>/dev/null

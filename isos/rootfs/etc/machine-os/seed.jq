@@ -4,7 +4,7 @@
 #   netplan version 2 (`network:` wrapper optional), `ethernets` only.
 # user-data keys: hostname/fqdn, disable_root, ssh_authorized_keys, ssh_keys.ed25519_private/_public,
 #   users[] (name, shell, groups, ssh_authorized_keys), write_files[] (path, content, encoding, permissions, owner,
-#   append), runcmd (strings or argv lists), machine_shares[] (tag, path, ro: host folders mounted at every boot).
+#   append), runcmd (strings or argv lists), machine_shares[] (tag, path, ro: host folders mounted at every boot; cifs.unc/user/password: an SMB share).
 #   Other keys are ignored.
 def arr: if . == null then [] elif type == "array" then . else [.] end;
 def groups: if type == "array" then join(",") elif type == "string" then gsub(" "; "") else "" end;
@@ -45,7 +45,7 @@ doc($nc; "network-config") as $n |
 "apply_shares() {",
 "  :",
 ($u.machine_shares | arr | .[] | select(type == "object" and (.tag // "") != "" and (.path // "") != "") |
-  @sh "  mount_share \(.tag | str) \(.path | str) \(.ro // false | str)"),
+  @sh "  mount_share \(.tag | str) \(.path | str) \(.ro // false | str) \(.cifs.unc | str) \(.cifs.user | str) \(.cifs.password | str)"),
 "}",
 "apply_network_config() {",
 "  :",
