@@ -49,6 +49,8 @@ class Option:
     secret: bool = False
     # Extra flag spellings kept for docker-machine compatibility (e.g. none's --url).
     aliases: tuple[str, ...] = ()
+    # Extra environment variables read when the option's own is unset (docker-machine's: VIRTUALBOX_CPU_COUNT).
+    env_aliases: tuple[str, ...] = ()
     # True when `machine set` may change it on a stopped machine (it takes effect at the next start).
     settable: bool = False
     # Bounds of a number option (inclusive), checked on every value from a flag, the environment, `machine set`
@@ -106,14 +108,18 @@ class Option:
         """Refuse a value outside this option's bounds (UsageError naming the flag and the range)."""
         if value is None or self.multiple:
             return
-        if self.type in (int, float) and not isinstance(value, bool) and isinstance(value, int | float):
+        numeric = self.type is not bool and isinstance(self.type, type) and issubclass(self.type, int | float)
+        if numeric and not isinstance(value, bool) and isinstance(value, int | float):
             low, high = self.minimum, self.maximum
             if (low is not None and value < low) or (high is not None and value > high) or value != value:
                 shown = str(value) if len(str(value)) <= 20 else str(value)[:17] + "..."
                 bounds = f"from {low} to {high}" if low is not None and high is not None else (
                     f"at least {low}" if low is not None else f"at most {high}")
-                raise UsageError(f"Invalid value {shown} for {self.flag(driver)}",
-                                 f"{self.flag(driver)} takes a number {bounds}.")
+                hint = f"{self.flag(driver)} takes a number {bounds}."
+                unit_hint = getattr(self.type, "below_minimum_hint", None)
+                if unit_hint and low is not None and value < low:
+                    hint = unit_hint(int(value), low, high) or hint
+                raise UsageError(f"Invalid value {shown} for {self.flag(driver)}", hint)
         elif not self.allow_empty and isinstance(value, str) and not value.strip():
             raise UsageError(f"{self.flag(driver)} must not be empty",
                              f"Give a value, or leave {self.flag(driver)} out for the default ({self.default}).")
@@ -317,8 +323,9 @@ def option_values(driver_cls: type[Driver], given: dict[str, Any], environ: dict
     values: dict[str, Any] = {}
     for opt in driver_cls.options:
         raw = given.get(opt.key)
-        if raw is None or (opt.multiple and not raw):
-            raw = env.get(opt.envvar(driver_cls.name))
+        for var in (opt.envvar(driver_cls.name), *opt.env_aliases):
+            if raw is None or (opt.multiple and not raw):
+                raw = env.get(var)
         if raw is None:
             raw = opt.default
         values[opt.key] = opt.convert(driver_cls.name, raw)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from machine import configfile, createmarker, machinedir
+from machine import configfile, createmarker, machinedir, sizeunits
 from machine.atomicfile import ensure_dir, write_atomic
 from machine.errors import ConfigError, MachineError
 from machine.filelock import FileLock
@@ -77,6 +77,7 @@ class MachineConfig:
         data = asdict(self)
         header = data.pop("docker_machine")
         data.pop("origin")
+        data["driver_options"] = sizeunits.mark_saved(data["driver_options"])
         data = {"schema_version": data.pop("schema_version"), **data, **header}
         return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
@@ -112,6 +113,8 @@ class MachineConfig:
                     "The file is damaged: restore it, or remove the machine with 'machine rm -f'.",
                 )
         _check_values(values, source)
+        if isinstance(values.get("driver_options"), dict):  # older names and units -> today's (MiB)
+            values["driver_options"] = sizeunits.migrate_saved(values["driver"], values["driver_options"])
         for key in ("shares", "share_errors"):
             if key in values and not isinstance(values[key], list):
                 raise ConfigError(

@@ -20,7 +20,7 @@ from machine.store import MachineConfig, Store
 
 def qemu_machine(store_root: Path, name: str = "dev", pid_file: str | None = "qemu.pid") -> Store:
     store = Store(store_root)
-    opts = {"cpus": 2, "memory": 1024, "disk_size": 20, "image": "machine-os", "accel": "tcg", "restrict": "auto",
+    opts = {"cpus": 2, "memory": 1024, "disk_size": 20480, "image": "machine-os", "accel": "tcg", "restrict": "auto",
             "host_address": "127.0.0.1"}
     data = {"created": True, "boot": "kernel", "ssh_port": 40022, "engine_port": 40376, "ssh_user": "root"}
     if pid_file:

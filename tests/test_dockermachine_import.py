@@ -55,7 +55,7 @@ def test_import_round_trips(dm: DockerMachineStore) -> None:
     after = tree_digest(dm.machines)
     changed = {k for k in set(after) | set(original) if after.get(k) != original.get(k)}
     assert changed == {f"{m}/{f}" for m in ("dm-vbox", "dm-generic") for f in ("config.json", BACKUP)}
-    assert run("inspect", "-f", "{{.DriverName}} {{.Driver.SSHPort}} {{.Driver.cpu_count}}", "dm-vbox").out == \
+    assert run("inspect", "-f", "{{.DriverName}} {{.Driver.SSHPort}} {{.Driver.cpus}}", "dm-vbox").out == \
         "virtualbox 40022 2\n"
     assert run("import", "dm-vbox").code == 2  # nothing left to import
     result = run("import", "--undo", "dm-vbox", "dm-generic")

@@ -218,7 +218,7 @@ def test_a_record_is_loaded_into_our_model(dm: DockerMachineStore) -> None:
     assert (kvm.driver, kvm.driver_data["domain"], kvm.driver_options["network"]) == ("libvirt", "dm-kvm", "default")
     assert kvm.ssh["user"] == "docker" and kvm.ssh["key"] == str(dm.machines / "dm-kvm" / "id_rsa")
     hv = store.load("dm-hyperv")
-    assert (hv.driver_options["memory"], hv.driver_options["disk_size"]) == (1024, 20)  # MB -> GB
+    assert (hv.driver_options["memory"], hv.driver_options["disk_size"]) == (1024, 20000)  # their MB: our MiB
     before = tree_digest(dm.machines)
     store.save(cfg)  # a record is never rewritten
     assert tree_digest(dm.machines) == before

@@ -19,7 +19,7 @@ from machine.store import MachineConfig, Store
 
 def qemu_machine(store_root: Path, name: str = "dev", **options: object) -> Store:
     store = Store(store_root)
-    opts = {"cpus": 2, "memory": 1024, "disk_size": 20, "image": "machine-os", "accel": "tcg", "restrict": "auto",
+    opts = {"cpus": 2, "memory": 1024, "disk_size": 20480, "image": "machine-os", "accel": "tcg", "restrict": "auto",
             "host_address": "127.0.0.1", **options}
     data = {"created": True, "boot": "kernel", "ssh_port": 40022, "engine_port": 40376, "ssh_user": "root"}
     store.save(MachineConfig(name=name, driver="qemu", driver_options=opts, driver_data=data,
@@ -46,6 +46,13 @@ def test_set_changes_options_of_a_stopped_machine(store_root: Path) -> None:
     assert driver.ip() == "127.0.0.2" and driver.engine_address(2376) == ("127.0.0.2", 40376)
 
 
+def test_set_takes_sizes_with_a_unit(store_root: Path) -> None:
+    store = qemu_machine(store_root)
+    res = run("set", "dev", "--qemu-memory", "3g")
+    assert res.code == 0 and "--qemu-memory: 1024 -> 3072" in res.out, res
+    assert saved(store)["memory"] == 3072 and saved(store)["disk_size"] == 20480
+
+
 def test_same_values_change_nothing(store_root: Path) -> None:
     store = qemu_machine(store_root)
     before = store.config_path("dev").read_text()
@@ -58,6 +65,8 @@ def test_same_values_change_nothing(store_root: Path) -> None:
     (["--qemu-host-address", "0.0.0.0"], 2, ["Invalid value '0.0.0.0' for --qemu-host-address", "IPv4 address"]),
     (["--qemu-host-address", "localhost"], 2, ["Invalid value 'localhost'"]),
     (["--qemu-disk-size", "40"], 2, ["No such option", "--qemu-disk-size"]),  # not settable: not offered
+    (["--qemu-memory", "2"], 2, ["Invalid value 2 for --qemu-memory", "did you mean 2 GiB? Write 2g or 2048"]),
+    (["--qemu-memory", "2x"], 2, ["Invalid value '2x' for --qemu-memory", "or with a unit: 20g"]),
     (["--virtualbox-memory", "2048"], 2, ["No such option", "--qemu-memory"]),  # no settable virtualbox options
     ([], 2, ["Nothing to change", "--qemu-memory"]),
 ])

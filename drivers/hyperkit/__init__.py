@@ -42,9 +42,9 @@ class HyperKitDriver(Driver):
                    "with HVF).")
     features = Features(share_mechanisms=("9p",))  # hyperkit virtio-9p
     options = (
-        sizes.cpus("cpu-count"),
+        sizes.cpus(aliases=("--hyperkit-cpu-count",), env_aliases=("HYPERKIT_CPU_COUNT",)),
         sizes.memory(2048),
-        sizes.disk("Data disk size in MiB (a raw sparse file)", 20000, mib=True),
+        sizes.disk("Data disk size (a raw sparse file)", 20000),
         Option("binary", "Path of the hyperkit executable (default: found on PATH or in Docker Desktop)"),
         Option("cmdline", "Extra kernel command line arguments"),
     )
@@ -167,7 +167,7 @@ class HyperKitDriver(Driver):
             args.append("-M")
         else:
             args += ["-F", str(self._pidfile)]
-        args += ["-c", str(self._option("cpu_count")), "-m", f"{self._option('memory')}M",
+        args += ["-c", str(self._option("cpus")), "-m", f"{self._option('memory')}M",
                  "-s", "0:0,hostbridge", "-s", "31,lpc", "-s", "1:0,virtio-net"]
         if not print_mac:
             args += ["-s", f"2:0,virtio-blk,{self._disk}"]

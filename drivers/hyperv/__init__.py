@@ -54,9 +54,9 @@ class HypervDriver(Driver):
                type=bool),
         Option("ca-file", "PEM file with the CA that signed the host's WinRM certificate"),
         Option("virtual-switch", "Virtual switch (default: an External switch; locally 'Default Switch')"),
-        sizes.memory(2048, "Memory in MiB (static)"),
-        sizes.cpus(help="Virtual processors"),
-        sizes.disk("Data disk size in GB (dynamic VHDX)", 20),
+        sizes.memory(2048, "Memory in MiB (static; or 2g)"),
+        sizes.cpus(help="Virtual processors", aliases=("--hyperv-cpu-count",), env_aliases=("HYPERV_CPU_COUNT",)),
+        sizes.disk("Data disk size (dynamic VHDX)"),
         Option("vlan-id", "VLAN id of the network adapter (access mode)", type=int, minimum=1, maximum=4094),
         Option("vm-path", "Folder on the host for the VMs' files (default: the host's VirtualMachinePath)"),
         Option("iso", "Local boot ISO (default: the built machine OS ISO)"),
@@ -156,7 +156,7 @@ class HypervDriver(Driver):
             raise UsageError(f"--hyperv-memory {memory} is not usable", "Hyper-V needs an even number of MiB, >= 32.")
         if cpus < 1 or disk < 1:
             raise UsageError("--hyperv-cpus and --hyperv-disk-size must be at least 1",
-                             "Give a number of CPUs and a disk size in GiB of 1 or more.")
+                             "Give a number of CPUs of 1 or more and a disk size in MiB.")
         facts = self._call("check")
         problem = host_problem(facts, self.opt("host") or "this machine")
         if problem:
@@ -169,7 +169,7 @@ class HypervDriver(Driver):
         smbshares.sync(self)  # before the seed goes to the host: it carries the shares' addresses and account
         seed_iso = self._place_seed(where["dir"])
         made = self._call("create-vm", name=self.ctx.name, dir=where["dir"], boot_iso=boot_iso, seed_iso=seed_iso,
-                          disk_bytes=disk << 30, memory_bytes=memory << 20, cpus=cpus, switch=switch,
+                          disk_bytes=disk << 20, memory_bytes=memory << 20, cpus=cpus, switch=switch,
                           vlan_id=int(self.opt("vlan_id") or 0), pipe=self.data["pipe"])
         if not made.get("created") and not self.data.get("created"):
             raise DriverError(f"A VM named {self.ctx.name!r} already exists on the Hyper-V host",

@@ -41,7 +41,7 @@ class LibvirtDriver(Driver):
         Option("uri", "libvirt connection URI (qemu:///system, qemu:///session, ...)", DEFAULT_URI, allow_empty=False),
         sizes.cpus(settable=True),
         sizes.memory(1024, settable=True),
-        sizes.disk("Size of the (sparse) disk in GiB", 20),
+        sizes.disk("Size of the (sparse) disk"),
         Option("image", "Boot image: machine-os (default, built locally), a catalogue name (debian-12, ...), "
                         "an http(s) URL or a local file", "machine-os"),
         Option("network", "'user' (user-mode networking, ports forwarded on 127.0.0.1), a libvirt network name "
@@ -148,7 +148,8 @@ class LibvirtDriver(Driver):
         if self.opt("storage_dir"):
             self.data["storage_dir"] = str(storage)
         plan = bootplan.plan(self.opt("image"), name=self.ctx.name, storage=storage, seed_path=self.ctx.seed_path,
-                             disk_size_mb=int(self.opt("disk_size") or 20) * 1024, cache_dir=self.ctx.cache_dir)
+                             disk_size_mb=int(self.opt("disk_size") or sizes.DEFAULT_DISK_MIB),
+                             cache_dir=self.ctx.cache_dir)
         self.data.update(made=plan.made, ssh_user=plan.ssh_user, image=plan.image, uri=self.uri)
         mac = self.data.setdefault("mac", random_mac())
         virt_type, why = self.virt_type()

@@ -40,7 +40,7 @@ class QemuDriver(Driver):
     options: ClassVar[tuple[Option, ...]] = (
         sizes.cpus(settable=True),
         sizes.memory(1024, settable=True),
-        sizes.disk("Size of the (sparse) disk in GiB", 20),
+        sizes.disk("Size of the (sparse) disk"),
         Option("image", "Boot image: a catalogue name (machine-os, debian-12, ubuntu-24.04), URL or path",
                default="machine-os"),
         Option("accel", "Accelerator", default="auto", choices=ACCELS, settable=True),

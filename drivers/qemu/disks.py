@@ -12,7 +12,7 @@ from machine.drivers.qemu.kvmprobe import MAC_QEMU_DIRS, WINDOWS_QEMU_DIRS
 from machine import process
 from machine.errors import HostNotUsable
 
-GIB = 1 << 30
+MIB = 1 << 20
 
 
 def qemu_img() -> str:
@@ -23,9 +23,9 @@ def qemu_img() -> str:
     return found
 
 
-def create_blank(path: Path, size_gib: int) -> None:
-    """A sparse qcow2 of `size_gib` GiB (a few hundred KiB on disk until the guest writes)."""
-    process.run([qemu_img(), "create", "-q", "-f", "qcow2", str(path), f"{int(size_gib)}G"], check=True,
+def create_blank(path: Path, size_mib: int) -> None:
+    """A sparse qcow2 of `size_mib` MiB (a few hundred KiB on disk until the guest writes)."""
+    process.run([qemu_img(), "create", "-q", "-f", "qcow2", str(path), f"{int(size_mib)}M"], check=True,
                 what="qemu-img create")
 
 
@@ -34,9 +34,9 @@ def virtual_size(path: Path) -> int:
     return int(json.loads(result.stdout).get("virtual-size", 0))
 
 
-def create_overlay(path: Path, base: Path, base_format: str, size_gib: int) -> None:
-    """A qcow2 overlay backed by `base`, grown to `size_gib` GiB (never smaller than the base)."""
-    size = max(int(size_gib) * GIB, virtual_size(base))
+def create_overlay(path: Path, base: Path, base_format: str, size_mib: int) -> None:
+    """A qcow2 overlay backed by `base`, grown to `size_mib` MiB (never smaller than the base)."""
+    size = max(int(size_mib) * MIB, virtual_size(base))
     process.run([qemu_img(), "create", "-q", "-f", "qcow2", "-F", base_format, "-b", str(base), str(path),
                  str(size)], check=True, what="qemu-img create (overlay)")
 

@@ -38,7 +38,7 @@ def _image_data(driver: QemuDriver) -> dict[str, Any]:
 
     spec = str(driver.opt("image") or "machine-os")
     image = catalogue.resolve(spec)
-    size = int(driver.opt("disk-size") or 20)
+    size = int(driver.opt("disk-size") or 20 * 1024)
     if image.local and image.kernel:  # the machine OS: direct kernel boot + blank data disk
         line, extra = manifest_boot(image.manifest)
         data_disk = driver._path(disks_name("data"))

@@ -34,9 +34,9 @@ class VirtualBoxDriver(Driver):
     description = "VirtualBox VM (VBoxManage, VirtualBox >= 6.1) booting the machine OS ISO."
     features = Features(share_mechanisms=("vboxsf",), port_forwarding=PORTS_HYPERVISOR)
     options = (
-        sizes.cpus("cpu-count"),
-        sizes.memory(2048),
-        sizes.disk("Data disk size in MiB (a dynamically growing VDI)", 20000, mib=True),
+        sizes.cpus(aliases=("--virtualbox-cpu-count",), env_aliases=("VIRTUALBOX_CPU_COUNT",)),
+        sizes.memory(2048, env_aliases=("VIRTUALBOX_MEMORY_SIZE",)),
+        sizes.disk("Data disk size (a dynamically growing VDI)", 20000),
         Option("iso", "ISO to boot instead of the built machine OS (machine-os.iso)"),
         Option("hostonly-cidr", "Host address and prefix of the host-only network", default=network.DEFAULT_CIDR),
         Option("hostonly-nictype", "NIC type on the host-only network", default="virtio", choices=NIC_TYPES),
@@ -133,7 +133,7 @@ class VirtualBoxDriver(Driver):
                          engine_host_port=hostports.free_port())
         uuid = self.data["uuid"]
         console = mdir / machinedir.CONSOLE_LOG
-        runner.run("modifyvm", uuid, "--cpus", self._option("cpu_count"), "--memory", self._option("memory"),
+        runner.run("modifyvm", uuid, "--cpus", self._option("cpus"), "--memory", self._option("memory"),
                    "--paravirtprovider", "default", "--acpi", "on", "--ioapic", "on", "--rtcuseutc", "on",
                    "--boot1", "dvd", "--boot2", "disk", "--boot3", "none", "--boot4", "none",
                    "--nic1", "nat", "--nictype1", self._option("nat_nictype"), "--cableconnected1", "on",

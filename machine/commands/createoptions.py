@@ -69,12 +69,13 @@ def driver_params() -> list[click.Option]:
                 {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(opt.type, click.STRING))
             default_txt = "" if opt.default in (None, "", [], ()) or opt.secret else f" [default: {opt.default}]"
             decls = [opt.flag(driver), *opt.aliases, f"{driver}__{opt.key}"]
-            helptext = f"{opt.help}{default_txt} [env {opt.envvar(driver)}]"
+            helptext = f"{opt.help}{default_txt} [env {', '.join((opt.envvar(driver), *opt.env_aliases))}]"
             if opt.type is bool and not opt.multiple:  # a switch: --hyperv-insecure (None when absent)
                 params.append(click.Option(decls, is_flag=True, flag_value=True, default=None, help=helptext))
             else:
+                metavar = "MIB" if hasattr(opt.type, "below_minimum_hint") else None  # a size: 20480 or 20g
                 params.append(click.Option(decls, type=ptype, multiple=opt.multiple, default=None, help=helptext,
-                                           show_default=False))
+                                           show_default=False, metavar=metavar))
     return params
 
 

@@ -18,7 +18,6 @@ the commands that read only the store (env, config, url, inspect) still work on 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +53,6 @@ def _int(value: Any, default: int = 0) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
 
 
-def _ceil_gb(megabytes: Any, default: int) -> int:
-    """docker-machine's MB (10^6 bytes for hyperv/kvm disks) as whole GB/GiB, rounded up."""
-    mb = _int(megabytes)
-    return max(1, math.ceil(mb / 1000)) if mb else default
-
-
 def unsupported_message(name: str, driver_name: str) -> str:
     return (f"driver {driver_name} is not supported: {name!r} is a docker-machine machine that machine can list "
             "and point the docker client at (env, config, url, inspect), but not drive")
@@ -91,7 +84,7 @@ def _generic(drv: dict[str, Any], name: str, key_path: str) -> Converted:
 def _virtualbox(drv: dict[str, Any], name: str, key_path: str) -> Converted:
     # VBoxManage takes the VM's name where we keep its UUID; docker-machine does not record which host-only
     # interface it used, so the lease lookup tries them all
-    return Converted("virtualbox", {"cpu_count": _int(drv.get("CPU"), 1), "memory": _int(drv.get("Memory"), 1024),
+    return Converted("virtualbox", {"cpus": _int(drv.get("CPU"), 1), "memory": _int(drv.get("Memory"), 1024),
                                     "disk_size": _int(drv.get("DiskSize"), 20000),
                                     "hostonly_cidr": drv.get("HostOnlyCIDR") or "192.168.99.1/24",
                                     "ui_type": drv.get("UIType") or "headless"},
@@ -101,7 +94,7 @@ def _virtualbox(drv: dict[str, Any], name: str, key_path: str) -> Converted:
 
 def _hyperv(drv: dict[str, Any], name: str, key_path: str) -> Converted:
     return Converted("hyperv", {"memory": _int(drv.get("MemSize"), 1024), "cpus": _int(drv.get("CPU"), 1),
-                                "disk_size": _ceil_gb(drv.get("DiskSize"), 20),
+                                "disk_size": _int(drv.get("DiskSize"), 20000),
                                 "virtual_switch": drv.get("VSwitch") or None,
                                 "vlan_id": _int(drv.get("VLanID")) or None},
                      {"created": True})
@@ -111,7 +104,7 @@ def _kvm(drv: dict[str, Any], name: str, key_path: str) -> Converted:
     network = str(drv.get("Network") or "default")
     return Converted("libvirt", {"uri": KVM_URI, "cpus": _int(drv.get("CPU"), 1),
                                  "memory": _int(drv.get("Memory"), 1024),
-                                 "disk_size": _ceil_gb(drv.get("DiskSize"), 20),
+                                 "disk_size": _int(drv.get("DiskSize"), 20000),
                                  "network": network},
                      {"domain": drv.get("MachineName") or name, "network": network, "ssh_user": _user(drv)})
 

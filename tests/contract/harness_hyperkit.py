@@ -24,7 +24,7 @@ def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HyperKitDriver:
     if not real_requested("hyperkit"):
         install_fake(tmp_path, monkeypatch)
     ctx = context(tmp_path, name="contract-hk")
-    ctx.options = {"memory": 512, "cpu_count": 1, "disk_size": 2048}
+    ctx.options = {"memory": 512, "cpus": 1, "disk_size": 2048}
     return HyperKitDriver(ctx)
 
 

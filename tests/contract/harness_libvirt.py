@@ -68,7 +68,7 @@ def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LibvirtDriver:
         return _BootedBeforeACPI(ctx)
     monkeypatch.setenv("MACHINE_OS_DIR", str(_fake_os(tmp_path)))
     return LibvirtDriver(context(tmp_path, options={"uri": TEST_URI, "accel": "tcg", "network": "user",
-                                                    "disk_size": 1}))
+                                                    "disk_size": 1024}))
 
 
 def skip_reason() -> str | None:

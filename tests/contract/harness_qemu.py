@@ -30,7 +30,7 @@ class _BootedBeforeACPI(QemuDriver):
 def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> QemuDriver:
     from machine.provision.seediso import build_seed
 
-    options = option_values(QemuDriver, {"cpus": 1, "memory": 512, "disk_size": 1, "accel": "tcg"}, environ={})
+    options = option_values(QemuDriver, {"cpus": 1, "memory": 512, "disk_size": 1024, "accel": "tcg"}, environ={})
     ctx = context(tmp_path, options=options, seed=False)
     ctx.seed_path = build_seed(ctx.machine_dir / "seed.iso", instance_id="contract-qemu", hostname=ctx.name,
                                authorized_keys=["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIContractHarnessOnlyNoLoginKey c"])

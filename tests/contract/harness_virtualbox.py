@@ -34,7 +34,7 @@ def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> VirtualBoxDriver:
     ctx = context(tmp_path, name=name, seed=False)
     ctx.seed_path = ctx.machine_dir / "seed.iso"
     seed(ctx.seed_path, name)
-    ctx.options = {"memory": 1024, "cpu_count": 1, "disk_size": 4096}
+    ctx.options = {"memory": 1024, "cpus": 1, "disk_size": 4096}
     return VirtualBoxDriver(ctx)
 
 

@@ -38,7 +38,7 @@ def driver(fake: Path, tmp_path: Path):
     mdir = tmp_path / "m" / "hk1"
     mdir.mkdir(parents=True)
     (mdir / "seed.iso").write_bytes(b"seed")
-    d = HyperKitDriver(DriverContext(name="hk1", machine_dir=mdir, options={"memory": 768, "cpu_count": 3,
+    d = HyperKitDriver(DriverContext(name="hk1", machine_dir=mdir, options={"memory": 768, "cpus": 3,
                                                                           "disk_size": 3000},
                                      seed_path=mdir / "seed.iso"))
     yield d
@@ -247,7 +247,7 @@ def test_shared_folders_are_virtio_9p_devices_the_fake_accepts(fake: Path, tmp_p
     mdir = tmp_path / "m" / "hk2"
     mdir.mkdir(parents=True)
     (mdir / "seed.iso").write_bytes(b"seed")
-    d = HyperKitDriver(DriverContext(name="hk2", machine_dir=mdir, options={"memory": 768, "cpu_count": 1,
+    d = HyperKitDriver(DriverContext(name="hk2", machine_dir=mdir, options={"memory": 768, "cpus": 1,
                                                                           "disk_size": 3000},
                                      seed_path=mdir / "seed.iso",
                                      shares=[{"tag": "msh0", "host": str(src), "guest": "/src", "ro": False},

@@ -39,7 +39,7 @@ def make(srv, tmp_path: Path, name: str = "hv1", **opts) -> HypervDriver:
 
 
 def test_full_lifecycle(host, tmp_path: Path) -> None:
-    d = make(host, tmp_path, memory=1024, cpus=3, disk_size=30, vlan_id=12)
+    d = make(host, tmp_path, memory=1024, cpus=3, disk_size=30 * 1024, vlan_id=12)
     assert d.status() == State.NOT_CREATED
     d.create()
     vm = state(host)["vms"]["hv1"]

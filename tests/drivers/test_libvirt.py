@@ -283,7 +283,7 @@ def make_driver(tmp_path: Path, name: str = "u1", **options) -> LibvirtDriver:
     machine_dir.mkdir(parents=True)
     seed = machine_dir / "seed.iso"
     seed.write_bytes(b"\0" * 2048)
-    opts = {"uri": TEST_URI, "accel": "tcg", "network": "user", "disk_size": 1, **options}
+    opts = {"uri": TEST_URI, "accel": "tcg", "network": "user", "disk_size": 1024, **options}
     return LibvirtDriver(DriverContext(name=name, machine_dir=machine_dir, options=opts, cache_dir=tmp_path / "cache",
                                        seed_path=seed))
 

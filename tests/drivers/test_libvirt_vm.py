@@ -94,7 +94,7 @@ def test_libvirt_vm_cycle(tmp_path: Path) -> None:
                       authorized_keys=[key.with_suffix(".pub").read_text().strip()])
     ctx = DriverContext(name=name, machine_dir=machine_dir, cache_dir=tmp_path / "cache", seed_path=seed,
                         options={"uri": URI, "accel": "auto", "network": "user", "memory": 1024, "cpus": 1,
-                                 "disk_size": 4})
+                                 "disk_size": 4096})
     drv = LibvirtDriver(ctx)
     times: dict[str, float] = {}
     t0 = time.monotonic()
@@ -165,7 +165,7 @@ def test_libvirt_cli_cycle(store_root: Path) -> None:
     t0 = time.monotonic()
     try:
         out = _machine("create", "-d", "libvirt", "--libvirt-network", "user", "--libvirt-memory", "1024",
-                       "--libvirt-cpus", "1", "--libvirt-disk-size", "4", name)
+                       "--libvirt-cpus", "1", "--libvirt-disk-size", "4g", name)
         assert out.ok, out.stdout + out.stderr
         times["create"] = time.monotonic() - t0
         data = Store(store_root).load(name).driver_data
@@ -226,7 +226,7 @@ def test_taken_ports_are_rewritten_in_the_real_daemons_xml(tmp_path: Path, monke
     machine_dir = tmp_path / "m"
     machine_dir.mkdir()
     drv = LibvirtDriver(DriverContext(name="ports", machine_dir=machine_dir, cache_dir=tmp_path,
-                                      options={"uri": URI, "accel": "tcg", "network": "user", "disk_size": 1}))
+                                      options={"uri": URI, "accel": "tcg", "network": "user", "disk_size": 1024}))
     try:
         drv.create()
         old = drv.data["ssh_port"]
@@ -265,7 +265,7 @@ def test_libvirt_create_interrupted_during_boot_leaves_nothing(store_root: Path)
     name = "lvint"
     mdir = store_root / "machines" / name
     proc = subprocess.Popen([sys.executable, "-m", "machine", "create", "-d", "libvirt", "--libvirt-network", "user",
-                             "--libvirt-memory", "1024", "--libvirt-cpus", "1", "--libvirt-disk-size", "4", name],
+                             "--libvirt-memory", "1024", "--libvirt-cpus", "1", "--libvirt-disk-size", "4g", name],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
     data: dict = {}
     try:

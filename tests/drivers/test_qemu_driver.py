@@ -37,7 +37,7 @@ def os_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def make_driver(tmp_path: Path, **options) -> QemuDriver:
     machine_dir = tmp_path / "machines" / "dev"
     machine_dir.mkdir(parents=True, exist_ok=True)
-    opts = {"cpus": 2, "memory": 512, "disk_size": 1, "image": "machine-os", "accel": "tcg", "restrict": "auto"}
+    opts = {"cpus": 2, "memory": 512, "disk_size": 1024, "image": "machine-os", "accel": "tcg", "restrict": "auto"}
     opts.update(options)
     cache = tmp_path / "cache"
     cache.mkdir(exist_ok=True)
@@ -263,7 +263,7 @@ def test_socket_path_is_short_even_for_deep_machine_dirs(tmp_path: Path) -> None
 def test_disk_image_gets_a_qcow2_overlay_not_a_copy(tmp_path: Path) -> None:
     base = tmp_path / "cloud.qcow2"
     process.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "2G"], check=True)
-    d = make_driver(tmp_path, image=str(base), disk_size=1)
+    d = make_driver(tmp_path, image=str(base), disk_size=1024)
     d.create()
     overlay = d.ctx.machine_dir / "disk.qcow2"
     info = json.loads(process.run(["qemu-img", "info", "--output=json", str(overlay)], check=True).stdout)

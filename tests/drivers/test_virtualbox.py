@@ -150,7 +150,7 @@ def test_vbox_home_per_platform(tmp_path: Path) -> None:
 
 
 def test_create_builds_the_vm_as_specified(fake: Path, tmp_path: Path) -> None:
-    d = make(tmp_path, cpu_count=3, memory=1536, disk_size=5000)
+    d = make(tmp_path, cpus=3, memory=1536, disk_size=5000)
     d.create()
     info = d._info()
     assert info["VMState"] == "poweroff"
