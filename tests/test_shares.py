@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,9 @@ from fakes.cli import run
 from machine.errors import UsageError
 from machine.provision import seediso as seed
 from machine.shares import boot, mechanisms, spec
+from tests.seedreader import guest_mount_calls
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED_JQ = ROOT / "isos" / "rootfs" / "etc" / "machine-os" / "seed.jq"
 
 
 # -- parsing ------------------------------------------------------------------------------------------
@@ -37,7 +36,7 @@ def test_parse_forms(tmp_path: Path) -> None:
 
 def test_windows_paths_map_like_docker_machine() -> None:
     assert spec.guest_path_for("C:\\Users") == "/c/Users"
-    assert spec.guest_path_for("D:\\work\\src") == "/d/work/src"
+    assert spec.guest_path_for("D:\\projects\\src") == "/d/projects/src"
     s = spec.parse("C:\\Users\\me:/w:ro")
     assert (s.guest, s.ro) == ("/w", True) and s.host.startswith("C:")
     dflt = spec.default_share("win32")
@@ -123,17 +122,9 @@ def test_seed_carries_shares_and_set_rewrites_only_them(tmp_path: Path) -> None:
 def test_guest_seed_reader_emits_one_mount_per_share(tmp_path: Path) -> None:
     entries = [{"tag": "msh0", "path": "/home/me/it's here", "ro": False},
                {"tag": "msh1", "path": "/src", "ro": True}]
-    docs = seed.render_seed(instance_id="i-1", hostname="m1", authorized_keys=[], shares=entries)
-    for name, data in docs.items():
-        (tmp_path / name).write_bytes(data)
-    (tmp_path / "network-config").write_text("")
-    out = subprocess.run(["jq", "-n", "-r", "--rawfile", "md", str(tmp_path / "meta-data"), "--rawfile", "ud",
-                          str(tmp_path / "user-data"), "--rawfile", "nc", str(tmp_path / "network-config"),
-                          "-f", str(SEED_JQ)], capture_output=True, text=True, check=True).stdout
-    # run the emitted function with a mount_share that records its arguments (what rc.sysinit would mount)
-    script = out + '\nmount_share() { printf "%s|%s|%s\\n" "$1" "$2" "$3"; }\napply_shares\n'
-    res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
-    assert res.stdout.splitlines() == ["msh0|/home/me/it's here|false", "msh1|/src|true"]
+    # what rc.sysinit would mount: a mount_share that records its arguments
+    calls = guest_mount_calls(tmp_path, entries, 'printf "%s|%s|%s\\n" "$1" "$2" "$3"')
+    assert calls == ["msh0|/home/me/it's here|false", "msh1|/src|true"]
 
 
 def test_boot_report_from_the_console(tmp_path: Path) -> None:
@@ -144,8 +135,8 @@ def test_boot_report_from_the_console(tmp_path: Path) -> None:
                    "machine-os: ssh-ready\n")
     mounted, failed = boot.report(log)
     assert mounted == ["msh0 /home/me virtiofs"]
-    assert boot.errors(log, {"msh1": "/work/src"}) == [
-        "share /work/src: no virtiofs, 9p or vboxsf device with this tag"]
+    assert boot.errors(log, {"msh1": "/home/me/src"}) == [
+        "share /home/me/src: no virtiofs, 9p or vboxsf device with this tag"]
     assert boot.report(tmp_path / "absent") == ([], [])
 
 

@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,8 +24,8 @@ from machine.drivers.hyperv.runner import Runner  # noqa: E402
 from machine.errors import DriverError  # noqa: E402
 from machine.provision import seediso  # noqa: E402
 from machine.shares import mechanisms  # noqa: E402
+from tests.seedreader import guest_mount_calls  # noqa: E402
 
-SEED_JQ = Path(__file__).resolve().parents[2] / "isos" / "rootfs" / "etc" / "machine-os" / "seed.jq"
 SRC, DATA = "C:\\Users\\me\\src", "C:\\data"
 SHARES = [{"tag": "msh0", "host": SRC, "guest": "/c/Users/me/src", "ro": False},
           {"tag": "msh1", "host": DATA, "guest": "/c/data", "ro": True}]
@@ -183,14 +182,6 @@ def test_guest_seed_reader_passes_the_cifs_source(tmp_path: Path) -> None:
     entries = [{"tag": "msh0", "path": "/c/src", "ro": False,
                 "cifs": {"unc": "//192.168.1.20/machine-ab-msh0$", "user": "machine-ab", "password": "p'w-Aa1"}},
                {"tag": "msh1", "path": "/src", "ro": True}]
-    docs = seediso.render_seed(instance_id="i-1", hostname="m1", authorized_keys=[], shares=entries)
-    for name, data in docs.items():
-        (tmp_path / name).write_bytes(data)
-    (tmp_path / "network-config").write_text("")
-    out = subprocess.run(["jq", "-n", "-r", "--rawfile", "md", str(tmp_path / "meta-data"), "--rawfile", "ud",
-                          str(tmp_path / "user-data"), "--rawfile", "nc", str(tmp_path / "network-config"),
-                          "-f", str(SEED_JQ)], capture_output=True, text=True, check=True).stdout
-    script = out + '\nmount_share() { printf "%s|%s|%s|%s|%s|%s\\n" "$@"; }\napply_shares\n'
-    res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
-    assert res.stdout.splitlines() == ["msh0|/c/src|false|//192.168.1.20/machine-ab-msh0$|machine-ab|p'w-Aa1",
+    calls = guest_mount_calls(tmp_path, entries, 'printf "%s|%s|%s|%s|%s|%s\\n" "$@"')
+    assert calls == ["msh0|/c/src|false|//192.168.1.20/machine-ab-msh0$|machine-ab|p'w-Aa1",
                                        "msh1|/src|true|||"]
