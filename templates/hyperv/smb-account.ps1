@@ -11,15 +11,7 @@ if (Get-LocalUser -Name $Account -ErrorAction SilentlyContinue) {
 } else {
   $null = New-LocalUser -Name $Account -Password $secure -PasswordNeverExpires -AccountNeverExpires -UserMayNotChangePassword -Description 'machine: shared folders of one VM'
 }
-$principal = "$env:COMPUTERNAME\$Account"
-foreach ($old in @(Get-SmbShare | Where-Object { $_.Name.StartsWith($Prefix, [StringComparison]::OrdinalIgnoreCase) })) {
-  if (Test-Path -LiteralPath $old.Path) {
-    $acl = Get-Acl -LiteralPath $old.Path
-    $acl.PurgeAccessRules([System.Security.Principal.NTAccount]$principal)
-    Set-Acl -LiteralPath $old.Path -AclObject $acl
-  }
-  Remove-SmbShare -Name $old.Name -Force
-}
+{% include "_smb-remove-shares.ps1" %}
 # Where the guest reaches the shares: the host's addresses on the VM's switch (its management adapter).
 $addresses = @(Get-NetIPAddress -AddressFamily IPv4 -InterfaceAlias "vEthernet ($Switch)" -ErrorAction SilentlyContinue | ForEach-Object { $_.IPAddress })
 Out-Result @{ account = $Account; addresses = $addresses }
