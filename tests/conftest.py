@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-# the shim guest of the provisioner tests (fixtures `shim_sshd`, `guest`)
-pytest_plugins = ["provision_guest"]
+# the shim guest of the provisioner tests (fixtures `shim_sshd`, `guest`); how the whole suite runs on 2 cores
+pytest_plugins = ["provision_guest", "parallel_lanes"]
 
 
 @pytest.fixture

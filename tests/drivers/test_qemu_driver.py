@@ -8,6 +8,7 @@ import shutil
 import socket
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,8 +47,20 @@ def make_driver(tmp_path: Path, **options) -> QemuDriver:
 
 
 def fake_qemu_process(machine_dir: Path) -> int:
-    """A long-running process whose command line names the machine dir (as qemu's does)."""
-    return process.spawn([sys.executable, "-c", "import time; time.sleep(60)", str(machine_dir / "console.log")])
+    """A long-running process whose command line names the machine dir (as qemu's does), once it does: between fork
+    and exec /proc/PID/cmdline is still the parent's (on a loaded host, long enough for the driver to see a pid that
+    is not its qemu's)."""
+    pid = process.spawn([sys.executable, "-c", "import time; time.sleep(60)", str(machine_dir / "console.log")])
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    deadline = time.monotonic() + 30
+    while sys.platform.startswith("linux") and time.monotonic() < deadline:
+        try:
+            if str(machine_dir).encode() in cmdline.read_bytes():
+                break
+        except OSError:
+            pass
+        time.sleep(0.01)
+    return pid
 
 
 @needs_qemu_img

@@ -217,15 +217,17 @@ def test_no_hostonly_uses_forwards(fake: Path, tmp_path: Path) -> None:
 
 def test_acpi_stop_is_asynchronous_and_kill_is_not(fake: Path, tmp_path: Path, monkeypatch) -> None:
     d = running(make(tmp_path))
-    monkeypatch.setenv("FAKE_VBOX_ACPI_DELAY", "0.5")
+    # 2 s: long enough for the next VBoxManage call to come before it on a loaded host (0.5 s was not, at load 9)
+    monkeypatch.setenv("FAKE_VBOX_ACPI_DELAY", "2")
     d.stop()
+    pressed = time.monotonic()  # the fake's button press came before this
     assert d.status() == State.RUNNING  # the guest takes its time
-    time.sleep(0.6)
+    time.sleep(max(0.0, pressed + 2.1 - time.monotonic()))
     assert d.status() == State.STOPPED
     d.start()
     monkeypatch.setenv("FAKE_VBOX_FAIL", "no-acpi")
     d.stop()
-    time.sleep(0.6)
+    time.sleep(2.1)
     assert d.status() == State.RUNNING  # a guest that ignores ACPI ...
     d.stop(force=True)
     assert d.status() == State.STOPPED  # ... is powered off at once
