@@ -46,9 +46,9 @@ class LibvirtDriver(Driver):
                         "an http(s) URL or a local file", "machine-os"),
         Option("network", "'user' (user-mode networking, ports forwarded on 127.0.0.1), a libvirt network name "
                           "(e.g. default), or 'private' (a NAT network machine creates)", USER_NET),
-        Option("restrict", "User-mode networking only: cut the guest off from outside networks (auto: on for the "
-                           "machine OS, off for cloud images, which install packages)", "auto",
-               choices=("auto", "on", "off")),
+        Option("restrict", "User-mode networking only: cut the guest off from outside networks (restrict=on: no "
+                           "docker pull, no UDP from published ports); auto (= off) gives every image outside "
+                           "networks, as on Linux", "auto", choices=("auto", "on", "off")),
         Option("accel", "Acceleration: auto (KVM only when a probe boot works), kvm, or tcg", "auto",
                choices=("auto", "kvm", "tcg")),
         Option("tb-cache", "TCG translation cache in MiB (without KVM)", TCG_TB_CACHE_MIB, int, minimum=1,
@@ -158,9 +158,8 @@ class LibvirtDriver(Driver):
         if libvirt_net is None:
             self.data.setdefault("ssh_port", hostports.free_port())
             self.data.setdefault("engine_host_port", hostports.free_port())
-            restrict = plan.restrict if (self.opt("restrict") or "auto") == "auto" else self.opt("restrict") == "on"
             qemu_args = user_net_args(self.data["ssh_port"], self.data["engine_host_port"], self.ctx.engine_port, mac,
-                                      restrict=restrict)
+                                      restrict=self.opt("restrict") == "on")
         spec = DomainSpec(
             name=self.domain_name, machine=self.ctx.name, machine_dir=str(self.ctx.machine_dir),
             virt_type=virt_type, memory_mib=int(self.opt("memory") or 1024), cpus=int(self.opt("cpus") or 2),
@@ -415,8 +414,8 @@ class LibvirtDriver(Driver):
         if proto == "udp":
             dom = self._domain()
             if dom is not None and "restrict=on" in dom.XMLDesc(0):
-                raise DriverError(ports.restricted_udp_error("--libvirt-restrict"),
-                                  "Forward TCP only, or recreate the machine with --libvirt-restrict off.")
+                raise DriverError(ports.restricted_udp_error("--libvirt-restrict", "recreate the machine without it"),
+                                  "Forward TCP only, or recreate the machine with --libvirt-restrict off (or auto).")
         self._hostfwd(ports.hostfwd_add(proto, host_ip, host_port, guest_port))
 
     def unforward_port(self, proto: str, host_ip: str, host_port: int) -> None:

@@ -32,7 +32,6 @@ class BootPlan:
     made: list[str] = field(default_factory=list)  # files we created (deleted on remove)
     ssh_user: str = "root"
     image: str = ""
-    restrict: bool = True  # default for user-mode networking: stock images must reach package mirrors
 
 
 def _qemu_img(*args: str | Path, what: str) -> process.Result:
@@ -76,7 +75,7 @@ def plan(image_spec: str | None, *, name: str, storage: Path, seed_path: Path | 
     from machine.images import catalogue
 
     image = catalogue.default_image() if not image_spec else catalogue.resolve(image_spec)
-    bp = BootPlan(ssh_user=image.ssh_user, image=image.name, restrict=image.seed == "machine-os")
+    bp = BootPlan(ssh_user=image.ssh_user, image=image.name)
     try:
         _fill(bp, image, name=name, storage=storage, disk_size_mb=disk_size_mb, cache_dir=cache_dir)
     except BaseException:

@@ -44,9 +44,9 @@ class QemuDriver(Driver):
         Option("image", "Boot image: a catalogue name (machine-os, debian-12, ubuntu-24.04), URL or path",
                default="machine-os"),
         Option("accel", "Accelerator", default="auto", choices=ACCELS, settable=True),
-        Option("restrict", "Cut the guest off from outside networks (auto: on for the machine OS, off for "
-                           "cloud images, which install packages)", default="auto", choices=("auto", "on", "off"),
-               settable=True),
+        Option("restrict", "Cut the guest off from outside networks (restrict=on: no docker pull, no UDP from "
+                           "published ports); auto (= off) gives every image outside networks, as on Linux",
+               default="auto", choices=("auto", "on", "off"), settable=True),
         Option("host-address", "Host address the SSH and engine forwards listen on (another loopback address, "
                                "or a LAN address to share the engine)", default=ports.HOST, type=ports.HostAddress,
                settable=True),
@@ -256,9 +256,10 @@ class QemuDriver(Driver):
         if proto == "udp" and _restrict(self):
             from machine.errors import DriverError
 
-            raise DriverError(ports.restricted_udp_error("--qemu-restrict"),
-                              f"Forward TCP only, or: machine stop {self.ctx.name}; machine set {self.ctx.name} "
-                              "--qemu-restrict off; machine start " + self.ctx.name)
+            name = self.ctx.name
+            fix = f"machine stop {name}; machine set {name} --qemu-restrict off; machine start {name}"
+            raise DriverError(ports.restricted_udp_error("--qemu-restrict", fix),
+                              "Forward TCP only, or lift the restriction as said.")
         self._hostfwd(ports.hostfwd_add(proto, host_ip, host_port, guest_port))
 
     def unforward_port(self, proto: str, host_ip: str, host_port: int) -> None:

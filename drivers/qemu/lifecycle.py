@@ -47,7 +47,7 @@ def _image_data(driver: QemuDriver) -> dict[str, Any]:
         return {"image": spec, "boot": "kernel", "seed_kind": image.seed, "kernel": str(image.kernel.resolve()),
                 "initrd": str(image.initrd.resolve()) if image.initrd else "",
                 "os_iso": str(image.iso.resolve()) if image.iso else "", "cmdline": line, "extra_args": extra,
-                "ssh_user": "root", "default_restrict": True}
+                "ssh_user": "root"}
     if image.format == "iso" and not image.url and image.path is None:
         raise DriverError(f"Image {spec!r} cannot be booted by the qemu driver", "Use a qcow2 or raw disk image.")
     base = catalogue.fetch(image, driver.ctx.cache_dir or driver.dir)
@@ -57,7 +57,7 @@ def _image_data(driver: QemuDriver) -> dict[str, Any]:
     if not root.exists():
         disks.create_overlay(root, Path(base), "qcow2" if image.format == "qcow2" else "raw", size)
     return {"image": spec, "boot": "disk", "base_image": str(base), "ssh_user": image.ssh_user, "seed_kind": image.seed,
-            "arch": image.arch, "default_restrict": False}
+            "arch": image.arch}
 
 
 def disks_name(kind: str) -> str:
@@ -90,8 +90,10 @@ def _choose_accel(driver: QemuDriver) -> None:
 
 
 def _restrict(driver: QemuDriver) -> bool:
-    choice = str(driver.opt("restrict") or "auto")
-    return driver.data.get("default_restrict", True) if choice == "auto" else choice == "on"
+    """Only `--qemu-restrict on` cuts the guest off: `auto` gives every image (the machine OS too) outside networks,
+    so `docker pull` and UDP replies work as on native Linux. Machines made when `auto` meant "on for the machine OS"
+    (saved `default_restrict`) get outside networks at their next start as well."""
+    return str(driver.opt("restrict") or "auto") == "on"
 
 
 def vm_spec(driver: QemuDriver, qemu: str, platform: str | None = None, arch: str | None = None) -> cmdline.VMSpec:

@@ -57,8 +57,9 @@ def hostfwd_error(command_line: str, output: str) -> str | None:
     return text or None
 
 
-def restricted_udp_error(flag: str) -> str:
+def restricted_udp_error(flag: str, fix: str) -> str:
     """Why a UDP forward cannot work on a restricted user network: libslirp drops every UDP datagram the guest
-    sends (but DHCP/TFTP) when restrict=on, so replies never come back."""
-    return (f"UDP is not forwarded: the machine's user network is restricted (restrict=on drops the guest's UDP "
-            f"replies); give the machine {flag} off to forward UDP")
+    sends (but DHCP/TFTP) when restrict=on, so replies never come back. Only a machine made or set with
+    `FLAG on` is restricted (the default, auto, is not)."""
+    return (f"UDP is not forwarded: the machine was given {flag} on (its user network's restrict=on drops the "
+            f"guest's UDP replies); to forward UDP: {fix}")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from machine.drivers.qemu import QemuDriver, lifecycle, ports, socket_path
+from machine.drivers.qemu import QemuDriver, cmdline, lifecycle, ports, socket_path
 from machine.drivers.qemu.kvmprobe import Verdict, kill_pid, pid_alive
 from test_qemu_fakes import FakeQMP, short_socket_path
 
@@ -249,7 +249,21 @@ def test_vm_spec_for_windows_uses_the_saved_tcp_qmp(tmp_path: Path, os_dir: Path
     spec = lifecycle.vm_spec(d, "qemu-system-x86_64.exe", platform="win32", arch="x86_64")
     assert spec.qmp == "tcp:127.0.0.1:3" and spec.accel == "whpx"
     assert spec.cmdline == "quiet console=ttyS0 machine.hostname=dev"
-    assert spec.restrict_network is True
+
+
+@pytest.mark.parametrize(("choice", "saved", "want"), [
+    ("auto", {}, False), ("off", {}, False), ("on", {}, True),
+    ("auto", {"default_restrict": True}, False),  # a machine OS machine made when auto meant "on" for it
+])
+def test_only_restrict_on_cuts_the_machine_os_off(tmp_path: Path, os_dir: Path, choice: str, saved: dict,
+                                                  want: bool) -> None:
+    """auto gives the machine OS outside networks (docker pull, UDP replies), as native Linux has."""
+    d = make_driver(tmp_path, restrict=choice)
+    d.data.update({"boot": "kernel", "kernel": str(os_dir / "vmlinuz"), "initrd": str(os_dir / "initrd.img"),
+                   "cmdline": "quiet", "ssh_port": 1, "engine_port": 2, "accel": "tcg", **saved})
+    spec = lifecycle.vm_spec(d, "qemu-system-x86_64", platform="linux", arch="x86_64")
+    assert spec.restrict_network is want
+    assert ("restrict=on" in " ".join(cmdline.build_args(spec))) is want
 
 
 def test_pick_free_ports_are_distinct_and_bindable() -> None:
@@ -283,7 +297,7 @@ def test_disk_image_gets_a_qcow2_overlay_not_a_copy(tmp_path: Path) -> None:
     assert info["backing-filename"] == str(base) and info["backing-filename-format"] == "qcow2"
     assert info["virtual-size"] == 2 << 30  # never smaller than the base image
     assert overlay.stat().st_size < 1 << 20
-    assert d.data["boot"] == "disk" and d.data["default_restrict"] is False
+    assert d.data["boot"] == "disk"
     assert not (d.ctx.machine_dir / "data.qcow2").exists()
     spec = lifecycle.vm_spec(d, "qemu-system-x86_64", platform="linux", arch="x86_64")
     assert spec.root_disk == overlay and spec.kernel is None and spec.restrict_network is False

@@ -56,7 +56,8 @@ def user() -> pwd.struct_passwd:
 def as_user(installed: Installed, user: pwd.struct_passwd) -> Iterator:
     """Run the installed `machine` (or docker) as the non-root user, with that user's own clean environment."""
     env = {"HOME": user.pw_dir, "USER": user.pw_name, "LOGNAME": user.pw_name, "LANG": "C.UTF-8",
-           "PATH": f"{installed.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin"}
+           "PATH": f"{installed.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+           "QEMU_RESTRICT": "on", "LIBVIRT_RESTRICT": "on"}  # guests cut off from outside networks (tests/conftest.py)
     as_other = user.pw_uid != os.geteuid()
 
     def run(*argv: str, extra: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -4,10 +4,13 @@ forwards what a `--network host` container listens on, reports a host port that 
 its container stops, brings a `--restart always` container's port back after `machine restart`, is started again
 by `machine start` after it died, and is gone after stop and rm.
 
-UDP: the machine OS runs on a restricted user network (restrict=on), where libslirp drops every UDP datagram the
-guest sends; the agent must report the UDP port as not forwarded, naming that reason. Set PORTS_VM_UNRESTRICTED=1
-to create the machines with --DRIVER-restrict off instead and check that UDP answers. Test traffic stays on
-127.0.0.1. TCG here: a create takes 1-3 minutes, the module 5-10 per driver under load.
+UDP: the machines are created with the default --DRIVER-restrict (auto: outside networks, as native Linux has;
+the test session's QEMU_RESTRICT/LIBVIRT_RESTRICT=on is dropped for them), so a UDP `-p` port answers; the VM is
+checked to have no restrict=on on its user network and a default route and name server in the guest, without
+contacting anything outside (test traffic stays on 127.0.0.1). PORTS_VM_RESTRICTED=1 creates them with
+--DRIVER-restrict on instead and checks that the agent reports the UDP port as not forwarded, naming the reason
+(libslirp drops every UDP datagram a restricted guest sends; also checked without a VM in tests/drivers).
+TCG here: a create takes 1-3 minutes, the module 5-10 per driver under load.
 """
 
 from __future__ import annotations
@@ -102,8 +105,9 @@ def vm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp(f"ports-{request.param}")
     v = VM(request.param, tmp / "store", tmp)
-    v.unrestricted = os.environ.get("PORTS_VM_UNRESTRICTED") == "1"
-    extra = [f"--{v.driver}-restrict", "off"] if v.unrestricted else []
+    v.unrestricted = os.environ.get("PORTS_VM_RESTRICTED") != "1"
+    v.env.pop(f"{v.driver.upper()}_RESTRICT", None)  # the product's default, not the test session's "on"
+    extra = [] if v.unrestricted else [f"--{v.driver}-restrict", "on"]
     res = v.m("create", "-d", v.driver, *extra, f"--{v.driver}-memory", "1024", v.name)
     try:
         assert res.returncode == 0, res.stdout + res.stderr
@@ -149,6 +153,23 @@ def test_agent_runs_and_forwards_published_ports(vm: VM) -> None:
         assert failed[vm.udp]["proto"] == "udp" and "restrict=on drops the guest's UDP" in failed[vm.udp]["error"]
     assert by_port[vm.lo]["path"] == "ssh" and by_port[vm.lo]["host_ip"] == "127.0.0.1"
     assert by_port[vm.hn]["containers"] == ["hn"]
+
+
+def test_default_network_reaches_outside_without_being_contacted(vm: VM) -> None:
+    """--DRIVER-restrict auto: the user network is not restricted, and the guest got a default route and a name
+    server from it (read in the guest; nothing outside is contacted)."""
+    if not vm.unrestricted:
+        pytest.skip("PORTS_VM_RESTRICTED=1: the machine was made with restrict on")
+    qemu = pids_of("qemu-system", str(vm.dir))
+    assert len(qemu) == 1, qemu
+    argv = Path(f"/proc/{qemu[0]}/cmdline").read_bytes().split(b"\0")
+    netdev = [a.decode() for a in argv if a.startswith(b"user,id=n0")]
+    assert netdev and "restrict=on" not in netdev[0] and "hostfwd=tcp:127.0.0.1:" in netdev[0], netdev
+    res = vm.m("ssh", vm.name, "cat /proc/net/route /etc/resolv.conf")
+    assert res.returncode == 0, res.stderr
+    routes = [line.split() for line in res.stdout.splitlines() if line.startswith(("eth", "en"))]
+    assert any(r[1] == "00000000" and r[2] != "00000000" for r in routes), res.stdout  # default via a gateway
+    assert any(line.startswith("nameserver ") for line in res.stdout.splitlines()), res.stdout
 
 
 def test_a_taken_host_port_is_reported(vm: VM) -> None:
