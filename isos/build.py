@@ -143,6 +143,33 @@ def customize_rootfs(root: Path, kver: str, out: Path, build_id: str) -> None:
         (root / d).mkdir(parents=True, exist_ok=True)
 
 
+# Share file systems the guest can mount (manifest `share_filesystems`; the host picks a share mechanism the image
+# mounts): each needs these kernel options, as built-ins or as modules the image keeps after trim.txt.
+SHARE_FS = {
+    "virtiofs": (("CONFIG_VIRTIO_FS", "virtiofs"), ("CONFIG_FUSE_FS", "fuse")),
+    "9p": (("CONFIG_9P_FS", "9p"), ("CONFIG_NET_9P_VIRTIO", "9pnet_virtio")),
+    "fuse": (("CONFIG_FUSE_FS", "fuse"),),
+    "cifs": (("CONFIG_CIFS", "cifs"),),
+    "vboxsf": (("CONFIG_VBOXSF_FS", "vboxsf"), ("CONFIG_VBOXGUEST", "vboxguest")),
+}
+
+
+def share_filesystems(kernel_config: str, modules: set[str]) -> list[str]:
+    """The SHARE_FS entries whose options are =y, or =m with the module among `modules` (names, '-' as '_')."""
+    opts = dict(line.split("=", 1) for line in kernel_config.splitlines() if line.startswith("CONFIG_") and "=" in line)
+
+    def has(opt: str, mod: str) -> bool:
+        return opts.get(opt) == "y" or (opts.get(opt) == "m" and mod in modules)
+
+    return sorted(fs for fs, needs in SHARE_FS.items() if all(has(o, m) for o, m in needs))
+
+
+def kept_modules(root: Path, kver: str) -> set[str]:
+    """Module names in the trimmed rootfs (modules.dep after depmod)."""
+    dep = (root / "usr/lib/modules" / kver / "modules.dep").read_text()
+    return {Path(line.partition(":")[0]).name.split(".ko")[0].replace("-", "_") for line in dep.splitlines() if line}
+
+
 def packages_manifest(root: Path) -> dict[str, str]:
     res = run(["chroot", str(root), "dpkg-query", "-W", "-f=${Package}\t${Version}\n"], capture_output=True, text=True)
     return dict(line.split("\t", 1) for line in res.stdout.splitlines() if "\t" in line)
@@ -340,7 +367,9 @@ def main() -> int:
     times["rootfs_s"] = round(time.monotonic() - s, 1)
     kver = kernel_version(root)
     pkgs = packages_manifest(root)
+    kernel_config = (root / f"boot/config-{kver}").read_text()  # /boot goes with the trim
     customize_rootfs(root, kver, out, build_id)
+    share_fs = share_filesystems(kernel_config, kept_modules(root, kver))
     s = time.monotonic()
     log("initrd")
     build_initrd(root, kver, work, out, build_id)
@@ -369,6 +398,7 @@ def main() -> int:
         "build_times": times,
         "suite": SUITE,
         "kernel": kver,
+        "share_filesystems": share_fs,
         "files": files,
         "squashfs_size": squash.stat().st_size,
         "cmdline": DEFAULT_CMDLINE,

@@ -208,6 +208,9 @@ class DriverContext:
     # Shared folders: [{"tag": "msh0", "host": "/home/me", "guest": "/home/me", "ro": False}]; the driver
     # exposes each host folder under its tag with the mechanism it picks (machine.shares.mechanisms).
     shares: list[dict[str, Any]] = field(default_factory=list)
+    # The machine's --share-mechanism: "auto" (the fastest usable) or one of features.share_mechanisms. Drivers
+    # pass it, with the share file systems their image declares (data "guest_share_fs"), to mechanisms.choose.
+    share_mechanism: str = "auto"
     debug: bool = False
 
 

@@ -53,6 +53,8 @@ class MachineConfig:
     # guest reported at the last boot ("share /home/me: ...")
     shares: list[dict[str, Any]] = field(default_factory=list)
     share_errors: list[str] = field(default_factory=list)
+    # "auto" (the fastest mechanism the host serves and the image mounts) or one the driver declares
+    share_mechanism: str = "auto"
     created_at: str = ""
     # "docker-machine" for a machine `machine import` converted (its docker-machine keys are then kept as
     # they were, so docker-machine still drives it)
@@ -115,6 +117,9 @@ class MachineConfig:
         _check_values(values, source)
         if isinstance(values.get("driver_options"), dict):  # older names and units -> today's (MiB)
             values["driver_options"] = sizeunits.migrate_saved(values["driver"], values["driver_options"])
+        if not isinstance(values.get("share_mechanism", ""), str):
+            raise ConfigError(f"Config file {source}: 'share_mechanism' must be a string",
+                              "Fix it with 'machine set NAME --share-mechanism auto', or remove the machine.")
         for key in ("shares", "share_errors"):
             if key in values and not isinstance(values[key], list):
                 raise ConfigError(

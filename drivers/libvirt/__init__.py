@@ -150,7 +150,8 @@ class LibvirtDriver(Driver):
         plan = bootplan.plan(self.opt("image"), name=self.ctx.name, storage=storage, seed_path=self.ctx.seed_path,
                              disk_size_mb=int(self.opt("disk_size") or sizes.DEFAULT_DISK_MIB),
                              cache_dir=self.ctx.cache_dir)
-        self.data.update(made=plan.made, ssh_user=plan.ssh_user, image=plan.image, uri=self.uri)
+        self.data.update(made=plan.made, ssh_user=plan.ssh_user, image=plan.image, uri=self.uri,
+                         guest_share_fs=plan.guest_share_fs)
         mac = self.data.setdefault("mac", random_mac())
         virt_type, why = self.virt_type()
         self.data.update(virt_type=virt_type, accel_reason=why)
@@ -179,11 +180,13 @@ class LibvirtDriver(Driver):
 
         from .sharesxml import with_shares
 
-        chosen = mechanisms.choose(self.features.share_mechanisms) if self.ctx.shares else None
+        how = {"machine_choice": self.ctx.share_mechanism, "guest_fs": self.data.get("guest_share_fs")}
+        chosen = mechanisms.choose(self.features.share_mechanisms, **how) if self.ctx.shares else None
         if self.ctx.shares and chosen is None:
-            raise DriverError(f"{self.ctx.name!r} has shared folders but this host cannot share them: "
-                              f"{mechanisms.explain(self.features.share_mechanisms)}",
-                              f"Remove them (machine set {self.ctx.name} --no-share) or see 'machine doctor'.")
+            raise DriverError(f"{self.ctx.name!r} has shared folders but cannot share them here: "
+                              f"{mechanisms.explain(self.features.share_mechanisms, **how)}",
+                              f"Remove them (machine set {self.ctx.name} --no-share), choose another mechanism "
+                              f"(machine set {self.ctx.name} --share-mechanism auto) or see 'machine doctor'.")
         self.data["share_mechanism"] = chosen.mechanism if chosen else ""
         device = chosen.mechanism if chosen and chosen.mechanism not in mechanisms.HOST_SERVED else None
         return with_shares(xml, self.ctx.shares if device else [], device, mechanisms.find_virtiofsd())

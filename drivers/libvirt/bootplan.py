@@ -32,6 +32,7 @@ class BootPlan:
     made: list[str] = field(default_factory=list)  # files we created (deleted on remove)
     ssh_user: str = "root"
     image: str = ""
+    guest_share_fs: list[str] | None = None  # what the image's kernel mounts (machine OS manifest), None: unknown
 
 
 def _qemu_img(*args: str | Path, what: str) -> process.Result:
@@ -95,6 +96,9 @@ def _fill(bp: BootPlan, image: Any, *, name: str, storage: Path, disk_size_mb: i
     if image.format == "kernel+initrd":
         bp.kernel, bp.initrd = str(image.kernel), str(image.initrd)
         bp.cmdline = kernel_cmdline(image.manifest, name)
+        from machine.shares import mechanisms
+
+        bp.guest_share_fs = mechanisms.image_filesystems(image.manifest)
         data = storage / machinedir.DATA_DISK
         make_data_disk(data, disk_size_mb)
         bp.made.append(str(data))

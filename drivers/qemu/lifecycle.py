@@ -40,6 +40,8 @@ def _image_data(driver: QemuDriver) -> dict[str, Any]:
     image = catalogue.resolve(spec)
     size = int(driver.opt("disk-size") or 20 * 1024)
     if image.local and image.kernel:  # the machine OS: direct kernel boot + blank data disk
+        from machine.shares import mechanisms
+
         line, extra = manifest_boot(image.manifest)
         data_disk = driver._path(disks_name("data"))
         if not data_disk.exists():
@@ -47,7 +49,7 @@ def _image_data(driver: QemuDriver) -> dict[str, Any]:
         return {"image": spec, "boot": "kernel", "seed_kind": image.seed, "kernel": str(image.kernel.resolve()),
                 "initrd": str(image.initrd.resolve()) if image.initrd else "",
                 "os_iso": str(image.iso.resolve()) if image.iso else "", "cmdline": line, "extra_args": extra,
-                "ssh_user": "root"}
+                "ssh_user": "root", "guest_share_fs": mechanisms.image_filesystems(image.manifest)}
     if image.format == "iso" and not image.url and image.path is None:
         raise DriverError(f"Image {spec!r} cannot be booted by the qemu driver", "Use a qcow2 or raw disk image.")
     base = catalogue.fetch(image, driver.ctx.cache_dir or driver.dir)

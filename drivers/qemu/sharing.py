@@ -53,11 +53,14 @@ def mechanism(driver: QemuDriver) -> str | None:
     """The mechanism this start uses for the machine's shares (None: no shares)."""
     if not driver.ctx.shares:
         return None
-    chosen = mechanisms.choose(type(driver).features.share_mechanisms)
+    declared = type(driver).features.share_mechanisms
+    how = {"machine_choice": driver.ctx.share_mechanism, "guest_fs": driver.data.get("guest_share_fs")}
+    chosen = mechanisms.choose(declared, **how)
     if chosen is None:
-        raise DriverError(f"{driver.ctx.name!r} has shared folders but this host cannot share them: "
-                          f"{mechanisms.explain(type(driver).features.share_mechanisms)}",
-                          f"Remove them (machine set {driver.ctx.name} --no-share) or see 'machine doctor'.")
+        raise DriverError(f"{driver.ctx.name!r} has shared folders but cannot share them here: "
+                          f"{mechanisms.explain(declared, **how)}",
+                          f"Remove them (machine set {driver.ctx.name} --no-share), choose another mechanism "
+                          f"(machine set {driver.ctx.name} --share-mechanism auto) or see 'machine doctor'.")
     return chosen.mechanism
 
 

@@ -52,6 +52,9 @@ def create_params() -> list[click.Parameter]:
                           "writable). The home folder is shared unless --no-share."),
         click.Option(["--no-share"], is_flag=True, default=False,
                      help="Share no folder, not even the home folder."),
+        click.Option(["--share-mechanism"], metavar="auto|virtiofs|9p|reverse-sftp|...",
+                     help="How the shares reach the guest: one the driver declares ('machine doctor' lists them) "
+                          "[default: auto, the fastest this host serves and the machine's image mounts]."),
         *driver_params(),
     ]
 
@@ -124,7 +127,7 @@ def request_from_options(name: str, driver: str, engine_transport: str = "tls", 
                          engine_version: str | None = None, tls_san: tuple = (), swarm_manager: str | None = None,
                          swarm_join: str | None = None, engine_archive: str | None = None,
                          share: tuple = (), no_share: bool = False, ports_address: str | None = None,
-                         **driver_flags: Any) -> orchestrator.CreateRequest:
+                         share_mechanism: str | None = None, **driver_flags: Any) -> orchestrator.CreateRequest:
     """The CreateRequest that `machine create` options describe (also used by `machine swarm`)."""
     validate_name(name)
     if swarm_manager and swarm_join:
@@ -163,8 +166,16 @@ def request_from_options(name: str, driver: str, engine_transport: str = "tls", 
     if share and not cls.features.share_mechanisms:
         raise UsageError(f"Driver {driver!r} cannot share folders", "Create the machine without --share.")
     shares, with_default = spec.plan(share, no_share, default)
+    mechanism = "auto"
+    if share_mechanism:
+        from machine.shares import mechanisms
+
+        if not cls.features.share_mechanisms:
+            raise UsageError(f"Driver {driver!r} cannot share folders", "Create the machine without --share-mechanism.")
+        mechanism = mechanisms.validate_choice(share_mechanism, cls.features.share_mechanisms, cls.name)
     return orchestrator.CreateRequest(name=name, driver=cls.name, driver_flags=own, engine=engine, swarm=swarm,
-                                      shares=[s.to_dict() for s in shares], default_share=with_default)
+                                      shares=[s.to_dict() for s in shares], default_share=with_default,
+                                      share_mechanism=mechanism)
 
 
 def _ports_address(raw: str | None) -> str:

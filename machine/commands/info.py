@@ -35,6 +35,9 @@ def public_view(cfg: MachineConfig, machine_dir: os.PathLike[str] | str) -> dict
         "Shares": [{"HostPath": s.get("host"), "GuestPath": s.get("guest"), "ReadOnly": bool(s.get("ro"))}
                    for s in cfg.shares],
         "ShareErrors": list(cfg.share_errors),
+        # what `--share-mechanism` asked for (auto) and what the last start used
+        "ShareMechanism": {"Chosen": cfg.share_mechanism or "auto",
+                           "InUse": str(cfg.driver_data.get("share_mechanism") or "")},
         "CreatedAt": cfg.created_at,
         "StorePath": str(machine_dir),
         "SchemaVersion": cfg.schema_version,

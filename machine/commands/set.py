@@ -26,13 +26,18 @@ def _set_shares(app: App, name: str, share: tuple[str, ...], no_share: bool) -> 
     click.echo(f"shared folders: {before} -> {after}")
 
 
-def _set(app: App, name: str, share: tuple[str, ...] = (), no_share: bool = False, **flags: Any) -> None:
+def _set(app: App, name: str, share: tuple[str, ...] = (), no_share: bool = False, share_mechanism: str | None = None,
+         **flags: Any) -> None:
     name = app.existing(name)
     driver = app.store.load(name).driver
+    if share_mechanism:
+        old, new = orchestrator.set_share_mechanism(app.store, name, share_mechanism, app.debug)
+        click.echo(f"Nothing changed: {name!r} already uses share mechanism {new}." if old == new
+                   else f"share mechanism: {old} -> {new}")
     if share or no_share:
         _set_shares(app, name, share, no_share)
     given = {k: v for k, v in flags.items() if v not in (None, ())}
-    if (share or no_share) and not given:
+    if (share or no_share or share_mechanism) and not given:
         app.progress.info(f"The changes take effect when {name!r} starts: machine start {name}")
         return
     prefix = f"{driver}__"
@@ -57,6 +62,8 @@ _SHARE_PARAMS = [
                  help="The machine's shared folders become exactly these (repeatable; include your home folder "
                       "to keep it)."),
     click.Option(["--no-share"], is_flag=True, default=False, help="Share no folder any more."),
+    click.Option(["--share-mechanism"], metavar="auto|virtiofs|9p|reverse-sftp|...",
+                 help="How the shares reach the guest from the next start: auto or one the driver declares."),
 ]
 
 set_ = click.Command(

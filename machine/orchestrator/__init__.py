@@ -29,6 +29,7 @@ from machine.orchestrator.lifecycle import (
     remove,
     restart,
     set_options,
+    set_share_mechanism,
     set_shares,
     start,
     stop,
@@ -47,7 +48,8 @@ __all__ = [
     "BOOT_TIMEOUT", "FAILED_MARKER", "READY_MARKER", "STOP_TIMEOUT", "CreateRequest", "SSHAccess", "agent_up",
     "check_available", "check_saved_options", "create", "driver_for", "engine_version", "import_docker_machine",
     "ip", "locked", "new_ca", "pin_host_key", "provision", "refresh_engine", "regenerate_certs", "removal_notice",
-    "remove", "renew_certificate", "require_own", "require_running", "restart", "set_options", "set_shares",
+    "remove", "renew_certificate", "require_own", "require_running", "restart", "set_options", "set_share_mechanism",
+    "set_shares",
     "ssh_access", "ssh_session", "start", "status", "stop", "sync_context", "undo_docker_machine_import",
     "unexpected_exit", "upgrade", "wait_ready",
 ]

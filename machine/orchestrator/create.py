@@ -30,6 +30,7 @@ class CreateRequest:
     # first one as the implicit home share, dropped with a note (not refused) when this host cannot share
     shares: list[dict[str, Any]] = field(default_factory=list)
     default_share: bool = False
+    share_mechanism: str = "auto"  # validated by machine.shares.mechanisms.validate_choice
     boot_timeout: float = BOOT_TIMEOUT
 
 
@@ -45,12 +46,13 @@ def create(store: Store, req: CreateRequest, progress: Progress, debug: bool = F
             raise UsageError(f"Machine {req.name!r} already exists", hint)
         check_available(req.driver, options)
         shares = hostplan.keep_for_create(cls.name, cls.features.share_mechanisms, req.shares, req.default_share,
-                                          progress.warn)
+                                          progress.warn, req.share_mechanism)
         engine = {"transport": "tls", "port": 2376, **req.engine}
         secrets = {o.key for o in cls.options if o.secret}
         cfg = MachineConfig(name=req.name, driver=req.driver,
                             driver_options={k: v for k, v in options.items() if k not in secrets},
-                            engine=engine, swarm=dict(req.swarm), labels=dict(req.labels), shares=shares)
+                            engine=engine, swarm=dict(req.swarm), labels=dict(req.labels), shares=shares,
+                            share_mechanism=req.share_mechanism)
         driver: Driver | None = None
         try:
             # the marker goes first and leaves last: a create killed in between shows as broken, not healthy

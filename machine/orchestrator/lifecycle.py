@@ -7,7 +7,7 @@ from typing import Any
 
 from machine import createmarker, registry, waiting
 from machine.driver import State, settable_changes
-from machine.errors import ConfigError, DriverError, InvalidState, MachineError, NotFound, TimeoutError_
+from machine.errors import ConfigError, DriverError, InvalidState, MachineError, NotFound, TimeoutError_, UsageError
 from machine.orchestrator.boot import BOOT_TIMEOUT, boot
 from machine.orchestrator.engine import sync_context
 from machine.orchestrator.hostagent import agent_down, agent_up
@@ -102,7 +102,8 @@ def set_shares(store: Store, name: str, shares: list[dict[str, Any]], debug: boo
         if old == shares:
             return old, shares
         if shares:
-            hostplan.require_mechanism(cfg.driver, registry.get(cfg.driver).features.share_mechanisms)
+            hostplan.require_mechanism(cfg.driver, registry.get(cfg.driver).features.share_mechanisms,
+                                       cfg.share_mechanism)
         state = driver_for(store, cfg, debug).status()
         if state != State.STOPPED:
             raise InvalidState(f"Machine {name!r} is {state}: its shared folders can change only while it is stopped",
@@ -114,6 +115,30 @@ def set_shares(store: Store, name: str, shares: list[dict[str, Any]], debug: boo
         update_shares(cfg, store.machine_dir(name))
         store.save(cfg)
     return old, shares
+
+
+def set_share_mechanism(store: Store, name: str, choice: str, debug: bool = False) -> tuple[str, str]:
+    """`machine set --share-mechanism`: how a stopped machine's shares reach the guest from its next start
+    (validated against the driver's mechanisms and this host). Returns (old, new)."""
+    from machine.shares import mechanisms
+
+    with store.lock(name):
+        cfg = store.load(name)
+        cls = registry.get(cfg.driver)
+        if not cls.features.share_mechanisms:
+            raise UsageError(f"Driver {cfg.driver!r} cannot share folders", "Drop --share-mechanism.")
+        new = mechanisms.validate_choice(choice, cls.features.share_mechanisms, cls.name)
+        old = cfg.share_mechanism or mechanisms.AUTO
+        if old == new:
+            return old, new
+        state = driver_for(store, cfg, debug).status()
+        if state != State.STOPPED:
+            raise InvalidState(f"Machine {name!r} is {state}: its share mechanism can change only while it is "
+                               "stopped", f"Stop it first: machine stop {name}")
+        cfg.share_mechanism = new
+        cfg.share_errors = []
+        store.save(cfg)
+    return old, new
 
 
 def remove(store: Store, name: str, progress: Progress, *, force: bool = False, debug: bool = False) -> None:

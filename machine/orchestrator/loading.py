@@ -35,6 +35,7 @@ def driver_for(store: Store, cfg: MachineConfig, debug: bool = False) -> Driver:
         engine_port=int(cfg.engine.get("port", 2376)),
         cluster_nic=dict(cfg.swarm) if cfg.swarm.get("mac") else None,
         shares=hostplan.device_entries(cfg.shares),
+        share_mechanism=cfg.share_mechanism,
         debug=debug,
     )
     seed = ctx.machine_dir / machinedir.SEED

@@ -17,30 +17,31 @@ def device_entries(shares: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"tag": spec.tag(i), **s.to_dict()} for i, s in enumerate(spec.from_config(shares))]
 
 
-def require_mechanism(driver: str, declared: tuple[str, ...]) -> None:
-    """HostNotUsable unless this host has one of the driver's mechanisms."""
+def require_mechanism(driver: str, declared: tuple[str, ...], machine_choice: str = "auto") -> None:
+    """HostNotUsable unless this host has one of the driver's mechanisms (the machine's choice, if it made one)."""
     from machine.shares import mechanisms
 
-    if mechanisms.choose(declared) is None:
-        raise HostNotUsable(f"Driver {driver!r} cannot share folders on this host: {mechanisms.explain(declared)}",
+    if mechanisms.choose(declared, machine_choice=machine_choice) is None:
+        explained = mechanisms.explain(declared, machine_choice=machine_choice)
+        raise HostNotUsable(f"Driver {driver!r} cannot share folders on this host: {explained}",
                             "Create the machine without --share (or with --no-share); 'machine doctor' says more.")
 
 
 def keep_for_create(driver: str, declared: tuple[str, ...], shares: list[dict[str, Any]], with_default: bool,
-                    warn: Callable[[str], None]) -> list[dict[str, Any]]:
+                    warn: Callable[[str], None], machine_choice: str = "auto") -> list[dict[str, Any]]:
     """The shares a create keeps: all when this host has a mechanism for the driver; without one, the default
     home share alone is dropped with a warning, explicit shares are refused (before anything is made)."""
     if not shares:
         return []
     from machine.shares import mechanisms
 
-    if mechanisms.choose(declared) is not None:
+    if mechanisms.choose(declared, machine_choice=machine_choice) is not None:
         return list(shares)
     if with_default and len(shares) == 1:
         warn(f"the home folder is not shared: driver {driver} cannot share folders here "
-             f"({mechanisms.explain(declared)})")
+             f"({mechanisms.explain(declared, machine_choice=machine_choice)})")
         return []
-    require_mechanism(driver, declared)
+    require_mechanism(driver, declared, machine_choice)
     return []
 
 

@@ -26,8 +26,14 @@ SMB = "smb"
 REVERSE_SFTP = "reverse-sftp"
 # Mechanisms the host's agent mounts over SSH once the VM is up (no device, nothing for the guest's boot to do).
 HOST_SERVED = (REVERSE_SFTP,)
-# Pins the mechanism (one of the driver's) instead of the fastest: benchmarks and tests compare them.
+# Pins the mechanism (one of the driver's) instead of the fastest: benchmarks and tests compare them. A machine's
+# own choice (`machine create/set --share-mechanism`) comes first; AUTO (the default) leaves it to this variable
+# and then to the fastest usable one.
 OVERRIDE_ENV = "MACHINE_SHARE_MECHANISM"
+AUTO = "auto"
+# The guest file system each mechanism mounts. The machine OS image's manifest lists those its kernel has
+# (`share_filesystems`, from the kernel config and the modules the image keeps); `auto` skips the others.
+GUEST_FS = {VIRTIOFS: "virtiofs", NINEP: "9p", VBOXSF: "vboxsf", SMB: "cifs", REVERSE_SFTP: "fuse"}
 VIRTIOFSD_DIRS = ("/usr/lib/qemu", "/usr/libexec", "/usr/lib", "/usr/local/libexec")
 
 # What does not carry across each mechanism (README "Shared folders" says the same).
@@ -89,33 +95,80 @@ def check(mechanism: str, platform: str | None = None) -> Verdict:
     return Verdict(mechanism, False, f"unknown mechanism {mechanism!r}")
 
 
-def _candidates(declared: tuple[str, ...]) -> tuple[str, ...]:
-    pinned = os.environ.get(OVERRIDE_ENV, "")
+def _pinned(machine_choice: str = AUTO) -> tuple[str, str]:
+    """(mechanism, who pinned it): the machine's own choice, else $MACHINE_SHARE_MECHANISM; ("", "") for auto."""
+    if machine_choice and machine_choice != AUTO:
+        return machine_choice, "--share-mechanism"
+    env = os.environ.get(OVERRIDE_ENV, "")
+    return (env, OVERRIDE_ENV) if env else ("", "")
+
+
+def _candidates(declared: tuple[str, ...], machine_choice: str = AUTO) -> tuple[str, ...]:
+    pinned, _ = _pinned(machine_choice)
     return tuple(m for m in declared if m == pinned) if pinned else declared
 
 
-def choose(declared: tuple[str, ...], platform: str | None = None) -> Verdict | None:
-    """The first declared mechanism this host can serve ($MACHINE_SHARE_MECHANISM pins one); None when the
-    driver declares none or none works (`explain` says why)."""
-    for m in _candidates(declared):
-        v = check(m, platform)
+def _verdict(mechanism: str, platform: str | None, guest_fs: list[str] | None) -> Verdict:
+    """check() plus the image: a mechanism whose file system the machine's image lacks cannot mount there
+    (guest_fs None: the image does not say, e.g. an older machine OS build or a cloud image: not checked)."""
+    if guest_fs is not None and GUEST_FS.get(mechanism) not in guest_fs:
+        return Verdict(mechanism, False, f"the machine's image cannot mount {GUEST_FS.get(mechanism, mechanism)} "
+                                        f"(its kernel has {', '.join(guest_fs) or 'no share file system'})")
+    return check(mechanism, platform)
+
+
+def choose(declared: tuple[str, ...], platform: str | None = None, *, machine_choice: str = AUTO,
+           guest_fs: list[str] | None = None) -> Verdict | None:
+    """The first declared mechanism this host can serve and the machine's image can mount (the machine's
+    --share-mechanism, else $MACHINE_SHARE_MECHANISM, pins one); None when the driver declares none or none works
+    (`explain` says why)."""
+    for m in _candidates(declared, machine_choice):
+        v = _verdict(m, platform, guest_fs)
         if v.ok:
             return v
     return None
 
 
-def explain(declared: tuple[str, ...], platform: str | None = None) -> str:
-    """One line for `machine doctor`: which mechanism would be used here, and why the faster ones are not."""
+def explain(declared: tuple[str, ...], platform: str | None = None, *, machine_choice: str = AUTO,
+            guest_fs: list[str] | None = None) -> str:
+    """One line for `machine doctor` and errors: which mechanism would be used, and why the faster ones are not."""
     if not declared:
         return "no shared folders (the driver declares no mechanism)"
-    pinned = os.environ.get(OVERRIDE_ENV, "")
+    pinned, who = _pinned(machine_choice)
     if pinned and pinned not in declared:
-        return f"none: {OVERRIDE_ENV}={pinned} is not one of {', '.join(declared)}"
+        return f"none: {who}={pinned} is not one of {', '.join(declared)}"
     skipped: list[str] = []
-    for m in _candidates(declared):
-        v = check(m, platform)
+    for m in _candidates(declared, machine_choice):
+        v = _verdict(m, platform, guest_fs)
         if v.ok:
             why = f" ({'; '.join(skipped)})" if skipped else ""
             return f"{m}: {v.reason}{why}"
         skipped.append(f"not {m}: {v.reason}")
     return "none usable here: " + "; ".join(skipped)
+
+
+def image_filesystems(manifest: dict) -> list[str] | None:
+    """The share file systems a machine OS image declares (manifest `share_filesystems`); None when it does not
+    say (builds before the field, other images): then every mechanism is tried, as before."""
+    declared = manifest.get("share_filesystems")
+    if not isinstance(declared, list) or not all(isinstance(x, str) for x in declared):
+        return None
+    return list(declared)
+
+
+def validate_choice(choice: str, declared: tuple[str, ...], driver: str, platform: str | None = None) -> str:
+    """`--share-mechanism` as given: AUTO or one of the driver's mechanisms that this host can serve. Raises
+    UsageError naming the choices."""
+    from machine.errors import UsageError
+
+    value = (choice or AUTO).strip().lower()
+    choices = (AUTO, *declared)
+    if value not in choices:
+        raise UsageError(f"--share-mechanism {choice!r} is not one of driver {driver}'s: {', '.join(choices)}",
+                         "'machine doctor' says which one each driver would use on this host.")
+    if value != AUTO:
+        v = check(value, platform)
+        if not v.ok:
+            raise UsageError(f"--share-mechanism {value}: this host cannot serve it: {v.reason}",
+                             f"Choose another of {', '.join(choices)}, or auto.")
+    return value
