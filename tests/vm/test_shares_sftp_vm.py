@@ -1,4 +1,4 @@
-"""reverse-sftp shares on a real qemu machine with virtiofs and 9p off (MACHINE_SHARE_MECHANISM pins the
+"""reverse-sftp shares on a real qemu machine with virtiofs and 9p off (`--share-mechanism reverse-sftp` pins the
 fallback): the agent runs `sshfs -o passive` in the guest over the machine's SSH connection and serves SFTP on the
 host. The same checks as the 9p/virtiofs modules (tests/vm/shares_checks.py): the default home share and a
 read-only --share through containers, owner/modes/symlinks/rename/delete/host changes/large files, and a
@@ -25,11 +25,11 @@ def vm(tmp_path_factory: pytest.TempPathFactory):
     store = tmp / "store"
     mp.setenv("MACHINE_STORAGE_PATH", str(store))
     mp.setenv("DOCKER_CONFIG", str(tmp / "docker-config"))
-    mp.setenv("MACHINE_SHARE_MECHANISM", "reverse-sftp")
+    mp.delenv("MACHINE_SHARE_MECHANISM", raising=False)  # the machine's own choice below pins it
     mp.delenv("DOCKER_HOST", raising=False)
     m = None
     try:
-        m = checks.make_machine(tmp, "qemu")
+        m = checks.make_machine(tmp, "qemu", ("--share-mechanism", "reverse-sftp"))
         m["dir"] = store / "machines" / m["name"]
         yield m
     finally:
@@ -45,8 +45,8 @@ def guest(vm, command: str) -> str:
 
 
 def test_the_shares_are_sshfs_mounts_served_by_the_agent(vm) -> None:
-    mech = machine("inspect", "--format", "{{.DriverData.share_mechanism}}", vm["name"], env=vm["env"]).stdout.strip()
-    assert mech == "reverse-sftp"
+    mech = machine("inspect", "--format", "{{json .ShareMechanism}}", vm["name"], env=vm["env"]).stdout.strip()
+    assert mech == '{"Chosen":"reverse-sftp","InUse":"reverse-sftp"}', mech
     mounts = [line.split() for line in guest(vm, "cat /proc/mounts").splitlines()]
     kinds = {m[1]: m[2] for m in mounts}
     assert kinds.get(str(vm["home"].resolve())) == "fuse.sshfs" and kinds.get("/extra") == "fuse.sshfs", kinds
