@@ -40,7 +40,8 @@ class HyperKitDriver(Driver):
     name = "hyperkit"
     description = ("HyperKit VM on macOS, Intel only (DEPRECATED upstream; on Apple silicon use the qemu driver "
                    "with HVF).")
-    features = Features(share_mechanisms=("9p",))  # hyperkit virtio-9p
+    # hyperkit virtio-9p; reverse-sftp, mounted by the agent over SSH, when the image has no 9p (Debian 12's)
+    features = Features(share_mechanisms=("9p", "reverse-sftp"))
     options = (
         sizes.cpus(aliases=("--hyperkit-cpu-count",), env_aliases=("HYPERKIT_CPU_COUNT",)),
         sizes.memory(2048),
@@ -146,6 +147,9 @@ class HyperKitDriver(Driver):
         if not (image.kernel and image.initrd):
             raise ImageNotFound("HyperKit needs the machine OS kernel and initrd (vmlinuz, initrd.img)",
                                 "Get the machine OS: machine os build (or machine os pull)")
+        from machine.shares import mechanisms
+
+        self.data["guest_share_fs"] = mechanisms.image_filesystems(image.manifest)  # what its kernel mounts
         cmdline = str(image.manifest.get("cmdline") or "")
         if "console=ttyS0" not in cmdline:
             cmdline = f"{cmdline} console=ttyS0".strip()
@@ -177,7 +181,12 @@ class HyperKitDriver(Driver):
                     args += ["-s", f"{slot}:0,ahci-cd,{cd}"]
                     slot += 1
             # shared folders: hyperkit's virtio-9p takes path= and tag= (no read-only: the guest mounts those ro)
-            for share in self.ctx.shares:
+            from machine.shares import mechanisms
+
+            self.data["share_mechanism"] = mechanisms.pick(self.ctx.name, self.features.share_mechanisms,
+                                                           self.ctx.shares, self.ctx.share_mechanism,
+                                                           self.data.get("guest_share_fs"))
+            for share in self.ctx.shares if self.data["share_mechanism"] == mechanisms.NINEP else ():
                 args += ["-s", f"{slot}:0,virtio-9p,path={share['host']},tag={share['tag']}"]
                 slot += 1
         args += ["-U", uuid]

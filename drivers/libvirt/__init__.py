@@ -180,15 +180,10 @@ class LibvirtDriver(Driver):
 
         from .sharesxml import with_shares
 
-        how = {"machine_choice": self.ctx.share_mechanism, "guest_fs": self.data.get("guest_share_fs")}
-        chosen = mechanisms.choose(self.features.share_mechanisms, **how) if self.ctx.shares else None
-        if self.ctx.shares and chosen is None:
-            raise DriverError(f"{self.ctx.name!r} has shared folders but cannot share them here: "
-                              f"{mechanisms.explain(self.features.share_mechanisms, **how)}",
-                              f"Remove them (machine set {self.ctx.name} --no-share), choose another mechanism "
-                              f"(machine set {self.ctx.name} --share-mechanism auto) or see 'machine doctor'.")
-        self.data["share_mechanism"] = chosen.mechanism if chosen else ""
-        device = chosen.mechanism if chosen and chosen.mechanism not in mechanisms.HOST_SERVED else None
+        chosen = mechanisms.pick(self.ctx.name, self.features.share_mechanisms, self.ctx.shares,
+                                 self.ctx.share_mechanism, self.data.get("guest_share_fs"))
+        self.data["share_mechanism"] = chosen
+        device = chosen if chosen and chosen not in mechanisms.HOST_SERVED else None
         return with_shares(xml, self.ctx.shares if device else [], device, mechanisms.find_virtiofsd())
 
     def _apply_shares(self, dom: Any) -> None:

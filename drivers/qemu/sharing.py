@@ -51,17 +51,8 @@ def _our_pid(driver: QemuDriver, index: int) -> int | None:
 
 def mechanism(driver: QemuDriver) -> str | None:
     """The mechanism this start uses for the machine's shares (None: no shares)."""
-    if not driver.ctx.shares:
-        return None
-    declared = type(driver).features.share_mechanisms
-    how = {"machine_choice": driver.ctx.share_mechanism, "guest_fs": driver.data.get("guest_share_fs")}
-    chosen = mechanisms.choose(declared, **how)
-    if chosen is None:
-        raise DriverError(f"{driver.ctx.name!r} has shared folders but cannot share them here: "
-                          f"{mechanisms.explain(declared, **how)}",
-                          f"Remove them (machine set {driver.ctx.name} --no-share), choose another mechanism "
-                          f"(machine set {driver.ctx.name} --share-mechanism auto) or see 'machine doctor'.")
-    return chosen.mechanism
+    return mechanisms.pick(driver.ctx.name, type(driver).features.share_mechanisms, driver.ctx.shares,
+                           driver.ctx.share_mechanism, driver.data.get("guest_share_fs")) or None
 
 
 def start_daemons(driver: QemuDriver) -> list[tuple[str, str]]:

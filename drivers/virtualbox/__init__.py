@@ -32,7 +32,8 @@ SSH_USER = "root"
 class VirtualBoxDriver(Driver):
     name = "virtualbox"
     description = "VirtualBox VM (VBoxManage, VirtualBox >= 6.1) booting the machine OS ISO."
-    features = Features(share_mechanisms=("vboxsf",), port_forwarding=PORTS_HYPERVISOR)
+    # reverse-sftp: the fallback the agent mounts over SSH (the Debian 12 machine OS has no vboxsf)
+    features = Features(share_mechanisms=("vboxsf", "reverse-sftp"), port_forwarding=PORTS_HYPERVISOR)
     options = (
         sizes.cpus(aliases=("--virtualbox-cpu-count",), env_aliases=("VIRTUALBOX_CPU_COUNT",)),
         sizes.memory(2048, env_aliases=("VIRTUALBOX_MEMORY_SIZE",)),
@@ -80,8 +81,11 @@ class VirtualBoxDriver(Driver):
             path = Path(given).expanduser()
         else:
             from machine.images.catalogue import default_image
+            from machine.shares.mechanisms import image_filesystems
 
-            path = default_image().iso or Path("machine-os.iso")
+            image = default_image()
+            path = image.iso or Path("machine-os.iso")
+            self.data["guest_share_fs"] = image_filesystems(image.manifest)  # what its kernel mounts
         if not path.is_file():
             raise ImageNotFound(f"Boot ISO {path} not found",
                                 "Build the machine OS (machine os build) or pass --virtualbox-iso PATH.")
@@ -167,10 +171,16 @@ class VirtualBoxDriver(Driver):
 
     def _sync_shares(self, runner: vbm.VBoxManage, uuid: str, info: dict[str, str]) -> None:
         """Make the VM's permanent shared folders named msh<N> exactly the machine's shares (the guest mounts
-        each by that name with vboxsf). Only while the VM is powered off."""
+        each by that name with vboxsf), or none when the shares go over reverse-sftp. Only while the VM is powered
+        off."""
+        from machine.shares import mechanisms
+
+        chosen = mechanisms.pick(self.ctx.name, self.features.share_mechanisms, self.ctx.shares,
+                                 self.ctx.share_mechanism, self.data.get("guest_share_fs"))
+        self.data["share_mechanism"] = chosen
         prefix = "SharedFolderNameMachineMapping"
         have = {v: info.get(k.replace("Name", "Path", 1), "") for k, v in info.items() if k.startswith(prefix)}
-        want = {s["tag"]: s for s in self.ctx.shares}
+        want = {s["tag"]: s for s in self.ctx.shares} if chosen == mechanisms.VBOXSF else {}
         for name, path in have.items():
             if name.startswith("msh") and (name not in want or want[name]["host"] != path):
                 runner.run("sharedfolder", "remove", uuid, f"--name={name}")

@@ -147,6 +147,23 @@ def explain(declared: tuple[str, ...], platform: str | None = None, *, machine_c
     return "none usable here: " + "; ".join(skipped)
 
 
+def pick(name: str, declared: tuple[str, ...], shares: list, machine_choice: str = AUTO,
+         guest_fs: list[str] | None = None) -> str:
+    """For a driver's start: the mechanism of machine `name`'s shares ("" without shares); DriverError naming why
+    when none of the driver's mechanisms works here for its image."""
+    if not shares:
+        return ""
+    chosen = choose(declared, machine_choice=machine_choice, guest_fs=guest_fs)
+    if chosen is None:
+        from machine.errors import DriverError
+
+        raise DriverError(f"{name!r} has shared folders but cannot share them here: "
+                          f"{explain(declared, machine_choice=machine_choice, guest_fs=guest_fs)}",
+                          f"Remove them (machine set {name} --no-share), choose another mechanism "
+                          f"(machine set {name} --share-mechanism auto) or see 'machine doctor'.")
+    return chosen.mechanism
+
+
 def image_filesystems(manifest: dict) -> list[str] | None:
     """The share file systems a machine OS image declares (manifest `share_filesystems`); None when it does not
     say (builds before the field, other images): then every mechanism is tried, as before."""
