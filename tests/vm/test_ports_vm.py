@@ -124,7 +124,8 @@ def vm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
 def test_agent_runs_and_forwards_published_ports(vm: VM) -> None:
     assert control.running(vm.dir), (vm.dir / control.LOG_FILE).read_text()
     ls = vm.m("ls", "--format", "{{.Name}} {{.Error}}")
-    assert ls.stdout.strip() == vm.name, ls.stdout  # no "agent not running" error
+    # no "agent not running" error (an engine slow to answer `ls`'s 1.5 s query on a loaded host is another matter)
+    assert ls.stdout.startswith(vm.name) and "agent not running" not in ls.stdout, ls.stdout
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
