@@ -94,7 +94,8 @@ def run_mechanism(driver: str, mechanism: str, work: Path, tar: bytes) -> dict:
             if not res.ok:
                 raise SystemExit(f"machine {' '.join(args)} failed: {res.stderr}")
         if "share" in res.stderr and "machine runs without it" in res.stderr:
-            return {"mechanism": mechanism, "error": res.stderr.strip().splitlines()[-1]}
+            lines = res.stderr.strip().splitlines()
+            return {"mechanism": mechanism, "error": next((x for x in lines if "share" in x), lines[-1])}
         up = process.run([sys.executable, "-m", "machine", "ssh", name, "cat > /mnt/data/tree.tar"], env=env,
                          input=tar, timeout=600)  # type: ignore[arg-type]
         if not up.ok:
@@ -124,6 +125,8 @@ def main() -> int:
     try:
         for m in wanted:
             results.append(run_mechanism(args.driver, m, work, tar))
+            # each mechanism as it ends (a run takes many minutes under TCG): nothing is lost if a later one hangs
+            print(json.dumps({**results[-1], "load_avg": os.getloadavg()}), file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{'mechanism':<10}{'where':<7}{'write MB/s':>11}{'read MB/s':>10}{'untar s':>9}{'find+stat s':>12}"
