@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "start": "lifecycle:start",
     "status": "lifecycle:status",
     "stop": "lifecycle:stop",
+    "suspend": "lifecycle:suspend",
     "swarm": "swarm:swarm",
     "upgrade": "provisioning:upgrade",
     "url": "info:url",

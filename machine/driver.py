@@ -271,6 +271,27 @@ class Driver(ABC):
     def status(self) -> State:
         """The VM's state, asked of the hypervisor (never stored)."""
 
+    # -- saved state (features.saved_state: suspend and resume) -------------------------------------
+    def saved_state_blocker(self) -> str:
+        """Why this machine's state cannot be saved now (e.g. a shared-folder device the hypervisor cannot
+        save); "" when it can."""
+        return ""
+
+    def save_state(self) -> None:
+        """Begin saving the running VM's memory and devices to disk; the guest stops running. May return before
+        the state is on disk (qemu saves in the background): the orchestrator then polls finish_save()."""
+        raise NotImplementedError(f"driver {self.name} cannot save a VM's state")
+
+    def finish_save(self) -> bool:
+        """True once the saved state is complete and the VM is off (status() says SAVED). Raises DriverError
+        when saving failed (the VM runs on, as far as the hypervisor allows)."""
+        return self.status() == State.SAVED
+
+    def discard_saved_state(self) -> None:
+        """Forget the VM's saved state: the next start boots from scratch. No-op when there is none. Called after
+        a resume succeeded (the hypervisor may have dropped it already), after one failed, and by `machine kill`."""
+        return None
+
     # -- addresses ---------------------------------------------------------------------------
     def ip(self) -> str | None:
         """The address the host reaches the machine at (may be 127.0.0.1 with forwards)."""

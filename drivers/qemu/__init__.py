@@ -6,7 +6,7 @@ output), `qemu.pid` and the QMP socket `qmp.sock` (a short path under the temp d
 machine dir is too deep for a unix socket; TCP on 127.0.0.1 on Windows). Networking is qemu's
 user mode: the host reaches the guest through forwards on 127.0.0.1 (SSH and the engine port;
 `--qemu-host-address` picks another address of this host), so ip() is that address. State comes
-from the process and QMP `query-status`.
+from the process and QMP `query-status`; `saved-state.bin` makes a stopped machine Saved (savedstate.py).
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ START_CHECK = 5.0  # seconds start() watches for qemu failing at once (bad args,
 QMP_TIMEOUT = 2.0
 RUN_STATES = {"running": State.RUNNING, "paused": State.PAUSED, "suspended": State.PAUSED,
               "prelaunch": State.STARTING, "inmigrate": State.STARTING, "shutdown": State.STOPPING,
+              "finish-migrate": State.STOPPING, "postmigrate": State.STOPPING,
               "internal-error": State.ERROR, "io-error": State.ERROR, "guest-panicked": State.ERROR}
 class QemuDriver(Driver):
     name = "qemu"
     description = "qemu-system run directly (KVM/HVF/WHPX when usable, else TCG); user-mode networking."
     # a Swarm node's second NIC plugs into the cluster's vde_switch
     features = Features(cluster_nic=CLUSTER_VDE, share_mechanisms=("virtiofs", "9p", "reverse-sftp"),
-                        port_forwarding=PORTS_HYPERVISOR)
+                        port_forwarding=PORTS_HYPERVISOR, saved_state=True)
     options: ClassVar[tuple[Option, ...]] = (
         sizes.cpus(settable=True),
         sizes.memory(1024, settable=True),
@@ -198,7 +199,7 @@ class QemuDriver(Driver):
         stop_daemons(self)  # also when qemu was gone already
         sock = socket_path(self.dir)
         made = (machinedir.DATA_DISK, machinedir.ROOT_DISK, machinedir.CONSOLE_LOG, machinedir.QEMU_LOG,
-                machinedir.QEMU_PID, machinedir.QMP_SOCKET)
+                machinedir.QEMU_PID, machinedir.QMP_SOCKET, machinedir.SAVED_STATE, machinedir.SAVED_STATE_PART)
         logs = list(self.dir.glob(machinedir.VIRTIOFSD_LOG.format("*")))
         for path in (*(self._path(name) for name in made), sock, *logs):
             path.unlink(missing_ok=True)
@@ -209,13 +210,34 @@ class QemuDriver(Driver):
         if not self._disks():
             return State.NOT_CREATED
         if self._pid() is None:
-            return State.STOPPED
+            return State.SAVED if (self.dir / machinedir.SAVED_STATE).is_file() else State.STOPPED
         try:
             run_state = qmp.query_status(self._qmp_address(), QMP_TIMEOUT)
         except (qmp.QMPError, OSError, EOFError):
             started = float(self.data.get("started_at", 0))
             return State.STARTING if time.time() - started < 30 else State.UNKNOWN
         return RUN_STATES.get(run_state, State.UNKNOWN)
+
+    # -- saved state ----------------------------------------------------------------------------
+    def saved_state_blocker(self) -> str:
+        from .savedstate import blocker
+
+        return blocker(self)
+
+    def save_state(self) -> None:
+        from .savedstate import save
+
+        save(self)
+
+    def finish_save(self) -> bool:
+        from .savedstate import finish
+
+        return finish(self)
+
+    def discard_saved_state(self) -> None:
+        from .savedstate import discard
+
+        discard(self)
 
     # -- addresses ------------------------------------------------------------------------------
     @property

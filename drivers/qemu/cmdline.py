@@ -48,6 +48,8 @@ class VMSpec:
     virtiofs: tuple[tuple[str, str], ...] = ()
     ninep: tuple[tuple[str, str, bool], ...] = ()
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    # resume from a saved state: qemu waits for `migrate-incoming` (-incoming defer) instead of booting
+    incoming: bool = False
 
 
 def escape(value: object) -> str:
@@ -144,6 +146,8 @@ def build_args(spec: VMSpec) -> list[str]:
     args += ["-device", "virtio-rng-pci"]
     args += ["-chardev", f"file,id=console,path={escape(spec.console_log)}", "-serial", "chardev:console"]
     args += qmp_args(spec.qmp)
+    if spec.incoming:
+        args += ["-incoming", "defer"]
     args += extra
     return args
 

@@ -166,9 +166,10 @@ def launch(driver: QemuDriver) -> None:
     spec = vm_spec(driver, qemu)
     from dataclasses import replace
 
-    from . import sharing
+    from . import savedstate, sharing
 
-    spec = replace(spec, **sharing.spec_fields(driver))  # starts virtiofsd when that is the mechanism
+    restoring = savedstate.has_state(driver)  # resume: load the saved state instead of booting
+    spec = replace(spec, incoming=restoring, **sharing.spec_fields(driver))  # starts virtiofsd for virtiofs
     qlog = driver._path(machinedir.QEMU_LOG)
     qlog.unlink(missing_ok=True)
     try:
@@ -189,6 +190,13 @@ def launch(driver: QemuDriver) -> None:
                               "Run with -D to see the qemu command line.")
         try:
             qmp.query_status(spec.qmp, 1.0)
-            return
         except (qmp.QMPError, OSError, EOFError, MachineError):
             time.sleep(0.05)
+            continue
+        if restoring:
+            try:
+                savedstate.incoming(driver)
+            except MachineError:
+                driver.stop(force=True)
+                raise
+        return

@@ -122,15 +122,22 @@ class QMPClient:
             raise QMPError(f"QMP sent an unexpected message: {msg!r}")
         return msg
 
-    def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
-        """Run a command; its "return" value. Events read meanwhile are kept in `self.events`."""
+    def execute(self, command: str, arguments: dict[str, Any] | None = None, *, fd: int | None = None) -> Any:
+        """Run a command; its "return" value. Events read meanwhile are kept in `self.events`. `fd`: a file
+        descriptor passed along with the command (SCM_RIGHTS, unix sockets only), as `getfd` wants."""
         if self._sock is None:
             raise QMPError("not connected")
         msg: dict[str, Any] = {"execute": command}
         if arguments:
             msg["arguments"] = arguments
+        data = json.dumps(msg).encode() + b"\r\n"
         try:
-            self._sock.sendall(json.dumps(msg).encode() + b"\r\n")
+            if fd is None:
+                self._sock.sendall(data)
+            elif not hasattr(socket, "send_fds") or self._sock.family != getattr(socket, "AF_UNIX", None):
+                raise QMPError(f"cannot pass a file to qemu over {self.address} (only over a unix socket)")
+            else:
+                socket.send_fds(self._sock, [data], [fd])
         except OSError as e:
             raise QMPError(f"cannot send to QMP at {self.address}: {e}") from e
         while True:
@@ -171,3 +178,8 @@ def hmp(address: str, command_line: str, timeout: float = DEFAULT_TIMEOUT) -> st
     with QMPClient(address, timeout) as q:
         result = q.execute("human-monitor-command", {"command-line": command_line})
     return str(result or "")
+
+
+def can_pass_files(address: str) -> bool:
+    """Whether a file descriptor can go to qemu over this QMP address (a unix socket on a POSIX host)."""
+    return address.startswith("unix:") and hasattr(socket, "send_fds")

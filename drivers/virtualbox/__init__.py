@@ -33,7 +33,8 @@ class VirtualBoxDriver(Driver):
     name = "virtualbox"
     description = "VirtualBox VM (VBoxManage, VirtualBox >= 6.1) booting the machine OS ISO."
     # reverse-sftp: the fallback the agent mounts over SSH (the Debian 12 machine OS has no vboxsf)
-    features = Features(share_mechanisms=("vboxsf", "reverse-sftp"), port_forwarding=PORTS_HYPERVISOR)
+    features = Features(share_mechanisms=("vboxsf", "reverse-sftp"), port_forwarding=PORTS_HYPERVISOR,
+                        saved_state=True)
     options = (
         sizes.cpus(aliases=("--virtualbox-cpu-count",), env_aliases=("VIRTUALBOX_CPU_COUNT",)),
         sizes.memory(2048, env_aliases=("VIRTUALBOX_MEMORY_SIZE",)),
@@ -210,6 +211,15 @@ class VirtualBoxDriver(Driver):
         except DriverError as e:
             if "is not currently running" not in e.message:
                 raise
+
+    def save_state(self) -> None:
+        """`controlvm savestate`: VirtualBox writes the memory and powers the VM off (VMState saved); the next
+        startvm resumes it. VBoxManage returns when the state is on disk."""
+        self._vbm().run("controlvm", self.data["uuid"], "savestate", timeout=600)
+
+    def discard_saved_state(self) -> None:
+        if self.status() == State.SAVED:
+            self._vbm().run("discardstate", self.data["uuid"])
 
     def remove(self) -> None:
         uuid = self.data.get("uuid")

@@ -1,4 +1,4 @@
-"""start, stop, restart, kill, status, rm."""
+"""start, stop, suspend, restart, kill, status, rm."""
 
 from __future__ import annotations
 
@@ -24,10 +24,12 @@ def _on_each(name: str, help: str, act: Callable[[App, str], None]) -> click.Com
     return command
 
 
-start = _on_each("start", "Start machines (the `default` machine when no name is given).",
+start = _on_each("start", "Start machines (a suspended machine resumes; the `default` machine when no name is given).",
                  lambda app, n: orchestrator.start(app.store, n, app.progress, app.debug))
 stop = _on_each("stop", "Stop machines gracefully (ACPI power off; killed after a timeout).",
                 lambda app, n: orchestrator.stop(app.store, n, app.progress, debug=app.debug))
+suspend = _on_each("suspend", "Save machines' state (memory) to disk and power them off; 'start' resumes them.",
+                   lambda app, n: orchestrator.suspend(app.store, n, app.progress, app.debug))
 kill = _on_each("kill", "Power machines off at once.",
                 lambda app, n: orchestrator.stop(app.store, n, app.progress, force=True, debug=app.debug))
 restart = _on_each("restart", "Stop and start machines.",

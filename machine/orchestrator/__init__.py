@@ -4,8 +4,8 @@ Drivers never wait, provision or save; commands never talk to drivers: they call
 
 Rooms: `loading` (a machine's driver, the locked load/save sequence), `create`, `boot` (waiting for the
 guest), `lifecycle` (start, stop, set, rm), `hostagent` (the agent that forwards published ports), `engine`
-(provision, certificates, docker context, engine version), `queries` (state, IP, SSH access), `dockermachine`
-(docker-machine's records: import, host key pin)."""
+(provision, certificates, docker context, engine version), `savedstate` (suspend, resume), `queries` (state,
+IP, SSH access), `dockermachine` (docker-machine's records: import, host key pin)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ from machine.orchestrator.loading import (
     require_running,
 )
 from machine.orchestrator.queries import SSHAccess, ip, ssh_access, ssh_session, status, unexpected_exit
+from machine.orchestrator.savedstate import suspend
 
 __all__ = [
     "BOOT_TIMEOUT", "FAILED_MARKER", "READY_MARKER", "STOP_TIMEOUT", "CreateRequest", "SSHAccess", "agent_up",
@@ -50,6 +51,6 @@ __all__ = [
     "ip", "locked", "new_ca", "pin_host_key", "provision", "refresh_engine", "regenerate_certs", "removal_notice",
     "remove", "renew_certificate", "require_own", "require_running", "restart", "set_options", "set_share_mechanism",
     "set_shares",
-    "ssh_access", "ssh_session", "start", "status", "stop", "sync_context", "undo_docker_machine_import",
+    "ssh_access", "ssh_session", "start", "status", "stop", "suspend", "sync_context", "undo_docker_machine_import",
     "unexpected_exit", "upgrade", "wait_ready",
 ]

@@ -8,6 +8,7 @@ from typing import Any
 from machine import createmarker, registry, waiting
 from machine.driver import State, settable_changes
 from machine.errors import ConfigError, DriverError, InvalidState, MachineError, NotFound, TimeoutError_, UsageError
+from machine.orchestrator import savedstate
 from machine.orchestrator.boot import BOOT_TIMEOUT, boot
 from machine.orchestrator.engine import sync_context
 from machine.orchestrator.hostagent import agent_down, agent_up
@@ -23,7 +24,8 @@ def start(store: Store, name: str, progress: Progress, debug: bool = False) -> N
     with store.lock(name):
         cfg = store.load(name)
         driver = driver_for(store, cfg, debug)
-        if driver.status() == State.RUNNING:
+        state = driver.status()
+        if state == State.RUNNING:
             if driver.features.always_running:  # as docker-machine: nothing was started, so say it and fail
                 raise InvalidState(f"Machine {name!r} is already running.",
                                    f"Driver {cfg.driver} machines are not started or stopped by machine.")
@@ -32,11 +34,17 @@ def start(store: Store, name: str, progress: Progress, debug: bool = False) -> N
                 progress.info("Its agent (published ports) was not running: started it again.")
             return
         check_saved_options(cfg)
-        boot(store, cfg, driver, progress, BOOT_TIMEOUT)
+        clock = None
+        if state == State.SAVED and savedstate.resume(store, cfg, driver, progress):
+            clock = savedstate.ClockSetter(store, cfg, driver) if driver.features.managed_engine else None
+        else:  # a resumed guest is up already: no boot to wait for
+            boot(store, cfg, driver, progress, BOOT_TIMEOUT)
         if driver.features.managed_engine and not cfg.origin:  # a docker-machine record's certificates stay as they are
             from machine import provision
 
             provision.after_start(store, cfg, driver, progress)
+        if clock:
+            clock.finish(progress)
         store.save(cfg)
         agent_up(store, cfg, driver, progress)
         sync_context(store, cfg)
@@ -48,6 +56,9 @@ def stop(store: Store, name: str, progress: Progress, *, force: bool = False, de
         cfg = store.load(name)
         driver = driver_for(store, cfg, debug)
         state = driver.status()
+        if state == State.SAVED:
+            savedstate.stop_saved(store, cfg, driver, progress, force)
+            return
         if state in (State.STOPPED, State.NOT_CREATED):
             agent_down(store.machine_dir(name))
             progress.info(f"Machine {name!r} is already stopped.")

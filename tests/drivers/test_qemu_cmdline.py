@@ -172,3 +172,13 @@ def test_forwards_listen_on_the_chosen_host_address() -> None:
     parts = value(cmdline.build_args(spec(host_address="127.0.0.2")), "-netdev").split(",")
     assert "hostfwd=tcp:127.0.0.2:40022-:22" in parts and "hostfwd=tcp:127.0.0.2:40376-:2376" in parts
     assert not any("127.0.0.1" in p for p in parts)
+
+
+def test_resume_waits_for_the_saved_state_instead_of_booting() -> None:
+    from dataclasses import replace
+
+    plain = cmdline.build_args(spec())
+    assert "-incoming" not in plain
+    args = cmdline.build_args(replace(spec(), incoming=True))
+    assert args[args.index("-incoming") + 1] == "defer"
+    assert [a for a in args if a not in ("-incoming", "defer")] == plain  # the same devices, or qemu refuses the state

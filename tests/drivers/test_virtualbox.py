@@ -424,3 +424,42 @@ def test_fake_refuses_natpf_syntax_the_real_vboxmanage_refuses(fake: Path, tmp_p
     time.sleep(0.3)
     with pytest.raises(MachineError, match="not currently running"):
         d.forward_port("tcp", "127.0.0.1", 8080, 8080)
+
+
+# -- saved state (machine suspend) ----------------------------------------------------------------
+
+
+def test_savestate_saves_and_startvm_resumes(fake: Path, tmp_path: Path) -> None:
+    d = running(make(tmp_path))
+    assert d.features.saved_state and d.saved_state_blocker() == ""
+    d.save_state()
+    assert d.status() == State.SAVED and d.finish_save()
+    assert state(fake)["vms"][d.data["uuid"]]["state"] == "saved"
+    assert d.ssh_endpoint() is None and d.ip() is None  # nothing runs
+    time.sleep(0.25)  # VBoxSVC releases the session lock
+    d.start()
+    assert d.status() == State.RUNNING
+    d.discard_saved_state()  # after a resume there is nothing to discard: no call that would fail
+    assert d.status() == State.RUNNING
+
+
+def test_discardstate_makes_a_saved_vm_powered_off(fake: Path, tmp_path: Path) -> None:
+    d = running(make(tmp_path))
+    d.save_state()
+    d.discard_saved_state()
+    assert d.status() == State.STOPPED
+    d.discard_saved_state()  # none left: no-op
+    assert d.status() == State.STOPPED
+
+
+def test_fake_savestate_and_discardstate_refuse_like_vboxmanage(fake: Path) -> None:
+    fake_run("createvm", "--name", "x", "--register", "--basefolder", str(fake / "vms"))
+    off = fake_run("controlvm", "x", "savestate")
+    assert off.returncode == 1 and "is not currently running" in off.stderr
+    bad = fake_run("discardstate", "x")
+    assert bad.returncode == 1 and "not in the Saved or Aborted-Saved state (machine state: PoweredOff)" in bad.stderr
+    assert fake_run("discardstate").returncode == 2
+    assert fake_run("startvm", "x", "--type", "headless").returncode == 0
+    saved = fake_run("controlvm", "x", "savestate")
+    assert saved.returncode == 0 and saved.stderr.endswith("100%\n")
+    assert 'VMState="saved"' in fake_run("showvminfo", "x", "--machinereadable").stdout
