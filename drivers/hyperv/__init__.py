@@ -37,7 +37,7 @@ _warned_insecure: set[str] = set()
 class HypervDriver(Driver):
     name = "hyperv"
     description = "Microsoft Hyper-V, on this Windows machine or a remote host over WinRM."
-    features = Features(share_mechanisms=(smbshares.MECHANISM,))
+    features = Features(share_mechanisms=(smbshares.MECHANISM,), saved_state=True)
     options = (
         Option("host", "Hyper-V host to manage over WinRM (empty: this Windows machine, via PowerShell)", default=""),
         Option("user", "WinRM user (DOMAIN\\user or user@REALM)", default=""),
@@ -262,6 +262,20 @@ class HypervDriver(Driver):
             if self._state() in (State.STOPPED, State.NOT_CREATED):
                 return
             self._call("stop-vm", name=self.ctx.name, turn_off=bool(force))
+        finally:
+            self._done()
+
+    def save_state(self) -> None:
+        """Save-VM: Hyper-V writes the memory and the VM is Saved when the cmdlet returns; Start-VM resumes it."""
+        try:
+            self._call("save-vm", name=self.ctx.name)
+        finally:
+            self._done()
+
+    def discard_saved_state(self) -> None:
+        try:
+            if self._state() == State.SAVED:
+                self._call("discard-saved-vm", name=self.ctx.name)
         finally:
             self._done()
 

@@ -36,7 +36,8 @@ def is_local_uri(uri: str) -> bool:
 class LibvirtDriver(Driver):
     name = "libvirt"
     description = "A libvirt (qemu/KVM) domain, through libvirt-python."
-    features = Features(share_mechanisms=("virtiofs", "9p", "reverse-sftp"), port_forwarding=PORTS_HYPERVISOR)
+    features = Features(share_mechanisms=("virtiofs", "9p", "reverse-sftp"), port_forwarding=PORTS_HYPERVISOR,
+                        saved_state=True)
     options = (
         Option("uri", "libvirt connection URI (qemu:///system, qemu:///session, ...)", DEFAULT_URI, allow_empty=False),
         sizes.cpus(settable=True),
@@ -225,10 +226,11 @@ class LibvirtDriver(Driver):
                 return
             if dom.isActive():
                 return
-            if self.user_mode:
-                self._refresh_ports(dom)
-            self._apply_resources(dom)
-            self._apply_shares(dom)
+            if not dom.hasManagedSaveImage(0):  # a saved domain resumes with the devices it was saved with
+                if self.user_mode:
+                    self._refresh_ports(dom)
+                self._apply_resources(dom)
+                self._apply_shares(dom)
             try:
                 Path(self.console_log()).write_bytes(b"")  # the readiness line must come from this boot
             except OSError:
@@ -281,6 +283,35 @@ class LibvirtDriver(Driver):
             if lv.is_code(e, "VIR_ERR_OPERATION_INVALID") and not dom.isActive():
                 return  # it stopped meanwhile
             raise self._fail(e, "Killing the domain" if force else "Shutting the domain down") from None
+
+    # -- saved state (managed save: start restores it) ---------------------------------------------
+    def saved_state_blocker(self) -> str:
+        mechanism = str(self.data.get("share_mechanism") or "")
+        if self.ctx.shares and mechanism in ("virtiofs", "9p"):
+            return (f"libvirt cannot save the state of {self.ctx.name!r}: its shared folders use {mechanism}, which "
+                    "qemu cannot migrate")
+        return ""
+
+    def save_state(self) -> None:
+        """virDomainManagedSave: libvirt writes the memory to its own managed-save image and stops the domain
+        (state shut off + a managed save image = Saved); the next virDomainCreate restores and drops it."""
+        libvirt = lv.import_libvirt()
+        dom = self._domain()
+        if dom is None:
+            raise DriverError(f"Domain {self.domain_name} does not exist", "Create the machine again.")
+        try:
+            dom.managedSave(0)
+        except libvirt.libvirtError as e:
+            raise self._fail(e, "Saving the domain's state") from None
+
+    def discard_saved_state(self) -> None:
+        libvirt = lv.import_libvirt()
+        dom = self._domain()
+        try:
+            if dom is not None and not dom.isActive() and dom.hasManagedSaveImage(0):
+                dom.managedSaveRemove(0)
+        except libvirt.libvirtError as e:
+            raise self._fail(e, "Removing the domain's saved state") from None
 
     def remove(self) -> None:
         libvirt = lv.import_libvirt()

@@ -248,3 +248,24 @@ def test_failed_create_is_undone_by_remove(host, tmp_path: Path) -> None:
     assert (vm_dir / "seed.iso").is_file() and "hv1" in state(host)["vms"]  # New-VM ran, Set-VMProcessor failed
     d.remove()
     assert not vm_dir.exists() and state(host)["vms"] == {}
+
+
+def test_save_vm_saves_and_start_vm_resumes(host, tmp_path: Path) -> None:
+    d = make(host, tmp_path)
+    assert d.features.saved_state
+    d.create()
+    with pytest.raises(DriverError, match="cannot be performed while the object is in its current state"):
+        d.save_state()  # an Off VM: Save-VM refuses
+    d.start()
+    d.save_state()
+    assert d.status() == State.SAVED and d.finish_save()
+    assert state(host)["vms"]["hv1"]["State"] == 6 and d.ip() is None
+    d.start()  # Start-VM resumes a Saved VM
+    assert d.status() == State.RUNNING
+    d.discard_saved_state()  # nothing saved any more: no Remove-VMSavedState
+    assert d.status() == State.RUNNING
+    d.save_state()
+    d.discard_saved_state()
+    assert d.status() == State.STOPPED and state(host)["vms"]["hv1"]["State"] == 3
+    ops = [e["op"] for e in state(host)["log"]]
+    assert ops.count("save-vm") == 3 and ops.count("discard-saved-vm") == 1

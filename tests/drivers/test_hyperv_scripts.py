@@ -41,6 +41,8 @@ VALUES = {
     "vm-state": {"name": LONG_NAME},
     "start-vm": {"name": LONG_NAME},
     "stop-vm": {"name": LONG_NAME, "turn_off": True},
+    "save-vm": {"name": LONG_NAME},
+    "discard-saved-vm": {"name": LONG_NAME},
     "vm-ip": {"name": LONG_NAME},
     "remove-vm": {"name": LONG_NAME, "dir": LONG_PATH},
     "vm-dir": {"name": LONG_NAME, "base": LONG_PATH},

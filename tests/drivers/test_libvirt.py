@@ -544,3 +544,26 @@ def test_domain_with_shares_passes_libvirts_own_schema(tmp_path: Path, mechanism
     path.write_text(xml)
     res = subprocess.run(["virt-xml-validate", str(path), "domain"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr + xml
+
+
+def test_managed_save_is_saved_and_start_restores_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_os(tmp_path, monkeypatch)
+    drv = make_driver(tmp_path, "u3")
+    try:
+        drv.create()
+        drv.start()
+        assert drv.features.saved_state and drv.saved_state_blocker() == ""
+        drv.save_state()
+        assert drv.status() == State.SAVED and drv.finish_save()
+        assert drv.ssh_endpoint() is None
+        drv.start()
+        assert drv.status() == State.RUNNING
+        assert not drv._domain().hasManagedSaveImage(0)  # libvirt drops the image once it is restored
+        drv.save_state()
+        drv.discard_saved_state()
+        assert drv.status() == State.STOPPED
+        drv.ctx.shares = [{"tag": "msh0", "host": str(tmp_path), "guest": "/x", "ro": False}]
+        drv.data["share_mechanism"] = "virtiofs"
+        assert "virtiofs, which qemu cannot migrate" in drv.saved_state_blocker()
+    finally:
+        drv.remove()

@@ -200,6 +200,29 @@ class FakeHyperV:
         self.update(go)
         return {"Name": Name, "State": "Off"}
 
+    def op_save_vm(self, Name: str) -> dict[str, Any]:  # noqa: N803
+        """Save-VM: the memory goes to the VM's folder and the VM is Saved (6); Start-VM resumes it."""
+        def go(s: dict[str, Any]) -> None:
+            vm = self._vm(s, Name, "Save-VM")
+            if vm["State"] != 2:
+                raise PSError(rec.INVALID_STATE.format(name=Name), "InvalidOperation",
+                              "InvalidState,Microsoft.HyperV.PowerShell.Commands.SaveVM")
+            vm["State"] = 6
+            vm["NetworkAdapters"][0]["IPAddresses"] = []
+        self.update(go)
+        return {"Name": Name, "State": "Saved"}
+
+    def op_discard_saved_vm(self, Name: str) -> dict[str, Any]:  # noqa: N803
+        """Remove-VMSavedState: a Saved VM becomes Off (3); any other state is refused."""
+        def go(s: dict[str, Any]) -> None:
+            vm = self._vm(s, Name, "Remove-VMSavedState")
+            if vm["State"] not in (6, 32779):
+                raise PSError(rec.INVALID_STATE.format(name=Name), "InvalidOperation",
+                              "InvalidState,Microsoft.HyperV.PowerShell.Commands.RemoveVMSavedState")
+            vm["State"] = 3
+        self.update(go)
+        return {"Name": Name, "State": "Off"}
+
     def op_vm_ip(self, Name: str) -> dict[str, Any]:  # noqa: N803
         out: dict[str, Any] = {}
 

@@ -17,6 +17,8 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "vm-state": (("Name",), ("Hyper-V\\Get-VM -Name $Name",)),
     "start-vm": (("Name",), ("Hyper-V\\Start-VM -Name $Name",)),
     "stop-vm": (("Name", "TurnOff"), ("Hyper-V\\Stop-VM -Name $Name -TurnOff", "Hyper-V\\Stop-VM -Name $Name -Force")),
+    "save-vm": (("Name",), ("Hyper-V\\Save-VM -Name $Name",)),
+    "discard-saved-vm": (("Name",), ("Hyper-V\\Remove-VMSavedState -VMName $Name",)),
     "vm-ip": (("Name",), ("Hyper-V\\Get-VMNetworkAdapter -VMName $Name", "IPAddresses")),
     "remove-vm": (("Name", "Dir"), ("Hyper-V\\Remove-VM -VM $vm -Force", "machine.json", "$_.Path.StartsWith($Dir",
                                     "Remove-Item -LiteralPath $Dir")),

@@ -1,0 +1,6 @@
+# machine-op: discard-saved-vm
+$Name = {{ name }}
+{% include "_begin.ps1" %}
+Hyper-V\Remove-VMSavedState -VMName $Name
+Out-Result (Hyper-V\Get-VM -Name $Name | Select-Object -First 1 Name, @{n='State';e={[string]$_.State}})
+{% include "_end.ps1" %}
