@@ -116,3 +116,37 @@ def test_fixed_lifecycle(driver_harness: Harness, driver: Driver) -> None:
     driver.remove()
     if h.features.always_running:
         assert driver.status() == State.RUNNING
+
+
+def test_saved_state(driver_harness: Harness, driver: Driver) -> None:
+    """Drivers with features.saved_state: save a running VM (Saved, no endpoint, also for a fresh driver object),
+    resume it with start, discard_saved_state is a no-op once it runs and turns a Saved VM into a Stopped one."""
+    h = driver_harness
+    if not h.features.saved_state:
+        pytest.skip(f"{h.id} cannot save a VM's state")
+    t = h.state_timeout
+    driver.create()
+    driver.start()
+    assert wait_for(driver, State.RUNNING, t) == State.RUNNING
+    driver.save_state()
+    deadline = time.monotonic() + t
+    while not driver.finish_save():
+        assert time.monotonic() < deadline, f"not saved after {t} s: {driver.status()}"
+        time.sleep(0.05)
+    assert driver.status() == State.SAVED and reopen(driver).status() == State.SAVED
+    assert driver.ssh_endpoint() is None
+    driver.start()  # resumes
+    state = wait_for(driver, State.RUNNING, t)
+    if state == State.PAUSED:  # saved paused (qemu), loaded paused: start runs it
+        driver.start()
+        state = wait_for(driver, State.RUNNING, t)
+    assert state == State.RUNNING
+    driver.discard_saved_state()
+    assert driver.status() == State.RUNNING
+    driver.save_state()
+    while not driver.finish_save():
+        time.sleep(0.05)
+    driver.discard_saved_state()
+    assert wait_for(driver, State.STOPPED, t) == State.STOPPED
+    driver.remove()
+    assert driver.status() == State.NOT_CREATED

@@ -109,3 +109,11 @@ def test_no_fd_passing_over_tcp_qmp(running) -> None:
     d, srv, pid = running
     d.data["qmp"] = "tcp:127.0.0.1:4444"
     assert "unix QMP socket" in d.saved_state_blocker()
+
+
+def test_remove_deletes_the_saved_state(running) -> None:
+    d, srv, pid = running
+    d.save_state()
+    assert d.finish_save()
+    d.remove()
+    assert list(d.ctx.machine_dir.iterdir()) == [] and d.status() == State.NOT_CREATED
