@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.rootfs import write_busybox_rootfs  # noqa: E402
+from rootfs import write_busybox_rootfs  # noqa: E402  (bench/rootfs.py, beside this script)
+
 from machine import machinedir, process  # noqa: E402
 
 TARGET_S = 3.0
