@@ -151,6 +151,11 @@ def launch(driver: QemuDriver) -> None:
     if state == State.PAUSED:
         qmp.command(driver._qmp_address(), "cont", 2.0)
         return
+    if state == State.STOPPING and qmp.query_status(driver._qmp_address(), 2.0) == "postmigrate":
+        # a suspend that was interrupted after qemu wrote the state: the guest is still in this qemu, run it on
+        (driver.dir / machinedir.SAVED_STATE_PART).unlink(missing_ok=True)
+        qmp.command(driver._qmp_address(), "cont", 2.0)
+        return
     if driver._pid() is not None:
         return  # running, starting or stopping: one qemu per machine
     qemu = find_qemu()

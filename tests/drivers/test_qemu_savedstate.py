@@ -117,3 +117,12 @@ def test_remove_deletes_the_saved_state(running) -> None:
     assert d.finish_save()
     d.remove()
     assert list(d.ctx.machine_dir.iterdir()) == [] and d.status() == State.NOT_CREATED
+
+
+def test_start_after_an_interrupted_suspend_runs_the_guest_on(running) -> None:
+    d, srv, pid = running
+    d.save_state()  # ... and the suspend was killed before finish_save quit qemu
+    assert d.status() == State.STOPPING
+    d.start()
+    assert srv.commands[-1] == "cont" and d.status() == State.RUNNING and pid_alive(pid)
+    assert not list(d.ctx.machine_dir.glob("saved-state*"))
