@@ -1,19 +1,23 @@
-"""Reading and removing a machine's files without hanging or crashing on whatever a damaged store holds."""
+"""Reading and removing a machine's files without hanging or crashing on whatever a damaged store holds.
+Reading imports only os and stat (the read-only commands read configs on every `machine env`)."""
 
 from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
-from typing import Any
 
-from machine import createmarker, machinedir
+from machine import machinedir
 from machine.errors import ConfigError, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
-def _empty_folder(directory: Path) -> bool:
+def _empty_folder(directory: str | Path) -> bool:
     try:
         with os.scandir(directory) as entries:
             return next(entries, None) is None
@@ -21,10 +25,10 @@ def _empty_folder(directory: Path) -> bool:
         return False
 
 
-def read_text(name: str, directory: Path) -> str:
+def read_text(name: str, directory: str | Path) -> str:
     """The text of `directory`/config.json, checked first: never opens a FIFO or device (so never blocks), refuses
     folders, dangling symlinks and loops, huge files and non-UTF-8 text, each as a ConfigError naming the file."""
-    path = directory / machinedir.CONFIG
+    path = os.path.join(directory, machinedir.CONFIG)
     damaged = f"Fix or restore it, or remove the machine with 'machine rm -f {name}'."
     try:
         st = os.stat(path)  # follows symlinks: a dangling one or a loop fails here
@@ -36,6 +40,8 @@ def read_text(name: str, directory: Path) -> str:
             ) from None
         if os.path.islink(path):
             raise ConfigError(f"Config file {path} is a symlink to nothing", damaged) from None
+        from machine import createmarker
+
         if createmarker.present(directory):
             raise ConfigError(f"Machine {name!r} is broken: its create did not finish (no config was written)",
                               f"Remove it with: machine rm {name}") from None

@@ -7,14 +7,15 @@ remove it with machine rm NAME") instead of showing it as healthy.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-from pathlib import Path
 
 from machine import machinedir
-from machine.atomicfile import write_atomic
-from machine.process import pid_alive
+from machine.pids import pid_alive
+
+TYPE_CHECKING = False  # checking a marker (every config read) imports only os and stat; writing one, more
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MARKER = machinedir.CREATING
 
@@ -22,13 +23,18 @@ MARKER = machinedir.CREATING
 def _start_ticks(pid: int) -> int | None:
     """When process `pid` started (Linux clock ticks since boot), to tell a reused pid from the creator."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            stat = f.read()
         return int(stat.rsplit(")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
         return None
 
 
 def begin(machine_dir: Path) -> None:
+    import json
+
+    from machine.atomicfile import write_atomic
+
     write_atomic(machine_dir / MARKER, json.dumps({"pid": os.getpid(), "start": _start_ticks(os.getpid())}))
 
 
@@ -39,17 +45,20 @@ def finish(machine_dir: Path) -> None:
         pass
 
 
-def present(machine_dir: Path) -> bool:
-    return os.path.lexists(machine_dir / MARKER)
+def present(machine_dir: str | Path) -> bool:
+    return os.path.lexists(os.path.join(machine_dir, MARKER))
 
 
-def abandoned(machine_dir: Path) -> bool:
+def abandoned(machine_dir: str | Path) -> bool:
     """True when a marker is there and the process that wrote it is gone (or is not that process any more)."""
-    path = machine_dir / MARKER
+    path = os.path.join(machine_dir, MARKER)
     try:
         if not stat.S_ISREG(os.lstat(path).st_mode):
             return True  # not a file we wrote: its create surely did not finish cleanly
-        data = json.loads(path.read_text(encoding="utf-8"))
+        import json
+
+        with open(path, encoding="utf-8") as f:
+            data = json.loads(f.read())
         pid, start = int(data["pid"]), data.get("start")
     except OSError:
         return False  # no marker, or a folder we cannot read (the config read reports that)

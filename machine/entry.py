@@ -1,9 +1,13 @@
 """The `machine` program's entry point. Signal handlers go in before anything else is imported: a Ctrl-C or
 SIGTERM while click, the drivers or paramiko load is remembered, then ends the command with "Interrupted."
 and exit 130/143, never a KeyboardInterrupt traceback. (The interpreter's own start-up, before this module
-runs, is outside our reach.)"""
+runs, is outside our reach.) Nothing else is imported before the read-only commands' fast path
+(machine.fastpath) has had its chance: they must start about as fast as the interpreter."""
 
-import signal as _signal
+try:  # the C module `signal` wraps (always loaded): `signal` itself would build its enums first
+    import _signal
+except ImportError:  # pragma: no cover - other interpreters
+    import signal as _signal
 
 _early: list[int] = []
 

@@ -7,6 +7,11 @@ is due; for anything else (other commands, --help, -D, a misspelt option, a mach
 renewing, an SSH engine transport) it returns False before printing anything and the click CLI runs
 instead. Errors are printed as the CLI prints them. tests/test_fastpath.py runs both paths and compares
 their output, exit status and imported modules.
+
+Each command first reads the store through machine.quickread (string paths, none of machine.store's imports);
+where that cannot answer exactly as the store would (a docker-machine record, a damaged config, a busy lock,
+a certificate check that needs more than the saved SANs) it raises NotQuick and the command runs again on
+machine.store.Store. Only `re` (the console script's own import), json and machine's small modules load.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from __future__ import annotations
 import os
 import sys
 
-TYPE_CHECKING = False  # typing itself (and re, which it imports) is not loaded on this path
+TYPE_CHECKING = False  # typing itself is not loaded on this path
 if TYPE_CHECKING:
+    from machine.quickread import QuickStore, SavedConfig
     from machine.store import Store
 
 PROGRAM = "machine"
@@ -49,7 +55,11 @@ def _one_name(args: list[str]) -> str | None:
     return args[0] if args else None
 
 
-def _store(storage: str | None) -> Store:
+def _store(storage: str | None, quick: bool) -> Store | QuickStore:
+    if quick:
+        from machine.quickread import QuickStore
+
+        return QuickStore(storage)
     from pathlib import Path
 
     from machine.store import Store
@@ -62,7 +72,7 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
-def _version(args: list[str], storage: str | None, on_cmdline: bool) -> None:
+def _version(args: list[str], storage: str | None, on_cmdline: bool, quick: bool) -> None:
     if args:  # `version NAME` asks the engine: the CLI's
         raise _Fallback
     from machine import __version__
@@ -70,45 +80,55 @@ def _version(args: list[str], storage: str | None, on_cmdline: bool) -> None:
     _out(f"machine version {__version__}\n")
 
 
-def _url(args: list[str], storage: str | None, on_cmdline: bool) -> None:
+def _url(args: list[str], storage: str | None, on_cmdline: bool, quick: bool) -> None:
     from machine.cheapstate import require_running
     from machine.readonly import name_or_default, saved_url
 
-    store = _store(storage)
+    store = _store(storage, quick)
     cfg = store.load(name_or_default(store, _one_name(args)))
     require_running(store, cfg)
     _out(saved_url(cfg) + "\n")
 
 
-def _active(args: list[str], storage: str | None, on_cmdline: bool) -> None:
+def _active(args: list[str], storage: str | None, on_cmdline: bool, quick: bool) -> None:
     if args:
         raise _Fallback
     from machine.errors import NotFound
     from machine.readonly import active_names
 
-    names = active_names(_store(storage))
+    if quick:
+        from machine.quickread import current_machine
+
+        names = active_names(_store(storage, quick), current_machine)
+    else:
+        names = active_names(_store(storage, quick))
     if not names:
         raise NotFound("No active host found", "Activate one: eval $(machine env NAME), or machine use NAME.")
     _out(names[0] + "\n")
 
 
-def _ls(args: list[str], storage: str | None, on_cmdline: bool) -> None:
+def _ls(args: list[str], storage: str | None, on_cmdline: bool, quick: bool) -> None:
     if args not in (["-q"], ["--quiet"]):
         raise _Fallback
-    from machine.ls import listing
+    if quick:  # without filters `ls -q` lists every machine of the store, readable or not (listing.quiet_names)
+        from machine.names import natural_key
 
-    _out("".join(f"{name}\n" for name in listing.quiet_names(_store(storage), listing.parse_filters(()))))
+        names = sorted(_store(storage, quick).names(), key=natural_key)
+    else:
+        from machine.ls import listing
+
+        names = listing.quiet_names(_store(storage, quick), listing.parse_filters(()))
+    _out("".join(f"{name}\n" for name in names))
 
 
-def _target(store: Store, name: str | None) -> tuple[str, str, str | None]:
+def _target(store: Store | QuickStore, name: str | None) -> tuple[str, str, str | None]:
     """(name, engine URL, cert dir or None) as env/config's client_target gives them, when that needs no
     warning, hint or certificate renewal (else the CLI answers)."""
-    from pathlib import Path
-    from urllib.parse import urlsplit
-
     from machine.cheapstate import require_running
+    from machine.quickread import QuickStore
     from machine.readonly import name_or_default
 
+    quick = isinstance(store, QuickStore)
     resolved = name_or_default(store, name)
     with store.lock(resolved):
         cfg = store.load(resolved)
@@ -117,23 +137,53 @@ def _target(store: Store, name: str | None) -> tuple[str, str, str | None]:
         if cfg.engine.get("transport") == "ssh" or not url:
             raise _Fallback
         if cfg.managed_engine and not cfg.origin:
-            from machine import provision
+            if quick:
+                _quick_certs_check(cfg)
+            else:
+                from machine import provision
 
-            if provision.check_certs(store, cfg):
-                raise _Fallback
+                if provision.check_certs(store, cfg):
+                    raise _Fallback
+        cert_dir = cfg.engine.get("cert_dir")
+        if quick:
+            from machine.quickread import NotQuick, pure_path
+
+            if not url.startswith("tcp://") or (cert_dir and not isinstance(cert_dir, str)):
+                raise NotQuick
+            return cfg.name, url, pure_path(cert_dir) if cert_dir else store.machine_dir(cfg.name)
+        from pathlib import Path
+        from urllib.parse import urlsplit
+
         tls = urlsplit(url).scheme in ("tcp", "https")
-        cert_dir = Path(cfg.engine["cert_dir"]) if cfg.engine.get("cert_dir") else store.machine_dir(cfg.name)
-        return cfg.name, url, str(cert_dir) if tls else None
+        cert_path = Path(cert_dir) if cert_dir else store.machine_dir(cfg.name)
+        return cfg.name, url, str(cert_path) if tls else None
 
 
-def _config(args: list[str], storage: str | None, on_cmdline: bool) -> None:
+def _quick_certs_check(cfg: SavedConfig) -> None:
+    """provision.check_certs finds nothing to warn about when the engine URL is tcp://IPV4:PORT and that address
+    is among the SANs saved at issue; for anything else (a host name, a stale certificate) NotQuick."""
+    from machine.quickread import NotQuick
+
+    if cfg.engine.get("transport", "tls") != "tls":
+        return
+    host, _, port = str(cfg.engine.get("url", "")).removeprefix("tcp://").partition(":")
+    sans = cfg.engine.get("cert_sans")
+    ips = sans.get("ips") if isinstance(sans, dict) else None
+    octets = host.split(".")
+    ipv4 = len(octets) == 4 and all(o.isdigit() and o.isascii() and str(int(o)) == o and int(o) < 256 for o in octets)
+    if not (ipv4 and port.isdigit() and port.isascii() and 0 < int(port) < 65536 and str(int(port)) == port
+            and isinstance(ips, list) and host in ips):
+        raise NotQuick
+
+
+def _config(args: list[str], storage: str | None, on_cmdline: bool, quick: bool) -> None:
     from machine.readonly import config_text
 
-    name, url, cert_dir = _target(_store(storage), _one_name(args))
+    name, url, cert_dir = _target(_store(storage, quick), _one_name(args))
     _out(config_text(url, cert_dir))
 
 
-def _env(args: list[str], storage: str | None, on_cmdline: bool) -> None:
+def _env(args: list[str], storage: str | None, on_cmdline: bool, quick: bool) -> None:
     from machine import readonly
     from machine.client import shellenv
 
@@ -161,7 +211,7 @@ def _env(args: list[str], storage: str | None, on_cmdline: bool) -> None:
     if unset:
         _out(readonly.unset_text(prefix, name, shell, no_proxy))
         return
-    target = _target(_store(storage), name)
+    target = _target(_store(storage, quick), name)
     _out(readonly.env_text(prefix, name, shell, no_proxy, *target))
 
 
@@ -180,7 +230,12 @@ def run(argv: list[str]) -> bool:
         from machine.errors import ExitCode, MachineError
 
         try:
-            command(words[1:], storage, on_cmdline)
+            from machine.quickread import NotQuick
+
+            try:
+                command(words[1:], storage, on_cmdline, True)
+            except NotQuick:  # machine.store answers this one
+                command(words[1:], storage, on_cmdline, False)
         except MachineError as e:
             sys.stderr.write(f"Error: {e.message}\n" + (f"Hint: {e.hint}\n" if e.hint else ""))
             sys.stderr.flush()

@@ -1,4 +1,4 @@
-"""Machine name validation (docker-machine's rule)."""
+"""Machine names: validation (docker-machine's rule) and the order they are listed in."""
 
 from __future__ import annotations
 
@@ -22,3 +22,8 @@ def validate_name(name: str) -> str:
             f"(at most {MAX_LEN} characters).",
         )
     return name
+
+
+def natural_key(name: str) -> list[tuple[int, int, str]]:
+    """Case-insensitive natural order: m2 before m10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name.lower())]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from machine.errors import DriverError, HostNotUsable
+from machine.pids import pid_alive
 
 log = logging.getLogger("machine.process")
 
@@ -116,41 +117,6 @@ def exec_interactive(args: Sequence[str | os.PathLike[str]], env: Mapping[str, s
 
 
 # -- processes we started (qemu, switches): alive? kill and reap ------------------------------
-
-
-def pid_alive(pid: int) -> bool:
-    """True while process `pid` runs. Reaps it when it is our exited child (no zombie counts as alive)."""
-    if pid <= 0:
-        return False
-    if sys.platform == "win32":  # pragma: no cover - Windows only
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return code.value == 259  # STILL_ACTIVE
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: ask the kernel below
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def kill_pid(pid: int) -> None:

@@ -13,15 +13,16 @@ from machine.names import validate_name
 
 TYPE_CHECKING = False  # typing itself (and re, which it imports) is not loaded on this path
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
+    from machine.quickread import QuickStore, SavedConfig
     from machine.store import MachineConfig, Store
 
 DEFAULT_NAME = "default"
 PROGRAM = "machine"
 
 
-def name_or_default(store: Store, name: str | None) -> str:
+def name_or_default(store: Store | QuickStore, name: str | None) -> str:
     """`name` validated, or `default` when none was given (saying so clearly if it does not exist).
     An empty name ("") is refused: it is not the same as giving none."""
     if name is not None:
@@ -34,7 +35,7 @@ def name_or_default(store: Store, name: str | None) -> str:
     return DEFAULT_NAME
 
 
-def saved_url(cfg: MachineConfig) -> str:
+def saved_url(cfg: MachineConfig | SavedConfig) -> str:
     url = cfg.engine.get("url")
     if not url:
         raise InvalidState(f"Machine {cfg.name!r} has no engine URL yet",
@@ -42,23 +43,24 @@ def saved_url(cfg: MachineConfig) -> str:
     return str(url)
 
 
-def active_names(store: Store) -> list[str]:
-    """Machines whose URL equals $DOCKER_HOST, or whose docker context is current."""
-    from machine.client import dockercontext
+def active_names(store: Store | QuickStore, current_machine: Callable[[], str | None] | None = None) -> list[str]:
+    """Machines whose URL equals $DOCKER_HOST, or whose docker context is current (`current_machine`, by default
+    machine.client.dockercontext's)."""
+    if current_machine is None:
+        from machine.client.dockercontext import current_machine
 
     docker_host = os.environ.get("DOCKER_HOST", "")
-    current = None if docker_host else dockercontext.current_machine()
+    current = None if docker_host else current_machine()
     found = []
     for n in store.names():
+        if not docker_host and current != n:
+            continue  # only the current context's machine is a candidate: the others are not read
         try:
             cfg = store.load(n)
         except MachineError:
             continue
         url = cfg.engine.get("url")
-        if docker_host:
-            if url and url == docker_host:
-                found.append(n)
-        elif current == n:
+        if not docker_host or (url and url == docker_host):
             found.append(n)
     return found
 
@@ -97,11 +99,11 @@ def unset_text(prefix: Sequence[str], name: str | None, shell: str | None, no_pr
 def env_text(prefix: Sequence[str], name: str | None, shell: str | None, no_proxy: bool,
              machine: str, url: str, cert_dir: str | None) -> str:
     """`env`: the lines that point the docker client at `machine`'s engine (url, cert_dir: its client target)."""
-    from urllib.parse import urlsplit
-
     used_shell = shell.lower() if shell else shellenv.detect_shell()
     proxy = None
     if no_proxy:
+        from urllib.parse import urlsplit
+
         host = urlsplit(url).hostname or ""
         if not host:
             raise UsageError(f"Machine {machine!r} has no host address in its URL {url}",

@@ -7,7 +7,10 @@ read-only commands import it."""
 from __future__ import annotations
 
 import re
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _UNITS = {"": 1, "m": 1, "mb": 1, "mib": 1, "g": 1024, "gb": 1024, "gib": 1024, "t": 1024 * 1024, "tb": 1024 * 1024,
           "tib": 1024 * 1024}

@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from machine import configfile, createmarker, machinedir, sizeunits
+from machine import configfile, configschema, createmarker, machinedir, sizeunits
 from machine.atomicfile import ensure_dir, write_atomic
+from machine.configschema import SCHEMA_VERSION
 from machine.errors import ConfigError, MachineError
 from machine.filelock import FileLock
-from machine.names import NAME_RE, validate_name
+from machine.names import validate_name
 
-SCHEMA_VERSION = 1
 # docker-machine's top-level keys (machine.dockermachine.record.HEADER_KEYS)
 DOCKER_MACHINE_KEYS = ("ConfigVersion", "Driver", "DriverName", "HostOptions", "Name")
 
@@ -85,62 +85,15 @@ class MachineConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path) -> MachineConfig:
-        version = data.get("schema_version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ConfigError(
-                f"Config file {source} has no valid schema_version (a whole number from 1)",
-                "The file is damaged: restore it from a backup, or remove the machine with 'machine rm -f'.",
-            )
-        if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"Config file {source} has schema version {version}, newer than this machine "
-                f"(knows up to {SCHEMA_VERSION})",
-                "Upgrade machine to a release that knows this config version.",
-            )
+        configschema.check(data, source)
         known = {f for f in cls.__dataclass_fields__}
-        missing = [k for k in ("name", "driver") if not isinstance(data.get(k), str)]
-        if missing:
-            raise ConfigError(
-                f"Config file {source} lacks {', '.join(missing)}",
-                "The file is damaged: restore it, or remove the machine with 'machine rm -f'.",
-            )
         values = {k: v for k, v in data.items() if k in known and k not in ("docker_machine", "origin")}
         from_docker_machine = [k for k in DOCKER_MACHINE_KEYS if k in data]
         if from_docker_machine:
             values["docker_machine"] = {k: data[k] for k in from_docker_machine}
-        for key in ("driver_options", "driver_data", "engine", "ssh", "swarm", "labels"):
-            if key in values and not isinstance(values[key], dict):
-                raise ConfigError(
-                    f"Config file {source}: '{key}' must be an object",
-                    "The file is damaged: restore it, or remove the machine with 'machine rm -f'.",
-                )
-        _check_values(values, source)
         if isinstance(values.get("driver_options"), dict):  # older names and units -> today's (MiB)
             values["driver_options"] = sizeunits.migrate_saved(values["driver"], values["driver_options"])
-        if not isinstance(values.get("share_mechanism", ""), str):
-            raise ConfigError(f"Config file {source}: 'share_mechanism' must be a string",
-                              "Fix it with 'machine set NAME --share-mechanism auto', or remove the machine.")
-        for key in ("shares", "share_errors"):
-            if key in values and not isinstance(values[key], list):
-                raise ConfigError(
-                    f"Config file {source}: '{key}' must be a list",
-                    "The file is damaged: restore it, or remove the machine with 'machine rm -f'.",
-                )
         return cls(**values)
-
-
-def _check_values(values: dict[str, Any], source: Path) -> None:
-    """Fields other code relies on: the engine port, the URL, the cluster name."""
-    damaged = "The file is damaged: restore it, or remove the machine with 'machine rm -f'."
-    engine = values.get("engine") or {}
-    port = engine.get("port")
-    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535):
-        raise ConfigError(f"Config file {source}: engine port must be a number from 1 to 65535", damaged)
-    if not isinstance(engine.get("url", ""), str | None):
-        raise ConfigError(f"Config file {source}: engine url must be a string", damaged)
-    cluster = (values.get("swarm") or {}).get("cluster")
-    if cluster is not None and cluster != "" and not (isinstance(cluster, str) and NAME_RE.fullmatch(cluster)):
-        raise ConfigError(f"Config file {source}: swarm cluster must be a cluster name", damaged)
 
 
 class Store:

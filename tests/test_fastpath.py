@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ HEAVY = ("click", "paramiko", "winrm", "cryptography", "libvirt", "machine.drive
 # what the child prints: its exit status, stdout, stderr and the modules it imported, as JSON on fd PROBE_FD
 PROBE = """
 import io, json, os, sys
+before = set(sys.modules)  # what the interpreter (and an editable install's finder) loaded before machine ran
 out, err = io.StringIO(), io.StringIO()
 sys.stdout, sys.stderr = out, err
 code = 0
@@ -38,7 +40,7 @@ try:
 except SystemExit as e:
     code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
 os.write(int(os.environ["PROBE_FD"]), json.dumps({"code": code, "out": out.getvalue(), "err": err.getvalue(),
-                        "modules": sorted(sys.modules)}).encode())
+                        "modules": sorted(sys.modules), "new": sorted(set(sys.modules) - before)}).encode())
 """
 
 
@@ -57,9 +59,9 @@ def machine_run(path: str, *argv: str, env: dict[str, str]) -> dict:
 
 
 def qemu_record(store: Store, name: str, *, transport: str = "tls", sans: list[str] | None = None,
-                running: bool = True) -> subprocess.Popen | None:
+                running: bool = True, url: str = "tcp://127.0.0.1:40376") -> subprocess.Popen | None:
     mdir = store.machine_dir(name)
-    engine = {"transport": transport, "port": 2376, "url": "tcp://127.0.0.1:40376" if transport == "tls"
+    engine = {"transport": transport, "port": 2376, "url": url if transport == "tls"
               else "ssh://root@127.0.0.1:40022", "cert_sans": {"ips": sans or ["127.0.0.1"], "dns": ["localhost"]}}
     store.save(MachineConfig(name=name, driver="qemu", driver_options={"cpus": 2, "memory": 1024},
                              driver_data={"created": True, "pid_file": "qemu.pid", "ssh_port": 40022},
@@ -84,7 +86,7 @@ def store_env(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     assert res.returncode == 0, res
     store = Store(root)
     procs = [qemu_record(store, "dev"), qemu_record(store, "moved", sans=["10.0.0.9"]),
-             qemu_record(store, "sshy", transport="ssh")]
+             qemu_record(store, "sshy", transport="ssh"), qemu_record(store, "named", url="tcp://localhost:40376")]
     qemu_record(store, "stopped", running=False)
     store.make_machine_dir("broken")
     (store.machine_dir("broken") / "config.json").write_text("{not json")
@@ -101,8 +103,12 @@ FAST = [
     ["env", "--shell", "fish", "a"], ["env", "--shell=powershell", "a"], ["env", "a", "--shell", "cmd"],
     ["env", "--shell", "tcsh", "--no-proxy", "a"], ["env", "-u"], ["env", "-u", "--shell", "fish"], ["env", "-u", "a"],
     ["env", "--unset", "--no-proxy"], ["env", "stopped"], ["env"], ["env", "broken"], ["config", "a"],
-    ["config", "dev"], ["config", "stopped"], ["config", "nope"],
+    ["config", "dev"], ["config", "stopped"], ["config", "nope"], ["env", "named"], ["config", "named"],
 ]
+# answered from machine.quickread: none of machine.store's imports (together more than the interpreter's start)
+STORE_IMPORTS = ("machine.store", "dataclasses", "pathlib", "typing", "threading", "subprocess")
+# ... except these, which machine.store answers (a damaged config; a certificate check on a host name)
+FROM_STORE = [["url", "broken"], ["env", "broken"], ["env", "named"], ["config", "named"]]
 SLOW = [  # left to the CLI (a warning, a hint, a question for click or a driver): the same answer all the same
     ["env", "moved"], ["env", "sshy"], ["config", "sshy"], ["env", "--shell", "BASH", "a"], ["env", "--shell", "nosh"],
     ["env", "a", "b"], ["env", "--help"], ["url", "-x"], ["ls"], ["version", "a"], ["-D", "url", "a"],
@@ -118,6 +124,8 @@ def test_fast_path_answers_as_the_cli(store_env: dict[str, str], argv: list[str]
     if argv in FAST:
         heavy = [m for m in fast["modules"] if m.split(".")[0] in HEAVY or m.startswith(HEAVY)]
         assert heavy == [], f"{argv} imported {heavy}"
+        from_store = [m for m in STORE_IMPORTS if m in fast["new"]]
+        assert bool(from_store) == (argv in FROM_STORE), f"{argv} imported {from_store}"
     else:
         assert "click" in fast["modules"]
 
@@ -127,7 +135,7 @@ def test_the_store_given_on_the_command_line_is_in_the_hint(store_env: dict[str,
     fast = machine_run("entry", "-s", root, "env", "a", env=store_env)
     assert fast["code"] == 0 and f"# eval $(machine -s '{root}' env a)" in fast["out"]
     assert fast == {**machine_run("cli", "--storage-path", root, "env", "a", env=store_env),
-                    "modules": fast["modules"]}
+                    "modules": fast["modules"], "new": fast["new"]}
     assert "click" not in fast["modules"]
 
 
@@ -137,3 +145,62 @@ def test_active_follows_docker_host(store_env: dict[str, str]) -> None:
     assert (fast["code"], fast["out"]) == (0, "dev\n")
     assert "click" not in fast["modules"]
     assert (fast["out"], fast["err"]) == (machine_run("cli", "active", env=env)["out"], "")
+
+
+def test_a_storage_path_spelt_loosely_is_spelt_as_the_cli_does(store_env: dict[str, str]) -> None:
+    root = store_env["MACHINE_STORAGE_PATH"]
+    for spelt in (root + "/", root + "/./", root.replace("/", "//")):
+        for argv in (["-s", spelt, "env", "a"], ["-s", spelt, "config", "dev"]):
+            fast = machine_run("entry", *argv, env=store_env)
+            assert "machine.store" not in fast["modules"], fast  # (with // at the start, dev is not running: its
+            # process names its folder with one /, as the CLI finds too)
+            slow = machine_run("cli", *argv, env=store_env)
+            assert (fast["code"], fast["out"], fast["err"]) == (slow["code"], slow["out"], slow["err"])
+
+
+def test_active_follows_the_current_docker_context(store_env: dict[str, str], tmp_path) -> None:  # noqa: ANN001
+    env = {**store_env, "DOCKER_CONFIG": str(tmp_path / "dc")}
+    res = subprocess.run([sys.executable, "-m", "machine", "use", "a"], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res
+    fast = machine_run("entry", "active", env=env)
+    assert (fast["code"], fast["out"], fast["err"]) == (0, "a\n", "")
+    assert "machine.store" not in fast["modules"] and "hashlib" not in fast["modules"]
+    assert fast == {**machine_run("cli", "active", env=env), "modules": fast["modules"], "new": fast["new"]}
+
+
+def test_a_machine_another_command_holds_is_answered_after_it(store_env: dict[str, str]) -> None:
+    """The lock is tried without waiting; held, machine.store's lock waits for it as the CLI does."""
+    import threading
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with Store(Path(store_env["MACHINE_STORAGE_PATH"])).lock("a"):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(30)
+    threading.Timer(1.0, release.set).start()
+    try:
+        fast = machine_run("entry", "env", "a", env=store_env)
+    finally:
+        release.set()
+        holder.join()
+    assert fast["code"] == 0 and "machine.store" in fast["modules"], fast
+    assert fast == {**machine_run("cli", "env", "a", env=store_env), "modules": fast["modules"], "new": fast["new"]}
+
+
+def test_docker_machine_records_are_read_by_the_store(tmp_path) -> None:  # noqa: ANN001
+    from dockermachine_store import DockerMachineStore
+
+    dm = DockerMachineStore(tmp_path / "dm")
+    dm.add("old", "none", {"URL": "tcp://127.0.0.1:2376"})
+    env = {**os.environ, "MACHINE_STORAGE_PATH": str(dm.root), "DOCKER_CONFIG": str(tmp_path / "dc"),
+           "SHELL": "/bin/bash", "DOCKER_HOST": "tcp://127.0.0.1:2376"}
+    env.pop("DOCKER_CONTEXT", None)
+    for argv in (["env", "old"], ["url", "old"], ["config", "old"], ["active"], ["ls", "-q"]):
+        fast = machine_run("entry", *argv, env=env)
+        assert fast["code"] == 0 and "click" not in fast["modules"], (argv, fast)
+        assert fast == {**machine_run("cli", *argv, env=env), "modules": fast["modules"], "new": fast["new"]}

@@ -3,15 +3,18 @@
 Each shell has its own set/unset syntax, comment character and eval form; the lines and the two-line
 usage hint follow docker-machine's commands/env.go byte for byte for ordinary values. Values are
 escaped where the shell's quoting needs it (docker-machine did not), which changes nothing for
-ordinary paths and URLs. Stdlib only: `machine env` runs inside `eval $(...)` and must be fast.
+ordinary paths and URLs. Imports only os and collections (which the interpreter's `re` has loaded already):
+`machine env` runs inside `eval $(...)` and must start about as fast as the interpreter.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections import namedtuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 POSIX_SHELLS = ("bash", "zsh", "sh", "ksh", "dash", "ash", "mksh")
 SHELLS = (*POSIX_SHELLS, "fish", "powershell", "pwsh", "cmd", "tcsh", "csh", "emacs")
@@ -55,21 +58,11 @@ def _cmd_set(name: str, value: str) -> str:
     return f'SET "{name}={value.replace(chr(34), "")}"\n'
 
 
-@dataclass(frozen=True)
-class Syntax:
-    """docker-machine's ShellConfig Prefix/Delimiter/Suffix for set and unset, plus the hint form."""
-
-    set_prefix: str
-    set_delimiter: str
-    set_suffix: str
-    unset_prefix: str
-    unset_delimiter: str
-    unset_suffix: str
-    comment: str
-    eval_form: str  # {cmd} is the command line
-    escape: Callable[[str], str] = _raw
-    # a whole set line (name, value) -> text, for shells whose quoting is not prefix + escaped value + suffix
-    set_line: Callable[[str, str], str] | None = None
+# docker-machine's ShellConfig Prefix/Delimiter/Suffix for set and unset, the comment character and the hint's eval
+# form ({cmd} is the command line); `escape` quotes a value, `set_line` (name, value) -> a whole set line for shells
+# whose quoting is not prefix + escaped value + suffix (None: the usual form)
+Syntax = namedtuple("Syntax", ["set_prefix", "set_delimiter", "set_suffix", "unset_prefix", "unset_delimiter",
+                               "unset_suffix", "comment", "eval_form", "escape", "set_line"], defaults=(_raw, None))
 
 
 POSIX = Syntax("export ", '="', '"\n', "unset ", "", "\n", "#", "eval $({cmd})", _escape('\\"$`'))
@@ -87,10 +80,19 @@ SYNTAX: dict[str, Syntax] = {
 
 def shell_name(shell: str) -> str:
     """A shell path or name as a name: /usr/bin/zsh -> zsh, pwsh.exe -> powershell, csh -> tcsh."""
-    name = Path(shell.strip()).name.lower()
+    name = _basename(shell.strip()).lower()
     if name.endswith(".exe"):
         name = name[:-4]
     return ALIASES.get(name, name)
+
+
+def _basename(path: str) -> str:
+    """The last part of a path as pathlib's `.name` gives it (trailing separators and `.` parts ignored)."""
+    seps = os.sep + (os.altsep or "")
+    if os.name == "nt":  # pragma: no cover - Windows only: a drive's `C:` is no name
+        path = os.path.splitdrive(path)[1]
+    parts = [p for p in path.replace(seps[-1], seps[0]).split(seps[0]) if p and p != "."]
+    return parts[-1] if parts else ""
 
 
 def canonical(shell: str) -> str:
@@ -173,12 +175,8 @@ def usage_hint(shell: str, command_line: Sequence[str]) -> str:
     return f"{syntax.comment} Run this command to configure your shell: \n{syntax.comment} {cmd}\n"
 
 
-@dataclass(frozen=True)
-class Assignment:
-    """One line: set `name` to `value`, or unset it when value is None."""
-
-    name: str
-    value: str | None
+# one line: set `name` to `value`, or unset it when value is None
+Assignment = namedtuple("Assignment", ["name", "value"])
 
 
 def render(shell: str, lines: Sequence[Assignment], hint: str) -> str:

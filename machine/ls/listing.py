@@ -8,7 +8,6 @@ Filtering without `state=` (and `ls -q`) reads the store only and imports no dri
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 
 from machine.errors import MachineError, TimeoutError_, UsageError
 from machine.ls.namefilter import NamePattern, compile_filter
+from machine.names import natural_key
 from machine.store import MachineConfig, Store
 
 DEFAULT_TIMEOUT = 10.0
@@ -328,11 +328,6 @@ def swarm_column(cfg: MachineConfig) -> str:
 
 
 # -- small helpers ------------------------------------------------------------------------------
-
-
-def natural_key(name: str) -> list[Any]:
-    """Case-insensitive natural order: m2 before m10."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name.lower())]
 
 
 def go_duration(seconds: float) -> str:
