@@ -42,6 +42,7 @@ HEADERS = {
 FILTER_KEYS = ("name", "driver", "state", "label", "swarm")
 UNKNOWN_VERSION = "Unknown"
 RUNNING = "Running"
+TIMEOUT = "Timeout"  # docker-machine's state for a host whose query did not end in time
 
 
 @dataclass
@@ -224,7 +225,10 @@ def probe(store: Store, cfg: MachineConfig, deadline: float, debug: bool = False
             try:
                 left = min(deadline, engine_deadline or deadline) - time.monotonic()
                 result.version = docker_version(store, cfg, max(0.1, left))
-            except Exception as e:  # noqa: BLE001 - shown in the ERRORS column
+            except TimeoutError as e:  # docker-machine's ls shows a host whose query never ends as Timeout
+                result.state = TIMEOUT
+                result.error = one_line(f"Unable to query docker version: {_text(e)}")
+            except Exception as e:  # noqa: BLE001 - shown in the ERRORS column; the state stays the driver's
                 result.error = one_line(f"Unable to query docker version: {_text(e)}")
         if not result.error:
             result.error = agent_error(store, cfg, driver)
@@ -303,7 +307,7 @@ def _row(cfg: MachineConfig, result: Any, timeout: float, docker_host: str, curr
         if result.state == RUNNING and cfg.share_errors and not row.Error:  # a share the guest could not mount
             row.Error = one_line("; ".join(cfg.share_errors))
     elif isinstance(result, TimeoutError_):
-        row.State, row.Error, row.ResponseTime = "Timeout", one_line(result.message), go_duration(timeout)
+        row.State, row.Error, row.ResponseTime = TIMEOUT, one_line(result.message), go_duration(timeout)
     else:
         row.State, row.Error = "Error", one_line(_text(result))
     row.ActiveHost = is_active(row, docker_host, current)

@@ -238,7 +238,8 @@ def engine_version(store: Store, cfg: MachineConfig, driver: Driver) -> str:
 
 def engine_version_quick(store: Store, cfg: MachineConfig, timeout: float = 2.0) -> str:
     """The engine version for `ls`: one TLS request with a short timeout. "Unknown" for an engine not asked over
-    TLS; OSError saying why (refused, EOF, timeout, TLS error, no client certificate) when it does not answer."""
+    TLS; OSError saying why (refused, EOF, TLS error, no client certificate) when it does not answer, TimeoutError
+    (an OSError too) when it answered nothing within `timeout`."""
     target = tlscheck.split_url(cfg.engine.get("url", ""))
     if cfg.engine.get("transport", "tls") != "tls" or not target:
         return "Unknown"
@@ -249,5 +250,6 @@ def engine_version_quick(store: Store, cfg: MachineConfig, timeout: float = 2.0)
         version = tlscheck.get_version(target[0], target[1], cert_dir, timeout=timeout)
     except (OSError, ValueError, HTTPException) as e:
         log.debug("engine version of %s: %r", cfg.name, e)
-        raise OSError(tlscheck.why_not(e, target, timeout, cert_dir)) from None
+        why = tlscheck.why_not(e, target, timeout, cert_dir)
+        raise (TimeoutError(why) if isinstance(e, TimeoutError) else OSError(why)) from None
     return "v" + str(version.get("Version", "Unknown")).lstrip("v")
