@@ -70,16 +70,18 @@ class Option:
     def key(self) -> str:
         return self.name.replace("-", "_")
 
-    def convert(self, driver: str, raw: Any) -> Any:
-        """Turn a string (from the environment) or a value into this option's type."""
+    def convert(self, driver: str, raw: Any, given_as: str | None = None) -> Any:
+        """Turn a string (from the environment) or a value into this option's type. A bad value is a UsageError
+        naming `given_as` (the spelling the user typed: an alias flag, an environment variable), else the flag."""
         if self.multiple:
             if raw is None:
                 return []
             items = raw.split(",") if isinstance(raw, str) else list(raw)
-            return [self._one(driver, x) for x in items if x != ""]
-        return None if raw is None else self._one(driver, raw)
+            return [self._one(driver, x, given_as) for x in items if x != ""]
+        return None if raw is None else self._one(driver, raw, given_as)
 
-    def _one(self, driver: str, raw: Any) -> Any:
+    def _one(self, driver: str, raw: Any, given_as: str | None = None) -> Any:
+        flag = given_as or self.flag(driver)
         try:
             if self.type is bool:
                 if isinstance(raw, bool):
@@ -94,20 +96,20 @@ class Option:
                 value = self.type(raw)
         except (TypeError, ValueError):
             what = getattr(self.type, "description", f"a {self.type.__name__}")
-            raise UsageError(f"Invalid value {raw!r} for {self.flag(driver)}", f"{self.flag(driver)} takes {what}.") \
-                from None
+            raise UsageError(f"Invalid value {raw!r} for {flag}", f"{flag} takes {what}.") from None
         if self.choices and value not in self.choices:
             raise UsageError(
-                f"Invalid value {raw!r} for {self.flag(driver)}",
+                f"Invalid value {raw!r} for {flag}",
                 f"Choose one of: {', '.join(self.choices)}.",
             )
-        self.check(driver, value)
+        self.check(driver, value, given_as)
         return value
 
-    def check(self, driver: str, value: Any) -> None:
-        """Refuse a value outside this option's bounds (UsageError naming the flag and the range)."""
+    def check(self, driver: str, value: Any, given_as: str | None = None) -> None:
+        """Refuse a value outside this option's bounds (UsageError naming the flag, or `given_as`, and the range)."""
         if value is None or self.multiple:
             return
+        flag = given_as or self.flag(driver)
         numeric = self.type is not bool and isinstance(self.type, type) and issubclass(self.type, int | float)
         if numeric and not isinstance(value, bool) and isinstance(value, int | float):
             low, high = self.minimum, self.maximum
@@ -115,14 +117,14 @@ class Option:
                 shown = str(value) if len(str(value)) <= 20 else str(value)[:17] + "..."
                 bounds = f"from {low} to {high}" if low is not None and high is not None else (
                     f"at least {low}" if low is not None else f"at most {high}")
-                hint = f"{self.flag(driver)} takes a number {bounds}."
+                hint = f"{flag} takes a number {bounds}."
                 unit_hint = getattr(self.type, "below_minimum_hint", None)
                 if unit_hint and low is not None and value < low:
                     hint = unit_hint(int(value), low, high) or hint
-                raise UsageError(f"Invalid value {shown} for {self.flag(driver)}", hint)
+                raise UsageError(f"Invalid value {shown} for {flag}", hint)
         elif not self.allow_empty and isinstance(value, str) and not value.strip():
-            raise UsageError(f"{self.flag(driver)} must not be empty",
-                             f"Give a value, or leave {self.flag(driver)} out for the default ({self.default}).")
+            raise UsageError(f"{flag} must not be empty",
+                             f"Give a value, or leave {flag} out for the default ({self.default}).")
 
 
 PORTS_HYPERVISOR = "hypervisor"
@@ -340,19 +342,21 @@ class Driver(ABC):
         raise NotImplementedError(f"driver {self.name} adds no NAT rules")
 
 
-def option_values(driver_cls: type[Driver], given: dict[str, Any], environ: dict[str, str] | None = None
-                  ) -> dict[str, Any]:
-    """Resolve each declared option: flag value, else environment variable, else default."""
+def option_values(driver_cls: type[Driver], given: dict[str, Any], environ: dict[str, str] | None = None,
+                  given_as: dict[str, str] | None = None) -> dict[str, Any]:
+    """Resolve each declared option: flag value, else environment variable, else default. A bad value names what
+    it came from: the flag as typed (`given_as`: key -> an alias flag), or the environment variable."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for opt in driver_cls.options:
         raw = given.get(opt.key)
+        source = (given_as or {}).get(opt.key)
         for var in (opt.envvar(driver_cls.name), *opt.env_aliases):
             if raw is None or (opt.multiple and not raw):
-                raw = env.get(var)
+                raw, source = env.get(var), var
         if raw is None:
-            raw = opt.default
-        values[opt.key] = opt.convert(driver_cls.name, raw)
+            raw, source = opt.default, None
+        values[opt.key] = opt.convert(driver_cls.name, raw, source)
     return values
 
 

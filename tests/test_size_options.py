@@ -84,12 +84,39 @@ def test_a_size_in_the_old_unit_is_refused_with_a_hint(store_root: Path, argv: l
     assert not (store_root / "machines" / "x").exists()
 
 
+@pytest.mark.parametrize(("argv", "env", "named"), [
+    (["-d", "virtualbox", "--virtualbox-cpu-count", "0"], {}, "--virtualbox-cpu-count"),
+    (["-d", "hyperv", "--hyperv-cpu-count", "999"], {}, "--hyperv-cpu-count"),
+    (["-d", "hyperkit", "--hyperkit-cpu-count", "-1"], {}, "--hyperkit-cpu-count"),
+    (["-d", "virtualbox", "--virtualbox-cpus", "0"], {}, "--virtualbox-cpus"),
+    (["-d", "virtualbox"], {"VIRTUALBOX_CPU_COUNT": "0"}, "VIRTUALBOX_CPU_COUNT"),
+    (["-d", "hyperv"], {"HYPERV_DISK_SIZE": "20"}, "HYPERV_DISK_SIZE"),
+    (["-d", "virtualbox", "--virtualbox-disk-size", "5"], {}, "--virtualbox-disk-size"),
+])
+def test_an_out_of_range_value_names_what_the_user_typed(store_root: Path, argv: list[str], env: dict,
+                                                         named: str) -> None:
+    res = run("create", *argv, "x", env=env)
+    assert res.code == 2 and res.crash is None, res
+    assert f"for {named}\n" in res.err, res
+    assert not (store_root / "machines" / "x").exists()
+
+
 def test_create_help_shows_one_unit_per_size_option() -> None:
     res = run("create", "--help")
     assert res.code == 0, res
     for driver in VM_DRIVERS:
         assert f"--{driver}-disk-size MIB" in res.out and f"--{driver}-memory MIB" in res.out
     assert "--virtualbox-cpus, --virtualbox-cpu-count" in res.out and "VIRTUALBOX_CPU_COUNT" in res.out
+
+
+def saved_config(store_root: Path, name: str, driver: str, options: dict) -> tuple[Store, Path]:
+    """A machine folder holding only a config.json with these driver options (as some release saved it)."""
+    store = Store(store_root)
+    mdir = store.machine_dir(name)
+    mdir.mkdir(parents=True)
+    (mdir / "config.json").write_text(json.dumps({"schema_version": 1, "name": name, "driver": driver,
+                                                  "driver_options": options}))
+    return store, mdir
 
 
 OLD_CONFIGS = {  # driver_options as releases before one unit saved them (no disk_size_unit)
@@ -105,11 +132,7 @@ OLD_CONFIGS = {  # driver_options as releases before one unit saved them (no dis
 @pytest.mark.parametrize("name", sorted(OLD_CONFIGS))
 def test_old_config_json_is_read_in_todays_units_and_saved_with_its_unit(store_root: Path, name: str) -> None:
     driver, options, expected = OLD_CONFIGS[name]
-    store = Store(store_root)
-    mdir = store.machine_dir(name)
-    mdir.mkdir(parents=True)
-    (mdir / "config.json").write_text(json.dumps({"schema_version": 1, "name": name, "driver": driver,
-                                                  "driver_options": options}))
+    store, mdir = saved_config(store_root, name, driver, options)
     cfg = store.load(name)
     assert {k: cfg.driver_options[k] for k in expected} == expected
     assert "cpu_count" not in cfg.driver_options and "disk_size_unit" not in cfg.driver_options
@@ -121,20 +144,12 @@ def test_old_config_json_is_read_in_todays_units_and_saved_with_its_unit(store_r
 
 
 def test_a_new_config_is_not_converted(store_root: Path) -> None:
-    store = Store(store_root)
-    mdir = store.machine_dir("n")
-    mdir.mkdir(parents=True)
-    (mdir / "config.json").write_text(json.dumps({"schema_version": 1, "name": "n", "driver": "qemu",
-                                                  "driver_options": {"disk_size": 2048, "disk_size_unit": "MiB"}}))
+    store, _ = saved_config(store_root, "n", "qemu", {"disk_size": 2048, "disk_size_unit": "MiB"})
     assert store.load("n").driver_options == {"disk_size": 2048}
 
 
 def test_a_saved_value_too_small_names_the_flag(store_root: Path) -> None:
-    store = Store(store_root)
-    mdir = store.machine_dir("s")
-    mdir.mkdir(parents=True)
-    (mdir / "config.json").write_text(json.dumps({"schema_version": 1, "name": "s", "driver": "qemu",
-                                                  "driver_options": {"memory": 2, "disk_size_unit": "MiB"}}))
+    store, _ = saved_config(store_root, "s", "qemu", {"memory": 2, "disk_size_unit": "MiB"})
     with pytest.raises(ConfigError) as err:
         check_saved_options(store.load("s"))
     assert "--qemu-memory" in err.value.message and "machine set s --qemu-memory" in err.value.hint

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from machine import orchestrator, registry
+from machine.driver import option_values
 from machine.errors import UsageError
 from machine.names import validate_name
 
@@ -71,15 +72,54 @@ def driver_params() -> list[click.Option]:
             ptype: Any = click.Choice(opt.choices) if opt.choices else (
                 {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(opt.type, click.STRING))
             default_txt = "" if opt.default in (None, "", [], ()) or opt.secret else f" [default: {opt.default}]"
-            decls = [opt.flag(driver), *opt.aliases, f"{driver}__{opt.key}"]
             helptext = f"{opt.help}{default_txt} [env {', '.join((opt.envvar(driver), *opt.env_aliases))}]"
-            if opt.type is bool and not opt.multiple:  # a switch: --hyperv-insecure (None when absent)
-                params.append(click.Option(decls, is_flag=True, flag_value=True, default=None, help=helptext))
-            else:
-                metavar = "MIB" if hasattr(opt.type, "below_minimum_hint") else None  # a size: 20480 or 20g
-                params.append(click.Option(decls, type=ptype, multiple=opt.multiple, default=None, help=helptext,
-                                           show_default=False, metavar=metavar))
+            # each alias (docker-machine's spelling) is a hidden option of its own, so an error names the one typed;
+            # the help shows them beside the option's own flag
+            spellings = [([opt.flag(driver), f"{driver}__{opt.key}"], False, opt.aliases)]
+            spellings += [([alias, f"{driver}__{opt.key}{ALIAS}{i}"], True, ()) for i, alias in enumerate(opt.aliases)]
+            for decls, hidden, aliases in spellings:
+                if opt.type is bool and not opt.multiple:  # a switch: --hyperv-insecure (None when absent)
+                    kind: dict[str, Any] = {"is_flag": True, "flag_value": True}
+                else:
+                    metavar = "MIB" if hasattr(opt.type, "below_minimum_hint") else None  # a size: 20480 or 20g
+                    kind = {"type": ptype, "multiple": opt.multiple, "show_default": False, "metavar": metavar}
+                params.append(_DriverOption(decls, aliases=aliases, hidden=hidden, default=None, help=helptext,
+                                            **kind))
     return params
+
+
+ALIAS = "__alias"  # an alias flag's parameter name: <driver>__<key>__alias<N>
+
+
+class _DriverOption(click.Option):
+    """A driver option whose help line also lists its aliases (`--virtualbox-cpus, --virtualbox-cpu-count`)."""
+
+    def __init__(self, decls: list[str], aliases: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(decls, **kwargs)
+        self.alias_flags = aliases
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        record = super().get_help_record(ctx)
+        if record and self.alias_flags:
+            own = self.opts[0]
+            record = (record[0].replace(own, ", ".join((own, *self.alias_flags)), 1), record[1])
+        return record
+
+
+def typed_spellings(flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Driver flags (`<driver>__<key>`, `<driver>__<key>__alias<N>`) with each alias's value under its option's
+    key (the option's own flag wins when both are given), and {`<driver>__<key>`: the alias flag typed}."""
+    merged = {k: v for k, v in flags.items() if ALIAS not in k}
+    typed: dict[str, str] = {}
+    for key, value in flags.items():
+        if ALIAS not in key or value in (None, ()):
+            continue
+        own, _, index = key.partition(ALIAS)
+        if merged.get(own) in (None, ()):
+            driver, _, opt_key = own.partition("__")
+            opt = next(o for o in registry.get(driver).options if o.key == opt_key)
+            merged[own], typed[own] = value, opt.aliases[int(index)]
+    return merged, typed
 
 
 def settable_params() -> list[click.Parameter]:
@@ -91,7 +131,7 @@ def settable_params() -> list[click.Parameter]:
         except Exception:  # a broken third-party driver must not break `set`
             continue
         settable.update(f"{driver}__{o.key}" for o in cls.options if o.settable)
-    params = [p for p in driver_params() if p.name in settable]
+    params = [p for p in driver_params() if (p.name or "").partition(ALIAS)[0] in settable]
     for p in params:  # set reads flags only: the environment variables create reads do not apply
         p.help = (p.help or "").split(" [env ")[0]
     return params
@@ -136,6 +176,7 @@ def request_from_options(name: str, driver: str, engine_transport: str = "tls", 
     engine_archive = _engine_archive(engine_archive, engine_version, engine_install_url)
     cls = registry.get(driver)
     prefix = f"{driver}__"
+    driver_flags, typed = typed_spellings(driver_flags)
     own = {k[len(prefix):]: v for k, v in driver_flags.items() if k.startswith(prefix)}
     foreign = [k.split("__")[0] for k, v in driver_flags.items() if not k.startswith(prefix) and v not in (None, ())]
     if foreign:
@@ -173,6 +214,8 @@ def request_from_options(name: str, driver: str, engine_transport: str = "tls", 
         if not cls.features.share_mechanisms:
             raise UsageError(f"Driver {driver!r} cannot share folders", "Create the machine without --share-mechanism.")
         mechanism = mechanisms.validate_choice(share_mechanism, cls.features.share_mechanisms, cls.name)
+    if typed:  # a bad value names the alias typed (the orchestrator would name the option's own flag)
+        option_values(cls, own, given_as={k[len(prefix):]: v for k, v in typed.items() if k.startswith(prefix)})
     return orchestrator.CreateRequest(name=name, driver=cls.name, driver_flags=own, engine=engine, swarm=swarm,
                                       shares=[s.to_dict() for s in shares], default_share=with_default,
                                       share_mechanism=mechanism)

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from machine import orchestrator
+from machine import orchestrator, registry
 from machine.app import App, pass_app
-from machine.commands.createoptions import settable_params
+from machine.commands.createoptions import settable_params, typed_spellings
 from machine.errors import UsageError
 
 
@@ -36,6 +36,7 @@ def _set(app: App, name: str, share: tuple[str, ...] = (), no_share: bool = Fals
                    else f"share mechanism: {old} -> {new}")
     if share or no_share:
         _set_shares(app, name, share, no_share)
+    flags, typed = typed_spellings(flags)
     given = {k: v for k, v in flags.items() if v not in (None, ())}
     if (share or no_share or share_mechanism) and not given:
         app.progress.info(f"The changes take effect when {name!r} starts: machine start {name}")
@@ -48,6 +49,9 @@ def _set(app: App, name: str, share: tuple[str, ...] = (), no_share: bool = Fals
     if not given:
         raise UsageError("Nothing to change", f"Give options, e.g. machine set {name} --{driver}-memory 2048 "
                                               "(machine set --help lists them).")
+    for key, flag in typed.items():  # a bad value names the alias typed (the orchestrator would name the option's own)
+        opt = next(o for o in registry.get(driver).options if o.key == key[len(prefix):])
+        opt.convert(driver, given[key], flag)
     changes = orchestrator.set_options(app.store, name, {k[len(prefix):]: v for k, v in given.items()}, app.debug)
     if not changes:
         click.echo(f"Nothing changed: {name!r} already has these options.")
