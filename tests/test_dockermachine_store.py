@@ -73,7 +73,8 @@ def test_listed_with_their_driver_state_url_and_engine_version(dm: DockerMachine
     # the engine answered over mutual TLS with docker-machine's CA and client certificate (certs/: none gets no copies)
     assert (none["State"], none["DockerVersion"], none["Error"]) == ("Running", "v24.0.7", "")
     assert none["URL"] == json.loads((dm.machines / "dm-none" / "config.json").read_text())["Driver"]["URL"]
-    assert listed["dm-generic"]["State"] == "Error"  # its SSH port does not answer
+    assert listed["dm-generic"]["State"] == "Error"  # its SSH port does not answer, and ERRORS says so
+    assert listed["dm-generic"]["Error"].startswith("no SSH answer from 127.0.0.1:"), listed["dm-generic"]
     assert "VBoxManage" in listed["dm-vbox"]["Error"]
     assert listed["dm-fusion"]["State"] == "Error"
     assert listed["dm-fusion"]["Error"].startswith("driver vmwarefusion is not supported")

@@ -291,6 +291,7 @@ def test_generic_driver_state_and_refusals(tmp_path: Path) -> None:
     d = DRIVER(DriverContext("g", tmp_path, {"ip_address": "127.0.0.1", "ssh_port": closed, "ssh_user": "root",
                                              "engine_port": 2376}))
     assert d.status() == State.ERROR
+    assert d.unexpected_exit().startswith(f"no SSH answer from 127.0.0.1:{closed}")
     assert d.engine_address(3376) == ("127.0.0.1", 3376)
     for action in (d.start, d.stop, lambda: d.stop(force=True)):
         with pytest.raises(DriverError):

@@ -89,7 +89,19 @@ class GenericDriver(Driver):
     def status(self) -> State:
         from machine import waiting
 
-        return State.RUNNING if waiting.tcp_open(self._host(), int(self.opt("ssh_port") or 22)) else State.ERROR
+        host, port = self._host(), int(self.opt("ssh_port") or 22)
+        if waiting.tcp_open(host, port):
+            self._down = ""
+            return State.RUNNING
+        # machine cannot tell a host that is off from one it cannot reach: Error, with the reason for ls and status
+        self._down = f"no SSH answer from {host}:{port}: the host is off or cannot be reached from here"
+        return State.ERROR
+
+    def unexpected_exit(self) -> str:
+        """Why status() is Error (the host's SSH port does not answer); empty when it answers."""
+        if not hasattr(self, "_down"):  # asked on its own (machine status): look
+            self.status()
+        return self._down
 
     def ip(self) -> str | None:
         return self._host()
