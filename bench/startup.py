@@ -5,7 +5,8 @@
 Makes a throwaway store with one `none` machine, runs `python -c pass` and each command N times, interleaved
 (one round runs everything once, so load changes hit all alike), through the installed `machine` console script
 (not a pyenv shim), and prints the median and best wall time, the median CPU time and the ratio of the medians
-to the bare start, as a table and JSON.
+to the bare start, as a table and JSON. The floor: pip's console-script wrapper (it imports re and sys) around a
+module that only prints, run the same way: no entry point can start faster than that.
 Usage: python3 bench/startup.py [-n 20]
 """
 
@@ -38,7 +39,15 @@ def main() -> None:
         env.pop("DOCKER_HOST", None)
         subprocess.run([*exe, "create", "-d", "none", "--url", "tcp://127.0.0.1:2376", "a"], env=env, check=True,
                        capture_output=True)
-        runs = {"python -c pass": [sys.executable, "-c", "pass"]}
+        floor = Path(tmp) / "floor"  # pip's wrapper (distlib's script template) importing a module that only prints
+        floor.mkdir()
+        (floor / "only_prints.py").write_text("import sys\n\ndef main():\n    sys.stdout.write('a\\n')\n")
+        (floor / "machine").write_text("import re\nimport sys\nfrom only_prints import main\n"
+                                       "if __name__ == '__main__':\n"
+                                       "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+                                       "    sys.exit(main())\n")
+        runs = {"python -c pass": [sys.executable, "-c", "pass"],
+                "floor: wrapper + print": [sys.executable, str(floor / "machine")]}
         runs.update({"machine " + " ".join(cmd): [*exe, *cmd] for cmd in COMMANDS})
         # the same answer through click (machine.cli), as before the fast path (machine/fastpath.py)
         runs["env a, click path"] = [sys.executable, "-c", "import sys; sys.argv[0] = 'machine'; "
@@ -61,7 +70,7 @@ def main() -> None:
     print(f"{'command':<22}{'median ms':>10}{'best ms':>10}{'cpu ms':>10}{'x bare':>8}")
     for r in rows:
         print(f"{r['command']:<22}{r['median_ms']:>10}{r['best_ms']:>10}{r['cpu_ms']:>10}{r['ratio']:>8}")
-    worst = max(r["ratio"] for r in rows[1:-1])
+    worst = max(r["ratio"] for r in rows[2:-1])
     print(f"worst ratio {worst} (target <= {TARGET_RATIO}: {'met' if worst <= TARGET_RATIO else 'missed'})")
     print(json.dumps({"load_avg": os.getloadavg(), "runs": args.n, "target_ratio": TARGET_RATIO, "results": rows}))
     shutil.rmtree(Path(tmp), ignore_errors=True)
