@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rootfs import write_busybox_rootfs  # noqa: E402  (bench/rootfs.py, beside this script)
 
 from machine import machinedir, process  # noqa: E402
+from machine.errors import MachineError  # noqa: E402
 
 TARGET_S = 3.0
 
@@ -65,9 +66,12 @@ def timed_start(name: str, env: dict[str, str], denv: dict[str, str]) -> dict[st
 
     def poll() -> None:
         while not stop.is_set():
-            if docker(["version", "--format", "{{.Server.Version}}"], denv, timeout=5).ok:
-                answered.append(time.monotonic() - t0)
-                return
+            try:
+                if docker(["version", "--format", "{{.Server.Version}}"], denv, timeout=5).ok:
+                    answered.append(time.monotonic() - t0)
+                    return
+            except MachineError:  # the docker CLI hung (the guest accepts TCP while booting): ask again
+                pass
             time.sleep(0.1)
 
     poller = threading.Thread(target=poll, daemon=True)
@@ -95,8 +99,7 @@ def run(driver: str, memory: int, saved_runs: int, cold_runs: int) -> dict:
                        "while true; do sleep 1; done"], denv).ok:
             raise SystemExit("docker run failed")
         for _ in range(cold_runs):
-            machine(["stop", name], env)
-            denv = docker_env(name, env)
+            machine(["stop", name], env)  # (the engine URL stays: the forwarded ports are kept while free)
             result["cold"].append(timed_start(name, env, denv))
             docker(["start", "keep"], denv)
         for _ in range(saved_runs):
@@ -104,7 +107,6 @@ def run(driver: str, memory: int, saved_runs: int, cold_runs: int) -> dict:
             machine(["suspend", name], env)
             suspend_s = time.monotonic() - t0
             size = (tmp / "store" / "machines" / name / machinedir.SAVED_STATE).stat().st_size
-            denv = docker_env(name, env)
             run_ = timed_start(name, env, denv)
             run_.update(suspend_s=round(suspend_s, 2), state_mib=round(size / 2**20, 1))
             running = docker(["inspect", "-f", "{{.State.Running}}", "keep"], denv).stdout.strip()
