@@ -28,6 +28,7 @@ from bench.portsimage import missing, write_ports_rootfs
 from machine.agent import control
 from machine.agent.sshrelay import host_port_free
 from tests.isos.mos_helpers import free_port
+from tests.vm import vmhelpers
 from tests.vm.vmhelpers import docker, docker_env, libvirt_reason, machine, pids_of, skip_reason
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
@@ -37,22 +38,7 @@ IMAGE = "ports:test"
 
 
 def http_get(port: int, timeout: float = DEADLINE) -> str:
-    """The body of GET / on 127.0.0.1:port, retried until `timeout`; "" when nothing answered."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-                c.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-                data = b""
-                while chunk := c.recv(65536):
-                    data += chunk
-            if b"\r\n\r\n" in data:
-                return data.split(b"\r\n\r\n", 1)[1].decode()
-        except OSError:
-            pass
-        if time.monotonic() >= deadline:
-            return ""
-        time.sleep(0.3)
+    return vmhelpers.http_get(port, timeout)
 
 
 def udp_echo(port: int, timeout: float = DEADLINE) -> bytes:

@@ -7,7 +7,6 @@ is set to the host's; then a corrupted state file falls back to a cold boot and 
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from bench.portsimage import missing, write_ports_rootfs
 from machine import machinedir
 from tests.isos.mos_helpers import free_port
-from tests.vm.vmhelpers import docker, docker_env, machine, pids_of, skip_reason
+from tests.vm.vmhelpers import docker, docker_env, http_get, machine, pids_of, skip_reason
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
@@ -50,24 +49,6 @@ class VM:
         res = self.m("ls", "--filter", f"name={self.name}", "--format", "{{.State}}")
         assert res.returncode == 0, res.stderr
         return res.stdout.strip()
-
-
-def http_get(port: int, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-                c.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-                data = b""
-                while chunk := c.recv(65536):
-                    data += chunk
-            if b"\r\n\r\n" in data:
-                return data.split(b"\r\n\r\n", 1)[1].decode()
-        except OSError:
-            pass
-        if time.monotonic() >= deadline:
-            return ""
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")

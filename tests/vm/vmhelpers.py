@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bench.rootfs import write_busybox_rootfs
@@ -98,3 +100,22 @@ def pids_of(program: str, mentioning: str) -> list[int]:
         if program.encode() in argv[0] and mentioning.encode() in b" ".join(argv):
             found.append(int(proc.name))
     return found
+
+
+def http_get(port: int, timeout: float = 60) -> str:
+    """The body of GET / on 127.0.0.1:port, retried until `timeout`; "" when nothing answered."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+                data = b""
+                while chunk := c.recv(65536):
+                    data += chunk
+            if b"\r\n\r\n" in data:
+                return data.split(b"\r\n\r\n", 1)[1].decode()
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return ""
+        time.sleep(0.3)
