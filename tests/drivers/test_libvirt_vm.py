@@ -226,7 +226,8 @@ def test_taken_ports_are_rewritten_in_the_real_daemons_xml(tmp_path: Path, monke
     machine_dir = tmp_path / "m"
     machine_dir.mkdir()
     drv = LibvirtDriver(DriverContext(name="ports", machine_dir=machine_dir, cache_dir=tmp_path,
-                                      options={"uri": URI, "accel": "tcg", "network": "user", "disk_size": 1024}))
+                                      options={"uri": URI, "accel": "tcg", "network": "user", "disk_size": 1024,
+                                               "restrict": "on"}))
     try:
         drv.create()
         old = drv.data["ssh_port"]

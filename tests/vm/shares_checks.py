@@ -83,7 +83,14 @@ def check_inspect_and_ls(m: dict[str, Any]) -> None:
         {"HostPath": str(m["home"].resolve()), "GuestPath": str(m["home"].resolve()), "ReadOnly": False},
         {"HostPath": str(m["extra"].resolve()), "GuestPath": "/extra", "ReadOnly": True}]
     assert view["ShareErrors"] == []
-    ls = machine("ls", "--format", "{{.Name}} {{.State}} [{{.Error}}]", "--filter", f"name={m['name']}", env=m["env"])
+    # ls gives the engines 1.5 s: on a loaded host one query may time out (a Timeout row); ask again for up to 60 s
+    deadline = time.monotonic() + 60
+    while True:
+        ls = machine("ls", "--format", "{{.Name}} {{.State}} [{{.Error}}]", "--filter", f"name={m['name']}",
+                     env=m["env"])
+        if ls.stdout.strip() == f"{m['name']} Running []" or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert ls.stdout.strip() == f"{m['name']} Running []", ls.stdout + ls.stderr
 
 
