@@ -4,7 +4,7 @@ create a qemu machine, run a container, then `--cold` times: stop + start (a boo
 start (a resume). For each start: the command's wall time, and when the engine first answered through TLS (a
 `docker version` poller beside the command). Also the suspend time and the saved state's size.
 
-    /work/bin/vmslot --exclusive python3 bench/saved_bench.py [--driver qemu] [--saved 3] [--cold 1] [--memory 1024]
+    python3 bench/saved_bench.py [--driver qemu] [--saved 3] [--cold 1] [--memory 1024]
 
 Runs `machine` as a subprocess in an isolated temp store. Prints a table (stderr) and JSON (stdout), with the
 host's load before and after (`/proc/loadavg`)."""

@@ -9,6 +9,8 @@ import socket
 import stat
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -118,8 +120,8 @@ def test_check_available_without_qemu(tmp_path: Path, monkeypatch: pytest.Monkey
     assert not avail.ok and "not found" in avail.message and "qemu" in avail.hint.lower()
 
 
-@pytest.fixture
-def running(tmp_path: Path, os_dir: Path):
+@contextmanager
+def fake_running_driver(tmp_path: Path) -> Iterator[tuple[QemuDriver, FakeQMP, int]]:
     """A created driver whose 'qemu' is a sleeping process plus a fake QMP server."""
     d = make_driver(tmp_path)
     (d.ctx.machine_dir / "data.qcow2").write_bytes(b"")
@@ -130,10 +132,18 @@ def running(tmp_path: Path, os_dir: Path):
     path = short_socket_path()
     srv = FakeQMP(path, on_quit=lambda: kill_pid(pid))
     d.data["qmp"] = srv.address
-    yield d, srv, pid
-    srv.close()
-    kill_pid(pid)
-    shutil.rmtree(path.parent, ignore_errors=True)
+    try:
+        yield d, srv, pid
+    finally:
+        srv.close()
+        kill_pid(pid)
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def running(tmp_path: Path, os_dir: Path):
+    with fake_running_driver(tmp_path) as parts:
+        yield parts
 
 
 def test_status_maps_the_qmp_run_state(running) -> None:

@@ -5,15 +5,14 @@ to qemu with migrate-incoming. The real qemu: tests/vm/test_suspend_vm.py."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 from machine.drivers.qemu import savedstate
 from machine.drivers.qemu.kvmprobe import kill_pid, pid_alive
-from test_qemu_driver import fake_qemu_process, make_driver
-from test_qemu_fakes import STREAM_MAGIC, FakeQMP, short_socket_path
+from test_qemu_driver import fake_qemu_process, fake_running_driver
+from test_qemu_fakes import STREAM_MAGIC
 
 from machine import machinedir
 from machine.driver import State
@@ -21,19 +20,9 @@ from machine.errors import DriverError
 
 
 @pytest.fixture
-def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    d = make_driver(tmp_path)
-    (d.ctx.machine_dir / "data.qcow2").write_bytes(b"")
-    d.data.update({"created": True, "boot": "kernel", "ssh_port": 40022, "engine_port": 40376, "ssh_user": "root"})
-    pid = fake_qemu_process(d.ctx.machine_dir)
-    (d.ctx.machine_dir / machinedir.QEMU_PID).write_text(f"{pid}\n")
-    path = short_socket_path()
-    srv = FakeQMP(path, on_quit=lambda: kill_pid(pid))
-    d.data["qmp"] = srv.address
-    yield d, srv, pid
-    srv.close()
-    kill_pid(pid)
-    shutil.rmtree(path.parent, ignore_errors=True)
+def running(tmp_path: Path):
+    with fake_running_driver(tmp_path) as parts:
+        yield parts
 
 
 def test_suspend_writes_the_stream_then_quits_qemu(running) -> None:
